@@ -1,1 +1,180 @@
-fn main() {}
+//! `sluis`: the Sluis data-space connector.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use sluis_connector::config::{Config, DEFAULT_CONFIG, LogFormat};
+use sluis_connector::{demo, run, sample, tls};
+
+#[derive(Parser)]
+#[command(name = "sluis", version, about = "Sluis: a sovereign data-space connector (DSP 2025-1, ODRL, Arrow Flight)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the connector.
+    Serve {
+        /// The configuration file.
+        #[arg(long, short, default_value = "sluis.toml", env = "SLUIS_CONFIG")]
+        config: PathBuf,
+    },
+    /// Run a provider and a consumer on this machine: catalogue, negotiation, and a
+    /// policy-enforced Arrow Flight query.
+    Demo {
+        /// Rows of sample data.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        /// Keep everything in this folder instead of a temporary one.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Write a commented default configuration.
+    Init {
+        /// Where to write it.
+        #[arg(long, short, default_value = "sluis.toml")]
+        out: PathBuf,
+    },
+    /// Certificate helpers for a local data space.
+    #[command(subcommand)]
+    Certs(CertsCommand),
+    /// Generate the synthetic smart-meter dataset as Parquet.
+    Sample {
+        /// Output file.
+        #[arg(long, short)]
+        out: PathBuf,
+        /// Number of rows.
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        /// Random seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum CertsCommand {
+    /// Create a data-space CA (ca.pem, ca-key.pem) in a folder.
+    Ca {
+        /// Output folder.
+        #[arg(long, short)]
+        out: PathBuf,
+        /// The CA's name.
+        #[arg(long, default_value = "Sluis data-space CA")]
+        name: String,
+    },
+    /// Issue a participant certificate (cert.pem, key.pem, ca.pem) signed by a CA folder.
+    Issue {
+        /// The CA folder made by `sluis certs ca`.
+        #[arg(long)]
+        ca: PathBuf,
+        /// The participant id (an IRI, e.g. did:web:example.org).
+        #[arg(long)]
+        participant: String,
+        /// Host names or IP addresses the connector is reached at.
+        #[arg(long = "host", default_values_t = ["localhost".to_string(), "127.0.0.1".to_string()])]
+        hosts: Vec<String>,
+        /// Output folder.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Pretty => builder.init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn dispatch(command: Command) -> Result<()> {
+    match command {
+        Command::Serve { config } => {
+            let cfg = Config::load(&config)?;
+            init_tracing(cfg.log.format);
+            runtime()?.block_on(run::serve(cfg))
+        }
+        Command::Demo { rows, dir } => {
+            if std::env::var_os("RUST_LOG").is_some() {
+                init_tracing(LogFormat::Pretty);
+            }
+            runtime()?.block_on(demo::run(rows, dir))
+        }
+        Command::Init { out } => {
+            if out.exists() {
+                anyhow::bail!("{} exists already; remove it or pass --out", out.display());
+            }
+            tls::write_file(&out, DEFAULT_CONFIG.as_bytes())?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
+        Command::Certs(c) => certs(c),
+        Command::Sample { out, rows, seed } => {
+            let s = sample::generate_meter_readings(&out, rows, seed)?;
+            println!("wrote {} rows to {}: {:?}", s.rows, out.display(), s.rows_per_region);
+            Ok(())
+        }
+    }
+}
+
+fn certs(command: CertsCommand) -> Result<()> {
+    match command {
+        CertsCommand::Ca { out, name } => {
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let ca = tls::create_ca(&name)?;
+            tls::write_file(&out.join("ca.pem"), ca.cert_pem.as_bytes())?;
+            tls::write_private(&out.join("ca-key.pem"), ca.key_pem.as_bytes())?;
+            println!("wrote {0}/ca.pem and {0}/ca-key.pem", out.display());
+            Ok(())
+        }
+        CertsCommand::Issue {
+            ca,
+            participant,
+            hosts,
+            out,
+        } => {
+            let read = |f: &str| {
+                std::fs::read_to_string(ca.join(f))
+                    .with_context(|| format!("reading {}: create the CA with `sluis certs ca`", ca.join(f).display()))
+            };
+            let ca = tls::IssuedCert {
+                cert_pem: read("ca.pem")?,
+                key_pem: read("ca-key.pem")?,
+            };
+            let cert = tls::issue_participant_cert(&ca, &participant, &hosts)?;
+            let files = tls::write_participant_files(&out, &ca, &cert)?;
+            println!(
+                "wrote {}, {} and {} for {participant}",
+                files.cert.display(),
+                files.key.display(),
+                files.ca.display()
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! The provider's data-plane access control: a Biscuit token is verified offline against our
+//! public key, then checked against live state — the transfer must still be STARTED (so
+//! suspension, termination and completion revoke it at once) — and the agreement is compiled
+//! into the enforcement plan the data plane applies.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use chrono::Utc;
+use sluis_policy::Policy;
+use sluis_policy::enforcement::{ColumnAccess, EnforcementPlan, compile};
+use sluis_policy::token::{AccessRequest, TokenVerifier};
+use tracing::info;
+
+use crate::dataplane::{AccessControl, AccessError, ActiveGrant, DataSource, SourceKind};
+use crate::dsp::Role;
+use crate::dsp::transfer::TransferState;
+use crate::engine::transfer::FORMAT_FLIGHT;
+use crate::node::{Shared, table_name};
+
+/// Access control backed by the node's store, catalogue and token key.
+pub struct ProviderAccess {
+    node: Shared,
+    verifier: TokenVerifier,
+    plans: Mutex<HashMap<String, EnforcementPlan>>,
+    queries: Mutex<HashMap<String, u64>>,
+}
+
+impl ProviderAccess {
+    /// Access control for `node`.
+    pub fn new(node: Shared) -> anyhow::Result<Self> {
+        let verifier = TokenVerifier::from_public_key_hex(&node.tokens.public_key_hex())
+            .map_err(|e| anyhow::anyhow!("loading the token public key: {e}"))?;
+        Ok(Self {
+            node,
+            verifier,
+            plans: Mutex::default(),
+            queries: Mutex::default(),
+        })
+    }
+
+    fn plan(&self, agreement_id: &str) -> Result<EnforcementPlan, AccessError> {
+        if let Some(p) = self.plans.lock().unwrap_or_else(|p| p.into_inner()).get(agreement_id) {
+            return Ok(p.clone());
+        }
+        let agreement = self
+            .node
+            .store
+            .agreement(agreement_id)
+            .map_err(internal)?
+            .ok_or_else(|| AccessError::PermissionDenied("the token's agreement is unknown".into()))?;
+        let policy = Policy::from_json(&agreement.policy).map_err(|e| internal(anyhow::anyhow!("stored agreement: {e}")))?;
+        let plan = compile(&policy)
+            .map_err(|e| AccessError::PermissionDenied(format!("the agreement cannot be enforced: {e}")))?;
+        self.plans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(agreement_id.to_string(), plan.clone());
+        Ok(plan)
+    }
+
+    fn source(&self, dataset_id: &str) -> Result<DataSource, AccessError> {
+        let dataset = self
+            .node
+            .catalog
+            .dataset(dataset_id)
+            .map_err(|e| internal(anyhow::anyhow!(e)))?
+            .ok_or_else(|| AccessError::PermissionDenied("the dataset is no longer published".into()))?;
+        let source = dataset
+            .distributions
+            .iter()
+            .filter(|d| d.format == FORMAT_FLIGHT)
+            .find_map(|d| d.source.clone())
+            .ok_or_else(|| AccessError::PermissionDenied("the dataset has no Flight distribution".into()))?;
+        let kind = match source.kind.as_str() {
+            "parquet" => SourceKind::Parquet,
+            "csv" => SourceKind::Csv,
+            "json" => SourceKind::Json,
+            "arrow" => SourceKind::ArrowIpc,
+            other => return Err(internal(anyhow::anyhow!("unknown source kind {other}"))),
+        };
+        Ok(DataSource {
+            kind,
+            location: PathBuf::from(source.location),
+        })
+    }
+}
+
+fn internal(e: anyhow::Error) -> AccessError {
+    tracing::error!(error = %format!("{e:#}"), "data-plane access check failed");
+    AccessError::PermissionDenied("internal error while checking access".into())
+}
+
+/// Narrows the visible columns to those an attenuated token still allows.
+fn narrow(columns: ColumnAccess, allowed: &[String]) -> ColumnAccess {
+    let keep = |c: &String| allowed.contains(c);
+    match columns {
+        ColumnAccess::All => ColumnAccess::Allow(allowed.to_vec()),
+        ColumnAccess::Allow(cols) => ColumnAccess::Allow(cols.into_iter().filter(keep).collect()),
+        ColumnAccess::Deny(denied) => {
+            ColumnAccess::Allow(allowed.iter().filter(|c| !denied.contains(c)).cloned().collect())
+        }
+    }
+}
+
+impl AccessControl for ProviderAccess {
+    fn authorize(&self, token: &str, columns: Option<&[String]>) -> Result<ActiveGrant, AccessError> {
+        let claimed = self
+            .verifier
+            .inspect(token)
+            .map_err(|e| AccessError::Unauthenticated(e.to_string()))?;
+        let verified = self
+            .verifier
+            .verify(
+                token,
+                &AccessRequest {
+                    dataset_id: claimed.dataset_id.clone(),
+                    now: Utc::now(),
+                    columns: columns.map(<[String]>::to_vec).unwrap_or_default(),
+                },
+            )
+            .map_err(|e| AccessError::PermissionDenied(e.to_string()))?;
+        let grant = verified.grant;
+        let transfer = self
+            .node
+            .store
+            .transfer(&grant.transfer_id)
+            .map_err(internal)?
+            .filter(|t| t.role == Role::Provider && t.peer_id == grant.consumer && t.agreement_id == grant.agreement_id)
+            .ok_or_else(|| AccessError::PermissionDenied("the token's transfer is unknown".into()))?;
+        if transfer.state != TransferState::Started {
+            return Err(AccessError::PermissionDenied(format!(
+                "the transfer is {}: its tokens are revoked",
+                transfer.state.as_str()
+            )));
+        }
+        let mut plan = self.plan(&grant.agreement_id)?;
+        if let Some(allowed) = &verified.allowed_columns {
+            plan.columns = narrow(plan.columns, allowed);
+        }
+        Ok(ActiveGrant {
+            agreement_id: grant.agreement_id,
+            transfer_id: grant.transfer_id,
+            table_name: table_name(&grant.dataset_id),
+            source: self.source(&grant.dataset_id)?,
+            dataset_id: grant.dataset_id,
+            consumer: grant.consumer,
+            plan,
+        })
+    }
+
+    fn record_query(&self, grant: &ActiveGrant, sql: &str) -> Result<(), AccessError> {
+        let mut counts = self.queries.lock().unwrap_or_else(|p| p.into_inner());
+        let count = counts.entry(grant.agreement_id.clone()).or_default();
+        if let Some(max) = grant.plan.max_queries
+            && *count >= max
+        {
+            return Err(AccessError::PermissionDenied(format!(
+                "the agreement allows {max} queries and all are used (constraint: count)"
+            )));
+        }
+        *count += 1;
+        info!(
+            agreement = %grant.agreement_id,
+            transfer = %grant.transfer_id,
+            consumer = %grant.consumer,
+            query = count,
+            sql = %sql.chars().take(2000).collect::<String>(),
+            "query admitted"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cols(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn attenuation_only_narrows() {
+        let allowed = cols(&["a", "b"]);
+        assert_eq!(narrow(ColumnAccess::All, &allowed), ColumnAccess::Allow(cols(&["a", "b"])));
+        assert_eq!(
+            narrow(ColumnAccess::Allow(cols(&["b", "c"])), &allowed),
+            ColumnAccess::Allow(cols(&["b"]))
+        );
+        assert_eq!(
+            narrow(ColumnAccess::Deny(cols(&["a"])), &allowed),
+            ColumnAccess::Allow(cols(&["b"]))
+        );
+    }
+}

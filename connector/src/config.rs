@@ -1,0 +1,375 @@
+//! `sluis.toml`: the connector's configuration, overridable by `SLUIS_…` environment variables.
+//!
+//! An override names a key path with `__` between levels: `SLUIS_PROTOCOL__LISTEN=0.0.0.0:8443`
+//! sets `[protocol] listen`. Relative paths are resolved against the config file's folder.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use crate::tls::TlsFiles;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// This participant's id (an IRI such as `did:web:provider.example`); must match the
+    /// URI SAN of the TLS certificate.
+    pub participant_id: String,
+    /// Where the state store, catalogue log and keys live.
+    pub data_dir: PathBuf,
+    /// The DSP listener (partner connectors, mutual TLS).
+    pub protocol: ListenerConfig,
+    /// The management listener (the operator).
+    pub management: ManagementConfig,
+    /// The Arrow Flight listener (data consumers).
+    pub data_plane: ListenerConfig,
+    /// Certificates.
+    pub tls: TlsConfig,
+    /// Negotiation behaviour.
+    #[serde(default)]
+    pub negotiation: NegotiationConfig,
+    /// Transfer behaviour.
+    #[serde(default)]
+    pub transfer: TransferConfig,
+    /// Datasets published at start (the management API can add more).
+    #[serde(default, rename = "dataset")]
+    pub datasets: Vec<DatasetConfig>,
+    /// Log format.
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// A listener address and the URL peers reach it at.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Socket address to bind (port 0 picks a free port; see `ports.json` in the data dir).
+    pub listen: SocketAddr,
+    /// Public URL; defaults to one built from the bound address.
+    pub public_url: Option<String>,
+}
+
+/// The management listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManagementConfig {
+    /// Socket address to bind; keep it on loopback unless fronted by a proxy.
+    pub listen: SocketAddr,
+    /// Key the operator sends as `x-api-key` (or `Authorization: Bearer …`).
+    pub api_key: String,
+}
+
+/// PEM files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Data-space CA bundle.
+    pub ca: PathBuf,
+    /// Own certificate.
+    pub cert: PathBuf,
+    /// Own key.
+    pub key: PathBuf,
+}
+
+impl TlsConfig {
+    /// As [`TlsFiles`].
+    pub fn files(&self) -> TlsFiles {
+        TlsFiles {
+            ca: self.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+        }
+    }
+}
+
+/// How the provider answers contract requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderMode {
+    /// Agree when the request means the same as the offer; terminate otherwise.
+    #[default]
+    Auto,
+    /// Wait for the operator to act through the management API.
+    Manual,
+}
+
+/// Negotiation behaviour.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct NegotiationConfig {
+    /// Provider side.
+    #[serde(default)]
+    pub provider_mode: ProviderMode,
+}
+
+/// Transfer behaviour.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferConfig {
+    /// Lifetime of a data-plane token, in seconds.
+    #[serde(default = "default_token_ttl")]
+    pub token_ttl_secs: u64,
+}
+
+impl Default for TransferConfig {
+    fn default() -> Self {
+        Self {
+            token_ttl_secs: default_token_ttl(),
+        }
+    }
+}
+
+fn default_token_ttl() -> u64 {
+    3600
+}
+
+/// A dataset published from the config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    /// The dataset's IRI or URN.
+    pub id: String,
+    /// Title.
+    pub title: String,
+    /// Description.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Keywords.
+    #[serde(default)]
+    pub keywords: Vec<String>,
+    /// Where the data is.
+    pub source: SourceConfig,
+    /// Offers as ODRL JSON files (DSP compact form).
+    #[serde(default)]
+    pub offer_files: Vec<PathBuf>,
+}
+
+/// A data source.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// `parquet`, `csv`, `json` or `arrow`.
+    pub kind: String,
+    /// File or directory.
+    pub location: PathBuf,
+}
+
+/// Log output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Log settings.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// Output format.
+    #[serde(default)]
+    pub format: LogFormat,
+}
+
+const ENV_PREFIX: &str = "SLUIS_";
+
+impl Config {
+    /// Reads `path`, applies environment overrides, resolves paths and validates.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "cannot read the config file {}: create one with `sluis init`",
+                path.display()
+            )
+        })?;
+        let vars = std::env::vars().filter(|(k, _)| k.starts_with(ENV_PREFIX));
+        Self::parse(&text, path, vars)
+    }
+
+    /// Parses config text; `origin` names the file in errors and anchors relative paths.
+    pub fn parse(
+        text: &str,
+        origin: &Path,
+        env: impl Iterator<Item = (String, String)>,
+    ) -> Result<Self> {
+        let mut table: toml::Table = text
+            .parse()
+            .with_context(|| format!("invalid TOML in {}", origin.display()))?;
+        for (key, value) in env {
+            apply_override(&mut table, &key, &value)
+                .with_context(|| format!("in environment variable {key}"))?;
+        }
+        let mut cfg: Config = table
+            .try_into()
+            .with_context(|| format!("invalid configuration in {}", origin.display()))?;
+        let base = origin.parent().unwrap_or(Path::new("."));
+        cfg.resolve_paths(base);
+        cfg.validate()
+            .with_context(|| format!("invalid configuration in {}", origin.display()))?;
+        Ok(cfg)
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let abs = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        abs(&mut self.data_dir);
+        abs(&mut self.tls.ca);
+        abs(&mut self.tls.cert);
+        abs(&mut self.tls.key);
+        for ds in &mut self.datasets {
+            abs(&mut ds.source.location);
+            ds.offer_files.iter_mut().for_each(abs);
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if !self.participant_id.contains(':') {
+            bail!(
+                "key `participant_id`: {:?} is not an IRI (e.g. did:web:example.org)",
+                self.participant_id
+            );
+        }
+        if self.management.api_key.len() < 16 {
+            bail!("key `management.api_key`: use at least 16 characters");
+        }
+        for (i, ds) in self.datasets.iter().enumerate() {
+            if !ds.id.contains(':') {
+                bail!("key `dataset[{i}].id`: {:?} is not an IRI or URN", ds.id);
+            }
+            if !["parquet", "csv", "json", "arrow"].contains(&ds.source.kind.as_str()) {
+                bail!(
+                    "key `dataset[{i}].source.kind`: {:?} is not one of parquet, csv, json, arrow",
+                    ds.source.kind
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The state store file.
+    pub fn state_db(&self) -> PathBuf {
+        self.data_dir.join("state.db")
+    }
+}
+
+fn apply_override(table: &mut toml::Table, key: &str, value: &str) -> Result<()> {
+    let path: Vec<String> = key[ENV_PREFIX.len()..]
+        .split("__")
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+    let (last, parents) = path.split_last().context("empty key")?;
+    let mut cur = table;
+    for p in parents {
+        cur = cur
+            .entry(p.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .with_context(|| format!("`{p}` is not a section"))?;
+    }
+    // Numbers and booleans keep their type; anything else is a string.
+    let parsed = value
+        .parse::<i64>()
+        .map(toml::Value::Integer)
+        .or_else(|_| value.parse::<bool>().map(toml::Value::Boolean))
+        .unwrap_or_else(|_| toml::Value::String(value.to_string()));
+    cur.insert(last.clone(), parsed);
+    Ok(())
+}
+
+/// A commented default config, written by `sluis init`.
+pub const DEFAULT_CONFIG: &str = r#"# Sluis connector configuration. Every key can be overridden by an environment variable:
+# SLUIS_<SECTION>__<KEY>, e.g. SLUIS_PROTOCOL__LISTEN=0.0.0.0:8443.
+
+# This participant's id, an IRI. It must be the URI SAN of the certificate below.
+participant_id = "did:web:connector.example"
+# State store, keys and catalogue log.
+data_dir = "data"
+
+[protocol]            # DSP 2025-1 for partner connectors, mutual TLS
+listen = "127.0.0.1:8443"
+# public_url = "https://connector.example/dsp"
+
+[management]          # the operator's API; keep it on loopback
+listen = "127.0.0.1:8444"
+api_key = "change-me-to-a-long-random-secret"
+
+[data_plane]          # Arrow Flight for data consumers
+listen = "127.0.0.1:8445"
+# public_url = "grpc+tls://connector.example:8445"
+
+[tls]                 # create with: sluis certs ca --out certs && sluis certs issue ...
+ca = "certs/ca.pem"
+cert = "certs/cert.pem"
+key = "certs/key.pem"
+
+[negotiation]
+provider_mode = "auto"   # auto: agree when the request means the same as the offer; manual: wait for the operator
+
+[transfer]
+token_ttl_secs = 3600
+
+[log]
+format = "pretty"        # or "json"
+
+# [[dataset]]
+# id = "urn:example:dataset:meter-readings"
+# title = "Smart meter readings"
+# source = { kind = "parquet", location = "data/meter_readings.parquet" }
+# offer_files = ["offers/meter-readings.json"]
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config> {
+        Config::parse(
+            text,
+            Path::new("/etc/sluis/sluis.toml"),
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn default_config_parses_and_resolves_paths() {
+        let cfg = parse(DEFAULT_CONFIG, &[]).unwrap();
+        assert_eq!(cfg.tls.ca, PathBuf::from("/etc/sluis/certs/ca.pem"));
+        assert_eq!(cfg.negotiation.provider_mode, ProviderMode::Auto);
+    }
+
+    #[test]
+    fn environment_overrides_keys() {
+        let cfg = parse(
+            DEFAULT_CONFIG,
+            &[("SLUIS_PROTOCOL__LISTEN", "127.0.0.1:9000"), ("SLUIS_TRANSFER__TOKEN_TTL_SECS", "60")],
+        )
+        .unwrap();
+        assert_eq!(cfg.protocol.listen.port(), 9000);
+        assert_eq!(cfg.transfer.token_ttl_secs, 60);
+    }
+
+    #[test]
+    fn errors_name_file_and_key() {
+        let bad = DEFAULT_CONFIG.replace("listen = \"127.0.0.1:8443\"", "listen = \"nowhere\"");
+        let err = format!("{:#}", parse(&bad, &[]).unwrap_err());
+        assert!(err.contains("/etc/sluis/sluis.toml"), "{err}");
+        assert!(err.contains("listen"), "{err}");
+
+        let typo = DEFAULT_CONFIG.replace("token_ttl_secs", "token_tll_secs");
+        let err = format!("{:#}", parse(&typo, &[]).unwrap_err());
+        assert!(err.contains("token_tll_secs"), "{err}");
+
+        let short = DEFAULT_CONFIG.replace("change-me-to-a-long-random-secret", "x");
+        let err = format!("{:#}", parse(&short, &[]).unwrap_err());
+        assert!(err.contains("management.api_key"), "{err}");
+    }
+}

@@ -1,0 +1,239 @@
+//! The connector's process logic around the pure state machines of [`crate::dsp`]: load the
+//! process, check the caller, step the machine, commit the new state together with the
+//! messages it sends, then react (the automatic decisions of each role).
+//!
+//! Both the DSP handlers (messages from peers) and the management API (the operator's
+//! actions) call into here; neither holds protocol logic of its own.
+
+pub mod negotiation;
+pub mod transfer;
+
+use crate::dsp::{Role, StateMachine, TransitionError};
+use serde_json::Value;
+
+use crate::dsp::negotiation::NegotiationState;
+use crate::dsp::transfer::TransferState;
+use crate::store::{Negotiation, Store, Transfer, Tx};
+
+/// Why an engine call was refused. The protocol and management layers map these to
+/// status codes; only `Internal` hides its detail from the caller.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Unknown process, or one the caller is not a party to (DSP: 404 either way).
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    /// The message is not legal in the current state (DSP: 400).
+    #[error("{0}")]
+    Illegal(String),
+    /// The request is malformed or inconsistent (DSP: 400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// A peer call failed (management: 502).
+    #[error("{0}")]
+    Peer(#[from] crate::client::PeerError),
+    /// A fault of ours (500); logged, not shown to peers.
+    #[error("internal error: {0:#}")]
+    Internal(#[from] anyhow::Error),
+}
+
+impl<M: StateMachine> From<TransitionError<M>> for EngineError {
+    fn from(e: TransitionError<M>) -> Self {
+        EngineError::Illegal(e.to_string())
+    }
+}
+
+/// Engine result.
+pub type EngineResult<T> = Result<T, EngineError>;
+
+/// Joins a base URL and a path without doubling the slash.
+pub fn join_url(base: &str, path: &str) -> String {
+    format!("{}/{}", base.trim_end_matches('/'), path.trim_start_matches('/'))
+}
+
+/// What negotiations and transfers have in common as stored processes.
+pub trait ProcessRecord: Sized {
+    /// Its protocol.
+    type Machine: StateMachine;
+    /// What it is called in errors.
+    const WHAT: &'static str;
+    /// Current state.
+    fn state(&self) -> <Self::Machine as StateMachine>::State;
+    /// Sets the state.
+    fn set_state(&mut self, state: <Self::Machine as StateMachine>::State);
+    /// The other party.
+    fn peer_id(&self) -> &str;
+    /// Our role.
+    fn role(&self) -> Role;
+    /// Our pid.
+    fn id(&self) -> &str;
+    /// The provider's and the consumer's pid slots.
+    fn pid_slots(&mut self) -> (&mut Option<String>, &mut Option<String>);
+    /// Loads a process inside a transaction.
+    fn load(tx: &Tx<'_>, id: &str) -> anyhow::Result<Option<Self>>;
+    /// Saves it, recording history when its state changed.
+    fn save(&self, tx: &mut Tx<'_>, note: &str) -> anyhow::Result<()>;
+    /// Whether no message may follow.
+    fn is_terminal(&self) -> bool;
+    /// Moves it to TERMINATED with a reason, without telling the peer.
+    fn terminate_locally(&mut self, why: String);
+}
+
+macro_rules! process_record {
+    ($t:ty, $machine:ty, $what:expr, $load:ident, $save:ident, $terminated:expr) => {
+        impl ProcessRecord for $t {
+            type Machine = $machine;
+            const WHAT: &'static str = $what;
+            fn state(&self) -> <$machine as StateMachine>::State {
+                self.state
+            }
+            fn set_state(&mut self, state: <$machine as StateMachine>::State) {
+                self.state = state;
+            }
+            fn peer_id(&self) -> &str {
+                &self.peer_id
+            }
+            fn role(&self) -> Role {
+                self.role
+            }
+            fn id(&self) -> &str {
+                &self.id
+            }
+            fn pid_slots(&mut self) -> (&mut Option<String>, &mut Option<String>) {
+                (&mut self.provider_pid, &mut self.consumer_pid)
+            }
+            fn load(tx: &Tx<'_>, id: &str) -> anyhow::Result<Option<Self>> {
+                tx.$load(id)
+            }
+            fn save(&self, tx: &mut Tx<'_>, note: &str) -> anyhow::Result<()> {
+                tx.$save(self, note)
+            }
+            fn is_terminal(&self) -> bool {
+                self.state.is_terminal()
+            }
+            fn terminate_locally(&mut self, why: String) {
+                self.state = $terminated;
+                self.error = Some(why.chars().take(1024).collect());
+            }
+        }
+    };
+}
+process_record!(
+    Negotiation,
+    crate::dsp::negotiation::Negotiation,
+    "negotiation",
+    negotiation,
+    update_negotiation,
+    NegotiationState::Terminated
+);
+process_record!(
+    Transfer,
+    crate::dsp::transfer::Transfer,
+    "transfer",
+    transfer,
+    update_transfer,
+    TransferState::Terminated
+);
+
+/// Applies a message the peer `caller` sent about our process `pid`, inside a transaction:
+/// unknown processes and processes of other parties are both "not found"; the body's pids
+/// must match; the state machine decides. Returns the process and whether it moved.
+pub fn receive_in<P: ProcessRecord>(
+    tx: &Tx<'_>,
+    caller: &str,
+    pid: &str,
+    body_pids: (&str, &str),
+    message: <P::Machine as StateMachine>::Message,
+) -> EngineResult<(P, bool)> {
+    let mut p = P::load(tx, pid)?.ok_or(EngineError::NotFound(P::WHAT))?;
+    if p.peer_id() != caller {
+        return Err(EngineError::NotFound(P::WHAT));
+    }
+    check_pids(&mut p, body_pids)?;
+    let moved = match crate::dsp::step::<P::Machine>(p.role().peer(), Some(p.state()), message)? {
+        crate::dsp::Step::Moved(s) => {
+            p.set_state(s);
+            true
+        }
+        crate::dsp::Step::Duplicate => false,
+    };
+    Ok((p, moved))
+}
+
+/// [`receive_in`] in its own transaction; `update` records the message's content when the
+/// process moved.
+pub fn receive<P: ProcessRecord>(
+    store: &Store,
+    caller: &str,
+    pid: &str,
+    body_pids: (&str, &str),
+    message: <P::Machine as StateMachine>::Message,
+    note: &str,
+    update: impl FnOnce(&mut P) -> EngineResult<()>,
+) -> EngineResult<(P, bool)> {
+    store.transact(|tx| {
+        let (mut p, moved) = receive_in::<P>(tx, caller, pid, body_pids, message)?;
+        if moved {
+            update(&mut p)?;
+        }
+        p.save(tx, note)?;
+        Ok((p, moved))
+    })
+}
+
+/// The provider's answer to our initial request carries its pid: remember it.
+pub fn learn_provider_pid<P: ProcessRecord>(store: &Store, id: &str, answer: &Value) -> anyhow::Result<()> {
+    let Some(provider_pid) = answer.get("providerPid").and_then(Value::as_str) else {
+        tracing::warn!(process = id, "the provider's answer carries no providerPid");
+        return Ok(());
+    };
+    store.transact(|tx| -> anyhow::Result<()> {
+        if let Some(mut p) = P::load(tx, id)? {
+            let (slot, _) = p.pid_slots();
+            if slot.is_none() {
+                *slot = Some(provider_pid.to_string());
+                p.save(tx, "provider acknowledged")?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Marks a process terminated after a peer refused our message for good.
+pub fn fail_locally<P: ProcessRecord>(store: &Store, id: &str, why: &str) -> anyhow::Result<()> {
+    store.transact(|tx| -> anyhow::Result<()> {
+        if let Some(mut p) = P::load(tx, id)?
+            && !p.is_terminal()
+        {
+            p.terminate_locally(why.to_string());
+            tx.drop_queued(id)?;
+            p.save(tx, "delivery failed")?;
+        }
+        Ok(())
+    })
+}
+
+/// The body's pids must name this process; the peer's pid is learnt on first sight.
+pub fn check_pids(p: &mut impl ProcessRecord, (provider_pid, consumer_pid): (&str, &str)) -> EngineResult<()> {
+    let role = p.role();
+    let id = p.id().to_string();
+    let (provider_slot, consumer_slot) = p.pid_slots();
+    let (ours, theirs, peer_slot) = match role {
+        Role::Provider => (provider_pid, consumer_pid, consumer_slot),
+        Role::Consumer => (consumer_pid, provider_pid, provider_slot),
+    };
+    if ours != id {
+        return Err(EngineError::BadRequest(format!(
+            "the message names process {ours:?}, not the one addressed"
+        )));
+    }
+    match peer_slot {
+        Some(known) if known != theirs => Err(EngineError::BadRequest(format!(
+            "the message names the peer process {theirs:?}, expected {known:?}"
+        ))),
+        Some(_) => Ok(()),
+        None => {
+            *peer_slot = Some(theirs.to_string());
+            Ok(())
+        }
+    }
+}

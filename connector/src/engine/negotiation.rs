@@ -1,0 +1,505 @@
+//! Contract negotiation, both roles.
+
+use chrono::Utc;
+use serde_json::{Value, json};
+use sluis_policy::Policy;
+use tracing::{info, warn};
+
+use super::{EngineError, EngineResult, join_url, receive_in};
+use crate::config::ProviderMode;
+use crate::dsp::messages::{
+    self, ContractAgreementMessage, ContractNegotiationEventMessage, ContractOfferMessage,
+    ContractRequestMessage, ProcessIds, ReasonedMessage,
+};
+use crate::dsp::negotiation::{self as machine, NegotiationMessage as Msg, NegotiationState as S};
+use crate::dsp::{Role, Step};
+use crate::node::{Node, Shared, new_pid};
+use crate::store::{Agreement, Negotiation, Tx};
+
+/// Outbox purpose of an initial contract request: the answer carries the provider's pid.
+pub const PURPOSE_REQUEST: &str = "negotiation-request";
+/// Outbox purpose of any other negotiation message.
+pub const PURPOSE_MESSAGE: &str = "negotiation-message";
+
+/// What the operator (or the TCK trigger) asks for to start a negotiation as consumer.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartNegotiation {
+    /// The dataset to negotiate for.
+    pub dataset_id: String,
+    /// The offer's `@id` in the provider's catalogue.
+    pub offer_id: String,
+    /// The provider's participant id.
+    pub provider_id: String,
+    /// The provider's DSP base URL.
+    pub connector_address: String,
+}
+
+/// The DSP `ContractNegotiation` body for a process.
+pub fn dsp_view(n: &Negotiation) -> Value {
+    messages::message(
+        "ContractNegotiation",
+        json!({
+            "providerPid": n.provider_pid.clone().unwrap_or_default(),
+            "consumerPid": n.consumer_pid.clone().unwrap_or_default(),
+            "state": n.state.as_str(),
+        }),
+    )
+}
+
+fn parse_policy(v: &Value, what: &str) -> EngineResult<Policy> {
+    Policy::from_json(v).map_err(|e| EngineError::BadRequest(format!("invalid {what}: {e}")))
+}
+
+/// The DSP path segment of a message sent to the peer of a process.
+fn message_url(n: &Negotiation, message: Msg) -> EngineResult<String> {
+    let peer_pid = match n.role {
+        Role::Provider => n.consumer_pid.as_deref(),
+        Role::Consumer => n.provider_pid.as_deref(),
+    };
+    let path = match (message, peer_pid) {
+        (Msg::Request, None) => "negotiations/request".to_string(),
+        (Msg::Offer, None) => "negotiations/offers".to_string(),
+        (_, None) => {
+            return Err(EngineError::Illegal(
+                "the peer's process id is not known yet".into(),
+            ));
+        }
+        (Msg::Request, Some(p)) => format!("negotiations/{p}/request"),
+        (Msg::Offer, Some(p)) => format!("negotiations/{p}/offers"),
+        (Msg::Accepted | Msg::Finalized, Some(p)) => format!("negotiations/{p}/events"),
+        (Msg::Agreement, Some(p)) => format!("negotiations/{p}/agreement"),
+        (Msg::Verification, Some(p)) => format!("negotiations/{p}/agreement/verification"),
+        (Msg::Termination, Some(p)) => format!("negotiations/{p}/termination"),
+    };
+    Ok(join_url(&n.peer_address, &path))
+}
+
+fn pids(n: &Negotiation) -> Value {
+    json!({
+        "providerPid": n.provider_pid.clone().unwrap_or_default(),
+        "consumerPid": n.consumer_pid.clone().unwrap_or_default(),
+    })
+}
+
+fn merge(mut a: Value, b: Value) -> Value {
+    if let (Value::Object(a), Value::Object(b)) = (&mut a, b) {
+        a.extend(b);
+    }
+    a
+}
+
+/// Sends `message` from our side: steps the machine, lets `build` add the message's own
+/// fields (and record side effects), and commits state and outbox together.
+fn send(
+    node: &Node,
+    id: &str,
+    message: Msg,
+    note: &str,
+    build: impl FnOnce(&mut Tx<'_>, &mut Negotiation) -> EngineResult<Value>,
+) -> EngineResult<Negotiation> {
+    node.store.transact(|tx| {
+        let mut n = tx.negotiation(id)?.ok_or(EngineError::NotFound("negotiation"))?;
+        if let Step::Moved(s) = machine::send(n.role, Some(n.state), message)? {
+            n.state = s;
+        }
+        let fields = build(tx, &mut n)?;
+        let body = messages::message(message_type(message), merge(pids(&n), fields));
+        tx.update_negotiation(&n, note)?;
+        tx.enqueue(&n.id, PURPOSE_MESSAGE, &message_url(&n, message)?, &body)?;
+        Ok(n)
+    })
+}
+
+fn message_type(m: Msg) -> &'static str {
+    match m {
+        Msg::Request => "ContractRequestMessage",
+        Msg::Offer => "ContractOfferMessage",
+        Msg::Accepted | Msg::Finalized => "ContractNegotiationEventMessage",
+        Msg::Agreement => "ContractAgreementMessage",
+        Msg::Verification => "ContractAgreementVerificationMessage",
+        Msg::Termination => "ContractNegotiationTerminationMessage",
+    }
+}
+
+fn receive(
+    node: &Node,
+    caller: &str,
+    pid: &str,
+    body_pids: (&str, &str),
+    message: Msg,
+    update: impl FnOnce(&mut Negotiation) -> EngineResult<()>,
+) -> EngineResult<(Negotiation, bool)> {
+    let note = format!("received {}", message_type(message));
+    super::receive(&node.store, caller, pid, body_pids, message, &note, update)
+}
+
+// ---- provider side --------------------------------------------------------------------------
+
+/// An initial `ContractRequestMessage` (provider): creates the process in REQUESTED.
+pub fn on_initial_request(
+    node: &Shared,
+    caller: &str,
+    msg: ContractRequestMessage,
+) -> EngineResult<Negotiation> {
+    if msg.provider_pid.is_some() {
+        return Err(EngineError::BadRequest(
+            "an initial contract request must not carry a providerPid".into(),
+        ));
+    }
+    let callback = msg
+        .callback_address
+        .clone()
+        .ok_or_else(|| EngineError::BadRequest("callbackAddress is required".into()))?;
+    check_callback(&callback)?;
+    let requested = parse_policy(&msg.offer, "offer")?;
+    let dataset_id = offered_dataset(node, &requested)?;
+    machine::receive(Role::Provider, None, Msg::Request)?;
+    let now = Utc::now();
+    let n = Negotiation {
+        id: new_pid(),
+        role: Role::Provider,
+        provider_pid: None,
+        consumer_pid: Some(msg.consumer_pid.clone()),
+        peer_id: caller.to_string(),
+        peer_address: callback,
+        state: S::Requested,
+        dataset_id,
+        offer: msg.offer,
+        agreement_id: None,
+        error: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let n = Negotiation {
+        provider_pid: Some(n.id.clone()),
+        ..n
+    };
+    node.store
+        .transact(|tx| tx.insert_negotiation(&n, "received ContractRequestMessage"))?;
+    info!(negotiation = %n.id, consumer = caller, dataset = %n.dataset_id, "contract requested");
+    react(node.clone(), n.clone());
+    Ok(n)
+}
+
+fn check_callback(url: &str) -> EngineResult<()> {
+    if !url.starts_with("https://") || url.len() > 2048 {
+        return Err(EngineError::BadRequest(
+            "callbackAddress must be an https URL".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The dataset a requested offer is for: it must name an offer of our catalogue.
+fn offered_dataset(node: &Node, requested: &Policy) -> EngineResult<String> {
+    let offer_id = requested
+        .id()
+        .ok_or_else(|| EngineError::BadRequest("the offer has no @id".into()))?;
+    let (dataset, _) = node
+        .catalog
+        .find_offer(offer_id)
+        .map_err(|e| EngineError::Internal(e.into()))?
+        .ok_or_else(|| EngineError::BadRequest(format!("unknown offer {offer_id:?}")))?;
+    if let Some(target) = requested.target()
+        && target != dataset.id
+    {
+        return Err(EngineError::BadRequest(format!(
+            "offer {offer_id:?} is not an offer for target {target:?}"
+        )));
+    }
+    Ok(dataset.id)
+}
+
+/// `ContractRequestMessage` on an existing process (consumer's counter-request).
+pub fn on_counter_request(
+    node: &Shared,
+    caller: &str,
+    pid: &str,
+    msg: ContractRequestMessage,
+) -> EngineResult<Negotiation> {
+    let provider_pid = msg.provider_pid.clone().unwrap_or_else(|| pid.to_string());
+    parse_policy(&msg.offer, "offer")?;
+    let (n, moved) = receive(node, caller, pid, (&provider_pid, &msg.consumer_pid), Msg::Request, |n| {
+        n.offer = msg.offer.clone();
+        Ok(())
+    })?;
+    if moved {
+        react(node.clone(), n.clone());
+    }
+    Ok(n)
+}
+
+/// `ContractNegotiationEventMessage` (ACCEPTED at the provider, FINALIZED at the consumer).
+pub fn on_event(
+    node: &Shared,
+    caller: &str,
+    pid: &str,
+    msg: ContractNegotiationEventMessage,
+) -> EngineResult<Negotiation> {
+    let message = match msg.event_type.trim_start_matches("dspace:") {
+        "ACCEPTED" => Msg::Accepted,
+        "FINALIZED" => Msg::Finalized,
+        other => {
+            return Err(EngineError::BadRequest(format!(
+                "eventType must be ACCEPTED or FINALIZED, not {:?}",
+                other.chars().take(32).collect::<String>()
+            )));
+        }
+    };
+    let (n, moved) = receive(node, caller, pid, (&msg.provider_pid, &msg.consumer_pid), message, |_| Ok(()))?;
+    if moved {
+        info!(negotiation = %n.id, state = n.state.as_str(), "negotiation event");
+        react(node.clone(), n.clone());
+    }
+    Ok(n)
+}
+
+/// `ContractAgreementVerificationMessage` (provider).
+pub fn on_verification(node: &Shared, caller: &str, pid: &str, msg: ProcessIds) -> EngineResult<Negotiation> {
+    let (n, moved) = receive(node, caller, pid, (&msg.provider_pid, &msg.consumer_pid), Msg::Verification, |_| Ok(()))?;
+    if moved {
+        react(node.clone(), n.clone());
+    }
+    Ok(n)
+}
+
+/// `ContractNegotiationTerminationMessage` (either role).
+pub fn on_termination(node: &Shared, caller: &str, pid: &str, msg: ReasonedMessage) -> EngineResult<Negotiation> {
+    let reason = msg
+        .reason
+        .as_ref()
+        .map(|r| serde_json::to_string(r).unwrap_or_default())
+        .unwrap_or_else(|| "terminated by the peer".into());
+    let (n, _) = receive(node, caller, pid, (&msg.provider_pid, &msg.consumer_pid), Msg::Termination, |n| {
+        n.error = Some(reason.chars().take(1024).collect());
+        Ok(())
+    })?;
+    info!(negotiation = %n.id, "negotiation terminated by the peer");
+    Ok(n)
+}
+
+// ---- consumer side --------------------------------------------------------------------------
+
+/// Starts a negotiation as consumer: fetches the offer from the provider's catalogue and
+/// sends a `ContractRequestMessage`.
+pub async fn start(node: &Shared, req: StartNegotiation) -> EngineResult<Negotiation> {
+    let url = join_url(
+        &req.connector_address,
+        &format!("catalog/datasets/{}", req.dataset_id),
+    );
+    let (_, dataset) = node.peers.get_json(&url).await?;
+    let offer = dataset
+        .get("hasPolicy")
+        .and_then(Value::as_array)
+        .and_then(|offers| offers.iter().find(|o| o.get("@id").and_then(Value::as_str) == Some(req.offer_id.as_str())))
+        .cloned()
+        .ok_or_else(|| {
+            EngineError::BadRequest(format!(
+                "the provider's dataset {} has no offer {}",
+                req.dataset_id, req.offer_id
+            ))
+        })?;
+    parse_policy(&offer, "offer from the provider")?;
+    let mut offer = offer;
+    offer["target"] = Value::String(req.dataset_id.clone());
+    let now = Utc::now();
+    let id = new_pid();
+    let n = Negotiation {
+        id: id.clone(),
+        role: Role::Consumer,
+        provider_pid: None,
+        consumer_pid: Some(id.clone()),
+        peer_id: req.provider_id,
+        peer_address: req.connector_address,
+        state: S::Requested,
+        dataset_id: req.dataset_id,
+        offer: offer.clone(),
+        agreement_id: None,
+        error: None,
+        created_at: now,
+        updated_at: now,
+    };
+    machine::send(Role::Consumer, None, Msg::Request)?;
+    let body = messages::message(
+        "ContractRequestMessage",
+        json!({ "consumerPid": id, "offer": offer, "callbackAddress": node.urls.dsp }),
+    );
+    node.store.transact(|tx| -> EngineResult<()> {
+        tx.insert_negotiation(&n, "sent ContractRequestMessage")?;
+        tx.enqueue(&n.id, PURPOSE_REQUEST, &message_url(&n, Msg::Request)?, &body)?;
+        Ok(())
+    })?;
+    info!(negotiation = %n.id, provider = %n.peer_id, dataset = %n.dataset_id, "contract request queued");
+    Ok(n)
+}
+
+/// `ContractOfferMessage` on an existing process (consumer).
+pub fn on_offer(node: &Shared, caller: &str, pid: &str, msg: ContractOfferMessage) -> EngineResult<Negotiation> {
+    parse_policy(&msg.offer, "offer")?;
+    let consumer_pid = msg.consumer_pid.clone().unwrap_or_else(|| pid.to_string());
+    let (n, moved) = receive(node, caller, pid, (&msg.provider_pid, &consumer_pid), Msg::Offer, |n| {
+        n.offer = msg.offer.clone();
+        Ok(())
+    })?;
+    if moved {
+        react(node.clone(), n.clone());
+    }
+    Ok(n)
+}
+
+/// `ContractAgreementMessage` (consumer): checks the agreement against what we asked for.
+pub fn on_agreement(
+    node: &Shared,
+    caller: &str,
+    pid: &str,
+    msg: ContractAgreementMessage,
+) -> EngineResult<Negotiation> {
+    let agreement = parse_policy(&msg.agreement, "agreement")?;
+    let agreement_id = agreement
+        .id()
+        .ok_or_else(|| EngineError::BadRequest("the agreement has no @id".into()))?
+        .to_string();
+    let policy_json = msg.agreement.clone();
+    let me = node.participant_id.clone();
+    let (n, moved) = node.store.transact(|tx| {
+        let existing = tx.negotiation(pid)?;
+        let checked = existing
+            .as_ref()
+            .filter(|n| n.peer_id == caller)
+            .map(|n| check_agreement(n, &agreement, &me));
+        let (mut n, moved) =
+            receive_in::<Negotiation>(tx, caller, pid, (&msg.provider_pid, &msg.consumer_pid), Msg::Agreement)?;
+        if moved {
+            checked.transpose()?;
+            n.agreement_id = Some(agreement_id.clone());
+            tx.insert_agreement(&Agreement {
+                id: agreement_id.clone(),
+                negotiation_id: n.id.clone(),
+                dataset_id: n.dataset_id.clone(),
+                policy: policy_json.clone(),
+                assigner: caller.to_string(),
+                assignee: me.clone(),
+                created_at: Utc::now(),
+            })?;
+        }
+        tx.update_negotiation(&n, "received ContractAgreementMessage")?;
+        Ok((n, moved))
+    })?;
+    if moved {
+        react(node.clone(), n.clone());
+    }
+    Ok(n)
+}
+
+/// The consumer accepts an agreement only if it is what it asked for, for us, from them.
+fn check_agreement(n: &Negotiation, agreement: &Policy, me: &str) -> EngineResult<()> {
+    let asked = parse_policy(&n.offer, "stored offer")?;
+    let fail = |why: String| Err(EngineError::BadRequest(format!("agreement refused: {why}")));
+    if agreement.target() != Some(n.dataset_id.as_str()) {
+        return fail(format!("its target is {:?}, not {}", agreement.target(), n.dataset_id));
+    }
+    if agreement.assignee() != Some(me) {
+        return fail(format!("its assignee is {:?}, not us ({me})", agreement.assignee()));
+    }
+    if agreement.assigner() != Some(n.peer_id.as_str()) {
+        return fail(format!("its assigner is {:?}, not the provider", agreement.assigner()));
+    }
+    if !agreement.equivalent(&asked) {
+        return fail("its rules differ from the offer we requested".into());
+    }
+    Ok(())
+}
+
+// ---- local actions --------------------------------------------------------------------------
+
+/// The provider agrees: the agreement is the requested offer, bound to both parties.
+pub fn agree(node: &Node, id: &str) -> EngineResult<Negotiation> {
+    let assigner = node.participant_id.clone();
+    send(node, id, Msg::Agreement, "sent ContractAgreementMessage", |tx, n| {
+        let offer = parse_policy(&n.offer, "stored offer")?;
+        let agreement_id = new_pid();
+        let policy = offer
+            .to_agreement(&agreement_id, &n.dataset_id, &assigner, &n.peer_id, Utc::now())
+            .to_dsp_json();
+        tx.insert_agreement(&Agreement {
+            id: agreement_id.clone(),
+            negotiation_id: n.id.clone(),
+            dataset_id: n.dataset_id.clone(),
+            policy: policy.clone(),
+            assigner: assigner.clone(),
+            assignee: n.peer_id.clone(),
+            created_at: Utc::now(),
+        })?;
+        n.agreement_id = Some(agreement_id);
+        Ok(json!({ "agreement": policy }))
+    })
+}
+
+/// The consumer verifies the agreement it received.
+pub fn verify(node: &Node, id: &str) -> EngineResult<Negotiation> {
+    send(node, id, Msg::Verification, "sent ContractAgreementVerificationMessage", |_, _| Ok(json!({})))
+}
+
+/// The provider finalizes a verified agreement.
+pub fn finalize(node: &Node, id: &str) -> EngineResult<Negotiation> {
+    send(node, id, Msg::Finalized, "sent FINALIZED", |_, _| Ok(json!({ "eventType": "FINALIZED" })))
+}
+
+/// The consumer accepts the provider's latest offer.
+pub fn accept(node: &Node, id: &str) -> EngineResult<Negotiation> {
+    send(node, id, Msg::Accepted, "sent ACCEPTED", |_, _| Ok(json!({ "eventType": "ACCEPTED" })))
+}
+
+/// Either party terminates.
+pub fn terminate(node: &Node, id: &str, reason: &str) -> EngineResult<Negotiation> {
+    let reason = reason.to_string();
+    send(node, id, Msg::Termination, "sent termination", |_, n| {
+        n.error = Some(reason.clone());
+        Ok(json!({ "code": "terminated", "reason": [reason] }))
+    })
+}
+
+// ---- automatic decisions --------------------------------------------------------------------
+
+/// What our role does next on its own, after a committed change.
+fn react(node: Shared, n: Negotiation) {
+    tokio::spawn(async move {
+        let result = match (n.role, n.state) {
+            (Role::Provider, S::Requested | S::Accepted) => decide_as_provider(&node, &n),
+            (Role::Provider, S::Verified) => finalize(&node, &n.id).map(drop),
+            (Role::Consumer, S::Agreed) => verify(&node, &n.id).map(drop),
+            (Role::Consumer, S::Offered) => accept(&node, &n.id).map(drop),
+            _ => Ok(()),
+        };
+        if let Err(e) = result {
+            warn!(negotiation = %n.id, error = %e, "automatic step failed");
+        }
+    });
+}
+
+/// Provider rule: agree when the request means the same as our offer, else terminate.
+fn decide_as_provider(node: &Node, n: &Negotiation) -> EngineResult<()> {
+    if node.config.negotiation.provider_mode == ProviderMode::Manual {
+        return Ok(());
+    }
+    let requested = parse_policy(&n.offer, "requested offer")?;
+    let offer_id = requested.id().unwrap_or_default().to_string();
+    let ours = node
+        .catalog
+        .find_offer(&offer_id)
+        .map_err(|e| EngineError::Internal(e.into()))?
+        .map(|(_, offer)| offer);
+    let same = ours
+        .as_ref()
+        .and_then(|o| Policy::from_json(o).ok())
+        .is_some_and(|o| o.equivalent(&requested));
+    if same {
+        agree(node, &n.id)?;
+        info!(negotiation = %n.id, "request matches the offer: agreed");
+    } else {
+        terminate(node, &n.id, "the requested policy differs from the offer")?;
+        info!(negotiation = %n.id, "request differs from the offer: terminated");
+    }
+    Ok(())
+}

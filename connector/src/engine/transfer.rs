@@ -1,0 +1,303 @@
+//! Transfer processes, both roles.
+
+use chrono::{Duration, Utc};
+use serde_json::{Value, json};
+use sluis_policy::token::Grant;
+use tracing::{info, warn};
+
+use super::{EngineError, EngineResult, join_url};
+use crate::dsp::messages::{self, DataAddress, ProcessIds, ReasonedMessage, TransferRequestMessage, TransferStartMessage};
+use crate::dsp::negotiation::NegotiationState;
+use crate::dsp::transfer::{self as machine, TransferMessage as Msg, TransferState as S};
+use crate::dsp::{Role, Step};
+use crate::node::{Node, Shared, new_pid, table_name};
+use crate::store::{Transfer, Tx};
+
+/// Outbox purpose of a transfer request: the answer carries the provider's pid.
+pub const PURPOSE_REQUEST: &str = "transfer-request";
+/// Outbox purpose of any other transfer message.
+pub const PURPOSE_MESSAGE: &str = "transfer-message";
+
+/// Pull over Arrow Flight.
+pub const FORMAT_FLIGHT: &str = "ArrowFlight-PULL";
+/// Pull over HTTP.
+pub const FORMAT_HTTP: &str = "HttpData-PULL";
+/// The `endpointType` of a Flight data address.
+pub const ENDPOINT_TYPE_FLIGHT: &str = "https://w3id.org/sluis/endpoint#ArrowFlight";
+
+/// What the operator (or the TCK trigger) asks for to start a transfer as consumer.
+#[derive(Debug, Clone, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StartTransfer {
+    /// The agreement to transfer under.
+    pub agreement_id: String,
+    /// `ArrowFlight-PULL` or `HttpData-PULL`.
+    pub format: String,
+    /// The provider's participant id.
+    pub provider_id: String,
+    /// The provider's DSP base URL.
+    pub connector_address: String,
+}
+
+/// The DSP `TransferProcess` body for a process.
+pub fn dsp_view(t: &Transfer) -> Value {
+    messages::message(
+        "TransferProcess",
+        json!({
+            "providerPid": t.provider_pid.clone().unwrap_or_default(),
+            "consumerPid": t.consumer_pid.clone().unwrap_or_default(),
+            "state": t.state.as_str(),
+        }),
+    )
+}
+
+fn message_type(m: Msg) -> &'static str {
+    match m {
+        Msg::Request => "TransferRequestMessage",
+        Msg::Start => "TransferStartMessage",
+        Msg::Suspension => "TransferSuspensionMessage",
+        Msg::Completion => "TransferCompletionMessage",
+        Msg::Termination => "TransferTerminationMessage",
+    }
+}
+
+fn message_url(t: &Transfer, m: Msg) -> EngineResult<String> {
+    let peer_pid = match t.role {
+        Role::Provider => t.consumer_pid.as_deref(),
+        Role::Consumer => t.provider_pid.as_deref(),
+    };
+    let path = match (m, peer_pid) {
+        (Msg::Request, _) => "transfers/request".to_string(),
+        (_, None) => {
+            return Err(EngineError::Illegal(
+                "the peer's process id is not known yet".into(),
+            ));
+        }
+        (Msg::Start, Some(p)) => format!("transfers/{p}/start"),
+        (Msg::Suspension, Some(p)) => format!("transfers/{p}/suspension"),
+        (Msg::Completion, Some(p)) => format!("transfers/{p}/completion"),
+        (Msg::Termination, Some(p)) => format!("transfers/{p}/termination"),
+    };
+    Ok(join_url(&t.peer_address, &path))
+}
+
+fn send(
+    node: &Node,
+    id: &str,
+    message: Msg,
+    build: impl FnOnce(&mut Tx<'_>, &mut Transfer) -> EngineResult<Value>,
+) -> EngineResult<Transfer> {
+    node.store.transact(|tx| {
+        let mut t = tx.transfer(id)?.ok_or(EngineError::NotFound("transfer"))?;
+        if let Step::Moved(s) = machine::send(t.role, Some(t.state), message)? {
+            t.state = s;
+        }
+        let mut fields = build(tx, &mut t)?;
+        fields["providerPid"] = json!(t.provider_pid.clone().unwrap_or_default());
+        fields["consumerPid"] = json!(t.consumer_pid.clone().unwrap_or_default());
+        let body = messages::message(message_type(message), fields);
+        tx.update_transfer(&t, &format!("sent {}", message_type(message)))?;
+        tx.enqueue(&t.id, PURPOSE_MESSAGE, &message_url(&t, message)?, &body)?;
+        Ok(t)
+    })
+}
+
+fn receive(
+    node: &Node,
+    caller: &str,
+    pid: &str,
+    body_pids: (&str, &str),
+    message: Msg,
+    update: impl FnOnce(&mut Transfer) -> EngineResult<()>,
+) -> EngineResult<(Transfer, bool)> {
+    let note = format!("received {}", message_type(message));
+    super::receive(&node.store, caller, pid, body_pids, message, &note, update)
+}
+
+// ---- provider side --------------------------------------------------------------------------
+
+/// `TransferRequestMessage` (provider): the caller must be the agreement's assignee and the
+/// negotiation finalized.
+pub fn on_request(node: &Shared, caller: &str, msg: TransferRequestMessage) -> EngineResult<Transfer> {
+    if msg.format != FORMAT_FLIGHT && msg.format != FORMAT_HTTP {
+        return Err(EngineError::BadRequest(format!(
+            "unsupported format {:?}: use {FORMAT_FLIGHT} or {FORMAT_HTTP}",
+            msg.format.chars().take(64).collect::<String>()
+        )));
+    }
+    if !msg.callback_address.starts_with("https://") {
+        return Err(EngineError::BadRequest("callbackAddress must be an https URL".into()));
+    }
+    let agreement = node
+        .store
+        .agreement(&msg.agreement_id)?
+        .filter(|a| a.assignee == caller && a.assigner == node.participant_id)
+        .ok_or_else(|| EngineError::BadRequest(format!("unknown agreement {:?}", msg.agreement_id)))?;
+    let finalized = node
+        .store
+        .negotiation(&agreement.negotiation_id)?
+        .is_some_and(|n| n.state == NegotiationState::Finalized);
+    if !finalized {
+        return Err(EngineError::BadRequest("the agreement is not finalized".into()));
+    }
+    machine::receive(Role::Provider, None, Msg::Request)?;
+    let now = Utc::now();
+    let id = new_pid();
+    let t = Transfer {
+        id: id.clone(),
+        role: Role::Provider,
+        provider_pid: Some(id),
+        consumer_pid: Some(msg.consumer_pid),
+        peer_id: caller.to_string(),
+        peer_address: msg.callback_address,
+        agreement_id: agreement.id,
+        dataset_id: agreement.dataset_id,
+        format: msg.format,
+        state: S::Requested,
+        data_address: None,
+        error: None,
+        created_at: now,
+        updated_at: now,
+    };
+    node.store
+        .transact(|tx| tx.insert_transfer(&t, "received TransferRequestMessage"))?;
+    info!(transfer = %t.id, consumer = caller, agreement = %t.agreement_id, "transfer requested");
+    react(node.clone(), t.clone());
+    Ok(t)
+}
+
+/// The provider starts (or resumes) a transfer: mints a token and sends the data address.
+pub fn start(node: &Node, id: &str) -> EngineResult<Transfer> {
+    send(node, id, Msg::Start, |_, t| {
+        let address = data_address(node, t)?;
+        Ok(json!({ "dataAddress": address }))
+    })
+}
+
+fn data_address(node: &Node, t: &Transfer) -> EngineResult<DataAddress> {
+    let grant = Grant {
+        agreement_id: t.agreement_id.clone(),
+        transfer_id: t.id.clone(),
+        dataset_id: t.dataset_id.clone(),
+        consumer: t.peer_id.clone(),
+        expires_at: Utc::now() + Duration::seconds(node.config.transfer.token_ttl_secs as i64),
+    };
+    let token = node
+        .tokens
+        .mint(&grant)
+        .map_err(|e| EngineError::Internal(anyhow::anyhow!("minting the token: {e}")))?;
+    let table = table_name(&t.dataset_id);
+    let public_key = node.tokens.public_key_hex();
+    let props = [
+        ("authorization", token.as_str()),
+        ("authType", "bearer"),
+        ("table", table.as_str()),
+        ("dataset", t.dataset_id.as_str()),
+        ("tokenPublicKey", public_key.as_str()),
+    ];
+    Ok(DataAddress::new(ENDPOINT_TYPE_FLIGHT, &node.urls.flight, &props))
+}
+
+// ---- consumer side --------------------------------------------------------------------------
+
+/// Starts a transfer as consumer under a finalized agreement.
+pub fn request(node: &Node, req: StartTransfer) -> EngineResult<Transfer> {
+    let agreement = node
+        .store
+        .agreement(&req.agreement_id)?
+        .filter(|a| a.assignee == node.participant_id)
+        .ok_or_else(|| EngineError::BadRequest(format!("no agreement {} of ours", req.agreement_id)))?;
+    machine::send(Role::Consumer, None, Msg::Request)?;
+    let now = Utc::now();
+    let id = new_pid();
+    let t = Transfer {
+        id: id.clone(),
+        role: Role::Consumer,
+        provider_pid: None,
+        consumer_pid: Some(id.clone()),
+        peer_id: req.provider_id,
+        peer_address: req.connector_address,
+        agreement_id: agreement.id,
+        dataset_id: agreement.dataset_id,
+        format: req.format,
+        state: S::Requested,
+        data_address: None,
+        error: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let body = messages::message(
+        "TransferRequestMessage",
+        json!({
+            "consumerPid": id,
+            "agreementId": t.agreement_id,
+            "format": t.format,
+            "callbackAddress": node.urls.dsp,
+        }),
+    );
+    node.store.transact(|tx| -> EngineResult<()> {
+        tx.insert_transfer(&t, "sent TransferRequestMessage")?;
+        tx.enqueue(&t.id, PURPOSE_REQUEST, &message_url(&t, Msg::Request)?, &body)?;
+        Ok(())
+    })?;
+    Ok(t)
+}
+
+// ---- messages either role receives ----------------------------------------------------------
+
+/// `TransferStartMessage`: at the consumer it carries the data address.
+pub fn on_start(node: &Shared, caller: &str, pid: &str, msg: TransferStartMessage) -> EngineResult<Transfer> {
+    let address = msg.data_address.clone();
+    let (t, _) = receive(node, caller, pid, (&msg.provider_pid, &msg.consumer_pid), Msg::Start, |t| {
+        if let Some(a) = address {
+            t.data_address = Some(serde_json::to_value(a).map_err(anyhow::Error::from)?);
+        }
+        Ok(())
+    })?;
+    info!(transfer = %t.id, state = t.state.as_str(), "transfer started");
+    Ok(t)
+}
+
+/// `TransferCompletionMessage`.
+pub fn on_completion(node: &Shared, caller: &str, pid: &str, msg: ProcessIds) -> EngineResult<Transfer> {
+    Ok(receive(node, caller, pid, (&msg.provider_pid, &msg.consumer_pid), Msg::Completion, |_| Ok(()))?.0)
+}
+
+/// `TransferSuspensionMessage` or `TransferTerminationMessage`.
+pub fn on_stop(
+    node: &Shared,
+    caller: &str,
+    pid: &str,
+    msg: ReasonedMessage,
+    message: Msg,
+) -> EngineResult<Transfer> {
+    let reason = msg.reason.as_ref().map(|r| serde_json::to_string(r).unwrap_or_default());
+    Ok(receive(node, caller, pid, (&msg.provider_pid, &msg.consumer_pid), message, |t| {
+        t.error = reason.map(|r| r.chars().take(1024).collect());
+        Ok(())
+    })?
+    .0)
+}
+
+// ---- local actions of either role -------------------------------------------------------------
+
+/// Suspends, completes or terminates from our side.
+pub fn stop(node: &Node, id: &str, message: Msg, reason: &str) -> EngineResult<Transfer> {
+    let reason = reason.to_string();
+    send(node, id, message, |_, _| {
+        Ok(match message {
+            Msg::Completion => json!({}),
+            _ => json!({ "code": "stopped", "reason": [reason] }),
+        })
+    })
+}
+
+fn react(node: Shared, t: Transfer) {
+    tokio::spawn(async move {
+        if let (Role::Provider, S::Requested) = (t.role, t.state)
+            && let Err(e) = start(&node, &t.id)
+        {
+            warn!(transfer = %t.id, error = %e, "automatic start failed");
+        }
+    });
+}

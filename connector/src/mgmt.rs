@@ -1,0 +1,287 @@
+//! The management API: the operator's (and the TCK's) handle on the connector.
+//!
+//! JSON over HTTP on the management listener, guarded by the API key. Reads can wait for a
+//! process to reach a state (`?waitFor=FINALIZED&timeoutMs=5000`): the waiter wakes on each
+//! committed change instead of polling.
+
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sluis_catalog::Page;
+use tracing::{Instrument, error, info_span};
+
+use crate::dsp::transfer::TransferMessage;
+use crate::engine::negotiation::{self, StartNegotiation};
+use crate::engine::transfer::{self, StartTransfer};
+use crate::engine::{EngineError, join_url};
+use crate::node::Shared;
+
+/// Longest a read may wait for a state.
+const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// A management API error: status and a message saying what to do.
+pub struct MgmtError(StatusCode, String);
+
+impl IntoResponse for MgmtError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<EngineError> for MgmtError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::NotFound(what) => MgmtError(StatusCode::NOT_FOUND, format!("no such {what}")),
+            EngineError::Illegal(r) => MgmtError(StatusCode::CONFLICT, r),
+            EngineError::BadRequest(r) => MgmtError(StatusCode::BAD_REQUEST, r),
+            EngineError::Peer(p) => MgmtError(StatusCode::BAD_GATEWAY, p.to_string()),
+            EngineError::Internal(err) => {
+                error!(error = %format!("{err:#}"), "internal error");
+                MgmtError(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {err:#}"))
+            }
+        }
+    }
+}
+
+impl From<anyhow::Error> for MgmtError {
+    fn from(e: anyhow::Error) -> Self {
+        EngineError::Internal(e).into()
+    }
+}
+
+type MgmtResult = Result<Response, MgmtError>;
+
+/// The router of the management listener.
+pub fn router(node: Shared) -> Router {
+    let api = Router::new()
+        .route("/catalog", get(own_catalog))
+        .route("/catalog/request", post(peer_catalog))
+        .route("/negotiations", get(list_negotiations).post(start_negotiation))
+        .route("/negotiations/{id}", get(get_negotiation))
+        .route("/negotiations/{id}/{action}", post(negotiation_action))
+        .route("/agreements/{id}", get(get_agreement))
+        .route("/transfers", get(list_transfers).post(start_transfer))
+        .route("/transfers/{id}", get(get_transfer))
+        .route("/transfers/{id}/{action}", post(transfer_action))
+        .layer(axum::middleware::from_fn_with_state(node.clone(), require_api_key));
+    Router::new()
+        .route("/health/live", get(|| async { Json(json!({ "status": "live" })) }))
+        .route("/health/ready", get(ready))
+        .nest("/api/v1", api)
+        .layer(axum::middleware::from_fn(trace_request))
+        .with_state(node)
+}
+
+async fn trace_request(req: Request, next: Next) -> Response {
+    let span = info_span!("mgmt", method = %req.method(), path = %req.uri().path(), status = tracing::field::Empty);
+    let resp = next.run(req).instrument(span.clone()).await;
+    span.record("status", resp.status().as_u16());
+    resp
+}
+
+async fn require_api_key(State(node): State<Shared>, headers: HeaderMap, req: Request, next: Next) -> Response {
+    let given = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| {
+            headers
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+        });
+    let expected = node.config.management.api_key.as_bytes();
+    match given {
+        Some(k) if constant_time_eq(k.as_bytes(), expected) => next.run(req).await,
+        _ => MgmtError(
+            StatusCode::UNAUTHORIZED,
+            "send the management API key as x-api-key (see [management] api_key in the config)".into(),
+        )
+        .into_response(),
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn ready(State(node): State<Shared>) -> Response {
+    match node.store.kv_get("ready-probe") {
+        Ok(_) => Json(json!({ "status": "ready" })).into_response(),
+        Err(e) => MgmtError(StatusCode::SERVICE_UNAVAILABLE, format!("state store unavailable: {e:#}")).into_response(),
+    }
+}
+
+fn json_ok(status: StatusCode, v: impl serde::Serialize) -> MgmtResult {
+    Ok((status, Json(v)).into_response())
+}
+
+// ---- catalogue --------------------------------------------------------------------------------
+
+async fn own_catalog(State(node): State<Shared>) -> MgmtResult {
+    let page = node
+        .catalog
+        .dsp_catalog(&node.service_info(), Page { offset: 0, limit: 10_000 })
+        .map_err(|e| anyhow::anyhow!(e))?;
+    json_ok(StatusCode::OK, page.catalog)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PeerCatalogRequest {
+    connector_address: String,
+}
+
+async fn peer_catalog(State(node): State<Shared>, Json(req): Json<PeerCatalogRequest>) -> MgmtResult {
+    let url = join_url(&req.connector_address, "catalog/request");
+    let body = crate::dsp::messages::message("CatalogRequestMessage", json!({ "filter": [] }));
+    let (_, catalog) = node.peers.post_json(&url, &body).await.map_err(EngineError::from)?;
+    json_ok(StatusCode::OK, catalog)
+}
+
+// ---- negotiations -----------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WaitQuery {
+    wait_for: Option<String>,
+    timeout_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+struct ActionBody {
+    reason: Option<String>,
+}
+
+async fn start_negotiation(State(node): State<Shared>, Json(req): Json<StartNegotiation>) -> MgmtResult {
+    let n = negotiation::start(&node, req).await?;
+    json_ok(StatusCode::CREATED, n)
+}
+
+async fn list_negotiations(State(node): State<Shared>) -> MgmtResult {
+    json_ok(StatusCode::OK, node.store.negotiations(1000)?)
+}
+
+async fn get_negotiation(State(node): State<Shared>, Path(id): Path<String>, Query(q): Query<WaitQuery>) -> MgmtResult {
+    let read = |node: &Shared| -> Result<Option<(String, bool)>, MgmtError> {
+        Ok(node.store.negotiation(&id)?.map(|n| (n.state.as_str().to_string(), n.state.is_terminal())))
+    };
+    wait_for(&node, &q, read).await?;
+    let n = node.store.negotiation(&id)?.ok_or_else(|| MgmtError(StatusCode::NOT_FOUND, "no such negotiation".into()))?;
+    let history = node.store.history(&id)?;
+    json_ok(StatusCode::OK, json!({ "negotiation": n, "history": history }))
+}
+
+async fn negotiation_action(
+    State(node): State<Shared>,
+    Path((id, action)): Path<(String, String)>,
+    body: Option<Json<ActionBody>>,
+) -> MgmtResult {
+    let reason = body.and_then(|b| b.0.reason).unwrap_or_else(|| "terminated by the operator".into());
+    let n = match action.as_str() {
+        "agree" => negotiation::agree(&node, &id)?,
+        "verify" => negotiation::verify(&node, &id)?,
+        "finalize" => negotiation::finalize(&node, &id)?,
+        "accept" => negotiation::accept(&node, &id)?,
+        "terminate" => negotiation::terminate(&node, &id, &reason)?,
+        other => {
+            return Err(MgmtError(
+                StatusCode::NOT_FOUND,
+                format!("unknown action {other:?}: use agree, verify, finalize, accept or terminate"),
+            ));
+        }
+    };
+    json_ok(StatusCode::OK, n)
+}
+
+async fn get_agreement(State(node): State<Shared>, Path(id): Path<String>) -> MgmtResult {
+    let a = node.store.agreement(&id)?.ok_or_else(|| MgmtError(StatusCode::NOT_FOUND, "no such agreement".into()))?;
+    json_ok(StatusCode::OK, a)
+}
+
+// ---- transfers --------------------------------------------------------------------------------
+
+async fn start_transfer(State(node): State<Shared>, Json(req): Json<StartTransfer>) -> MgmtResult {
+    json_ok(StatusCode::CREATED, transfer::request(&node, req)?)
+}
+
+async fn list_transfers(State(node): State<Shared>) -> MgmtResult {
+    json_ok(StatusCode::OK, node.store.transfers(1000)?)
+}
+
+async fn get_transfer(State(node): State<Shared>, Path(id): Path<String>, Query(q): Query<WaitQuery>) -> MgmtResult {
+    let read = |node: &Shared| -> Result<Option<(String, bool)>, MgmtError> {
+        Ok(node.store.transfer(&id)?.map(|t| (t.state.as_str().to_string(), t.state.is_terminal())))
+    };
+    wait_for(&node, &q, read).await?;
+    let t = node.store.transfer(&id)?.ok_or_else(|| MgmtError(StatusCode::NOT_FOUND, "no such transfer".into()))?;
+    let history = node.store.history(&id)?;
+    json_ok(StatusCode::OK, json!({ "transfer": t, "history": history }))
+}
+
+async fn transfer_action(
+    State(node): State<Shared>,
+    Path((id, action)): Path<(String, String)>,
+    body: Option<Json<ActionBody>>,
+) -> MgmtResult {
+    let reason = body.and_then(|b| b.0.reason).unwrap_or_else(|| format!("{action} by the operator"));
+    let t = match action.as_str() {
+        "start" => transfer::start(&node, &id)?,
+        "suspend" => transfer::stop(&node, &id, TransferMessage::Suspension, &reason)?,
+        "complete" => transfer::stop(&node, &id, TransferMessage::Completion, &reason)?,
+        "terminate" => transfer::stop(&node, &id, TransferMessage::Termination, &reason)?,
+        other => {
+            return Err(MgmtError(
+                StatusCode::NOT_FOUND,
+                format!("unknown action {other:?}: use start, suspend, complete or terminate"),
+            ));
+        }
+    };
+    json_ok(StatusCode::OK, t)
+}
+
+/// Waits until `read` reports the wanted state (or a terminal one), or the timeout passes.
+/// Subscribes before reading so that no change between the read and the wait is missed.
+async fn wait_for(
+    node: &Shared,
+    q: &WaitQuery,
+    read: impl Fn(&Shared) -> Result<Option<(String, bool)>, MgmtError>,
+) -> Result<(), MgmtError> {
+    let Some(target) = q.wait_for.as_deref() else {
+        return Ok(());
+    };
+    let timeout = Duration::from_millis(q.timeout_ms.unwrap_or(10_000)).min(MAX_WAIT);
+    let deadline = Instant::now() + timeout;
+    let mut changes = node.store.subscribe();
+    loop {
+        match read(node)? {
+            None => return Err(MgmtError(StatusCode::NOT_FOUND, "no such process".into())),
+            Some((state, terminal)) if state == target || terminal => return Ok(()),
+            Some(_) => {}
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        // A lagged receiver only means we re-read; a closed one cannot happen while we hold the store.
+        let _ = tokio::time::timeout(left, changes.recv()).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::constant_time_eq;
+
+    #[test]
+    fn api_key_comparison() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+}

@@ -1,0 +1,77 @@
+//! A client for a connector's management API (used by the CLI, the demo and the tests).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use http::{Method, Request, StatusCode, header};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+/// Management API client.
+#[derive(Clone)]
+pub struct MgmtClient {
+    base: String,
+    api_key: String,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl MgmtClient {
+    /// A client for the management API at `base` (e.g. `http://127.0.0.1:8444`).
+    pub fn new(base: &str, api_key: &str) -> Self {
+        Self {
+            base: base.trim_end_matches('/').to_string(),
+            api_key: api_key.to_string(),
+            client: Client::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// GET a path under `/api/v1`; errors unless 2xx.
+    pub async fn get(&self, path: &str) -> Result<Value> {
+        self.call(Method::GET, path, None).await.map(|(_, v)| v)
+    }
+
+    /// POST JSON to a path under `/api/v1`; errors unless 2xx.
+    pub async fn post(&self, path: &str, body: &Value) -> Result<Value> {
+        self.call(Method::POST, path, Some(body)).await.map(|(_, v)| v)
+    }
+
+    /// Any call; returns the status and JSON body of a 2xx answer.
+    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<(StatusCode, Value)> {
+        let url = format!("{}/api/v1/{}", self.base, path.trim_start_matches('/'));
+        let req = Request::builder()
+            .method(method.clone())
+            .uri(&url)
+            .header("x-api-key", &self.api_key)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body.map(|b| Bytes::from(b.to_string())).unwrap_or_default()))?;
+        let resp = tokio::time::timeout(Duration::from_secs(90), self.client.request(req))
+            .await
+            .with_context(|| format!("{method} {url}: no answer within 90 s"))?
+            .with_context(|| format!("{method} {url}: is the connector running?"))?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        let json: Value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).with_context(|| format!("{method} {url}: answer is not JSON"))?
+        };
+        if !status.is_success() {
+            bail!("{method} {url} failed with {status}: {}", json.get("error").unwrap_or(&json));
+        }
+        Ok((status, json))
+    }
+}
+
+/// Percent-encodes an id for use as one path segment.
+pub fn segment(id: &str) -> String {
+    id.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

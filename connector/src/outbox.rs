@@ -1,0 +1,130 @@
+//! The outbox sender: delivers committed messages at once, retries with backoff and jitter,
+//! and resumes after a restart. It sleeps until woken by a commit or until the next retry is
+//! due; there is no fixed polling tick.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use tracing::{Instrument, info_span, warn};
+
+use crate::engine::{fail_locally, learn_provider_pid, negotiation, transfer};
+use crate::store::{Negotiation, Transfer};
+use crate::node::Shared;
+use crate::store::OutboxItem;
+
+/// Attempts before a transient failure is treated as final.
+const MAX_ATTEMPTS: u32 = 12;
+/// First retry delay; doubles per attempt up to [`MAX_BACKOFF`].
+const BASE_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest delay between attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Delay before attempt `attempts + 1`: exponential with full jitter in its upper half.
+pub fn backoff(attempts: u32) -> Duration {
+    let exp = BASE_BACKOFF.saturating_mul(1u32 << attempts.min(16));
+    let capped = exp.min(MAX_BACKOFF);
+    let half = capped / 2;
+    half + half.mul_f64(fastrand::f64())
+}
+
+/// Runs until `shutdown` resolves.
+pub async fn run(node: Shared, shutdown: impl std::future::Future<Output = ()>) {
+    let wake = node.store.outbox_ready();
+    let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
+    tokio::pin!(shutdown);
+    loop {
+        let next_due = dispatch_due(&node, &in_flight);
+        let sleep = next_due.unwrap_or(Duration::from_secs(3600));
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = wake.notified() => {}
+            _ = tokio::time::sleep(sleep) => {}
+        }
+    }
+}
+
+/// Starts delivery of every due message; returns how long until the next one falls due.
+fn dispatch_due(node: &Shared, in_flight: &Arc<Mutex<HashSet<String>>>) -> Option<Duration> {
+    let due = match node.store.due_messages(512) {
+        Ok(d) => d,
+        Err(e) => {
+            warn!(error = %format!("{e:#}"), "reading the outbox failed");
+            return Some(Duration::from_secs(1));
+        }
+    };
+    let now = Utc::now();
+    let mut next: Option<Duration> = None;
+    for item in due {
+        if item.next_attempt_at > now {
+            let wait = (item.next_attempt_at - now).to_std().unwrap_or_default();
+            next = Some(next.map_or(wait, |n| n.min(wait)));
+            continue;
+        }
+        if !in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(item.process_id.clone()) {
+            continue;
+        }
+        let node = node.clone();
+        let in_flight = in_flight.clone();
+        let span = info_span!("deliver", process = %item.process_id, url = %item.url, attempt = item.attempts + 1);
+        tokio::spawn(
+            async move {
+                deliver(&node, &item).await;
+                in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&item.process_id);
+                node.store.outbox_ready().notify_one();
+            }
+            .instrument(span),
+        );
+    }
+    next
+}
+
+async fn deliver(node: &Shared, item: &OutboxItem) {
+    match node.peers.post_json(&item.url, &item.body).await {
+        Ok((_, answer)) => {
+            let done = node.store.transact(|tx| tx.dequeue(item.id)).and_then(|_| match item.purpose.as_str() {
+                negotiation::PURPOSE_REQUEST => learn_provider_pid::<Negotiation>(&node.store, &item.process_id, &answer),
+                transfer::PURPOSE_REQUEST => learn_provider_pid::<Transfer>(&node.store, &item.process_id, &answer),
+                _ => Ok(()),
+            });
+            if let Err(e) = done {
+                warn!(error = %format!("{e:#}"), "recording a delivery failed");
+            }
+        }
+        Err(e) if e.is_transient() && item.attempts + 1 < MAX_ATTEMPTS => {
+            let at = Utc::now() + backoff(item.attempts);
+            warn!(error = %e, retry_at = %at, "delivery failed; will retry");
+            if let Err(e) = node.store.retry_later(item.id, at, &e.to_string()) {
+                warn!(error = %format!("{e:#}"), "rescheduling a delivery failed");
+            }
+        }
+        Err(e) => {
+            warn!(error = %e, "delivery failed for good; terminating the process locally");
+            let why = format!("delivery to the peer failed: {e}");
+            let result = if item.purpose.starts_with("negotiation") {
+                fail_locally::<Negotiation>(&node.store, &item.process_id, &why)
+            } else {
+                fail_locally::<Transfer>(&node.store, &item.process_id, &why)
+            };
+            if let Err(e) = result {
+                warn!(error = %format!("{e:#}"), "recording the failure failed");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let first = backoff(0);
+        assert!(first >= BASE_BACKOFF / 2 && first <= BASE_BACKOFF, "{first:?}");
+        let late = backoff(30);
+        assert!(late <= MAX_BACKOFF && late >= MAX_BACKOFF / 2, "{late:?}");
+        let samples: HashSet<_> = (0..20).map(|_| backoff(5)).collect();
+        assert!(samples.len() > 1, "jitter varies the delay");
+    }
+}

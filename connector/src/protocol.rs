@@ -1,0 +1,314 @@
+//! The DSP 2025-1 HTTP binding on the protocol listener.
+//!
+//! Handlers only translate: read the caller from the TLS connection, parse and bound the
+//! body, call [`crate::engine`] or the catalogue, and map the outcome to the status codes and
+//! error types DSP prescribes (201 on creation, 200 otherwise, 400 for illegal transitions,
+//! 404 for unknown processes or processes of other parties).
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use sluis_catalog::Page;
+use tracing::{Instrument, error, info_span};
+
+use crate::dsp::messages::{self, ErrorKind, MAX_BODY_BYTES, error_body};
+use crate::dsp::transfer::TransferMessage;
+use crate::dsp::DSP_VERSION;
+use crate::engine::{EngineError, negotiation, transfer};
+use crate::node::Shared;
+use crate::tls::PeerIdentity;
+
+/// The DSP base path under the protocol listener.
+pub const BASE_PATH: &str = "/dsp";
+
+/// Catalogue page size.
+const PAGE_SIZE: usize = 100;
+
+/// A DSP error response.
+#[derive(Debug)]
+pub struct DspReject {
+    status: StatusCode,
+    kind: ErrorKind,
+    reason: String,
+    pids: Option<(String, String)>,
+}
+
+impl DspReject {
+    fn new(status: StatusCode, kind: ErrorKind, reason: impl Into<String>) -> Self {
+        Self {
+            status,
+            kind,
+            reason: reason.into(),
+            pids: None,
+        }
+    }
+
+    fn from_engine(kind: ErrorKind, e: EngineError) -> Self {
+        let (status, reason) = match &e {
+            EngineError::NotFound(what) => (StatusCode::NOT_FOUND, format!("no such {what}")),
+            EngineError::Illegal(r) | EngineError::BadRequest(r) => (StatusCode::BAD_REQUEST, r.clone()),
+            EngineError::Peer(p) => (StatusCode::BAD_GATEWAY, p.to_string()),
+            EngineError::Internal(err) => {
+                error!(error = %format!("{err:#}"), "internal error");
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_string())
+            }
+        };
+        Self::new(status, kind, reason)
+    }
+}
+
+impl IntoResponse for DspReject {
+    fn into_response(self) -> Response {
+        let pids = self.pids.as_ref().map(|(p, c)| (p.as_str(), c.as_str()));
+        let body = error_body(self.kind, self.status.as_str(), &self.reason, pids);
+        (self.status, Json(body)).into_response()
+    }
+}
+
+type DspResult = Result<Response, DspReject>;
+
+/// The router of the protocol listener.
+pub fn router(node: Shared) -> Router {
+    use negotiation as n;
+    use transfer as t;
+    let dsp = Router::new()
+        .route("/catalog/request", post(catalog_request))
+        .route("/catalog/datasets/{id}", get(dataset))
+        .route("/negotiations/request", post(negotiation_request))
+        .route("/negotiations/{pid}", get(negotiation_get))
+        .route("/negotiations/{pid}/request", neg("ContractRequestMessage", n::on_counter_request))
+        .route("/negotiations/{pid}/offers", neg("ContractOfferMessage", n::on_offer))
+        .route("/negotiations/{pid}/events", neg("ContractNegotiationEventMessage", n::on_event))
+        .route("/negotiations/{pid}/agreement", neg("ContractAgreementMessage", n::on_agreement))
+        .route(
+            "/negotiations/{pid}/agreement/verification",
+            neg("ContractAgreementVerificationMessage", n::on_verification),
+        )
+        .route(
+            "/negotiations/{pid}/termination",
+            neg("ContractNegotiationTerminationMessage", n::on_termination),
+        )
+        .route("/transfers/request", post(transfer_request))
+        .route("/transfers/{pid}", get(transfer_get))
+        .route("/transfers/{pid}/start", tr("TransferStartMessage", t::on_start))
+        .route("/transfers/{pid}/completion", tr("TransferCompletionMessage", t::on_completion))
+        .route(
+            "/transfers/{pid}/suspension",
+            tr("TransferSuspensionMessage", |n, c, p, m| {
+                t::on_stop(n, c, p, m, TransferMessage::Suspension)
+            }),
+        )
+        .route(
+            "/transfers/{pid}/termination",
+            tr("TransferTerminationMessage", |n, c, p, m| {
+                t::on_stop(n, c, p, m, TransferMessage::Termination)
+            }),
+        );
+    Router::new()
+        .route("/.well-known/dspace-version", get(version))
+        .nest(BASE_PATH, dsp)
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn(trace_request))
+        .with_state(node)
+}
+
+async fn trace_request(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let caller = req
+        .extensions()
+        .get::<Option<PeerIdentity>>()
+        .and_then(|p| p.as_ref().map(|p| p.0.clone()))
+        .unwrap_or_default();
+    let span = info_span!("dsp", method = %req.method(), path = %req.uri().path(), caller = %caller, status = tracing::field::Empty);
+    let resp = next.run(req).instrument(span.clone()).await;
+    span.record("status", resp.status().as_u16());
+    tracing::debug!(parent: &span, "handled");
+    resp
+}
+
+async fn not_found() -> DspReject {
+    DspReject::new(StatusCode::NOT_FOUND, ErrorKind::Catalog, "no such DSP endpoint")
+}
+
+async fn version(State(node): State<Shared>) -> Json<Value> {
+    Json(json!({
+        "protocolVersions": [{
+            "version": DSP_VERSION,
+            "path": BASE_PATH,
+            "binding": "HTTPS",
+            "serviceId": node.service_info().service_id,
+        }]
+    }))
+}
+
+/// The verified caller, or 401.
+fn caller(peer: &Option<PeerIdentity>, kind: ErrorKind) -> Result<String, DspReject> {
+    peer.as_ref().map(|p| p.0.clone()).ok_or_else(|| {
+        DspReject::new(
+            StatusCode::UNAUTHORIZED,
+            kind,
+            "a client certificate of the data space is required",
+        )
+    })
+}
+
+/// Reads a bounded body and parses the expected message.
+async fn read<T: DeserializeOwned>(body: Body, expected: &'static str, kind: ErrorKind) -> Result<T, DspReject> {
+    let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
+        DspReject::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            kind,
+            format!("the body exceeds {MAX_BODY_BYTES} bytes"),
+        )
+    })?;
+    messages::parse(&bytes, expected).map_err(|e| DspReject::new(StatusCode::BAD_REQUEST, kind, e.to_string()))
+}
+
+fn ok(status: StatusCode, body: Value) -> DspResult {
+    Ok((status, Json(body)).into_response())
+}
+
+// ---- catalogue --------------------------------------------------------------------------------
+
+async fn catalog_request(
+    State(node): State<Shared>,
+    Extension(peer): Extension<Option<PeerIdentity>>,
+    body: Body,
+) -> DspResult {
+    caller(&peer, ErrorKind::Catalog)?;
+    let msg: Value = read(body, "CatalogRequestMessage", ErrorKind::Catalog).await?;
+    if msg.get("filter").is_some_and(|f| f.as_array().is_none_or(|a| !a.is_empty())) {
+        return Err(DspReject::new(
+            StatusCode::BAD_REQUEST,
+            ErrorKind::Catalog,
+            "filters are not supported yet: send an empty filter",
+        ));
+    }
+    let page = node
+        .catalog
+        .dsp_catalog(&node.service_info(), Page { offset: 0, limit: PAGE_SIZE })
+        .map_err(|e| DspReject::from_engine(ErrorKind::Catalog, EngineError::Internal(e.into())))?;
+    ok(StatusCode::OK, page.catalog)
+}
+
+async fn dataset(
+    State(node): State<Shared>,
+    Extension(peer): Extension<Option<PeerIdentity>>,
+    Path(id): Path<String>,
+) -> DspResult {
+    caller(&peer, ErrorKind::Catalog)?;
+    match node.catalog.dsp_dataset(&id, &node.service_info()) {
+        Ok(Some(ds)) => ok(StatusCode::OK, ds),
+        Ok(None) => Err(DspReject::new(StatusCode::NOT_FOUND, ErrorKind::Catalog, "no such dataset")),
+        Err(e) => Err(DspReject::from_engine(ErrorKind::Catalog, EngineError::Internal(e.into()))),
+    }
+}
+
+// ---- negotiation ------------------------------------------------------------------------------
+
+const NEG: ErrorKind = ErrorKind::Negotiation;
+
+
+
+async fn negotiation_request(
+    State(node): State<Shared>,
+    Extension(peer): Extension<Option<PeerIdentity>>,
+    body: Body,
+) -> DspResult {
+    let who = caller(&peer, NEG)?;
+    let msg = read(body, "ContractRequestMessage", NEG).await?;
+    let n = negotiation::on_initial_request(&node, &who, msg).map_err(|e| DspReject::from_engine(NEG, e))?;
+    ok(StatusCode::CREATED, negotiation::dsp_view(&n))
+}
+
+async fn negotiation_get(
+    State(node): State<Shared>,
+    Extension(peer): Extension<Option<PeerIdentity>>,
+    Path(pid): Path<String>,
+) -> DspResult {
+    let who = caller(&peer, NEG)?;
+    let n = node
+        .store
+        .negotiation(&pid)
+        .map_err(|e| DspReject::from_engine(NEG, e.into()))?
+        .filter(|n| n.peer_id == who)
+        .ok_or_else(|| DspReject::new(StatusCode::NOT_FOUND, NEG, "no such negotiation"))?;
+    ok(StatusCode::OK, negotiation::dsp_view(&n))
+}
+
+// ---- transfer ---------------------------------------------------------------------------------
+
+const TR: ErrorKind = ErrorKind::Transfer;
+
+
+
+async fn transfer_request(
+    State(node): State<Shared>,
+    Extension(peer): Extension<Option<PeerIdentity>>,
+    body: Body,
+) -> DspResult {
+    let who = caller(&peer, TR)?;
+    let msg = read(body, "TransferRequestMessage", TR).await?;
+    let t = transfer::on_request(&node, &who, msg).map_err(|e| DspReject::from_engine(TR, e))?;
+    ok(StatusCode::CREATED, transfer::dsp_view(&t))
+}
+
+async fn transfer_get(
+    State(node): State<Shared>,
+    Extension(peer): Extension<Option<PeerIdentity>>,
+    Path(pid): Path<String>,
+) -> DspResult {
+    let who = caller(&peer, TR)?;
+    let t = node
+        .store
+        .transfer(&pid)
+        .map_err(|e| DspReject::from_engine(TR, e.into()))?
+        .filter(|t| t.peer_id == who)
+        .ok_or_else(|| DspReject::new(StatusCode::NOT_FOUND, TR, "no such transfer"))?;
+    ok(StatusCode::OK, transfer::dsp_view(&t))
+}
+
+/// An engine entry point for a message about an existing process.
+type Inbound<T, P> = fn(&Shared, &str, &str, T) -> Result<P, EngineError>;
+
+/// A POST route for a message about process `{pid}`: caller, bounded body, engine, reply.
+fn inbound<T, P>(
+    expected: &'static str,
+    kind: ErrorKind,
+    handle: Inbound<T, P>,
+) -> axum::routing::MethodRouter<Shared>
+where
+    T: DeserializeOwned + Send + 'static,
+    P: Send + 'static,
+{
+    post(
+        move |State(node): State<Shared>,
+              Extension(peer): Extension<Option<PeerIdentity>>,
+              Path(pid): Path<String>,
+              body: Body| async move {
+            let who = caller(&peer, kind)?;
+            let msg = read(body, expected, kind).await?;
+            handle(&node, &who, &pid, msg)
+                .map(|_| StatusCode::OK.into_response())
+                .map_err(|e| DspReject::from_engine(kind, e))
+        },
+    )
+}
+
+fn neg<T: DeserializeOwned + Send + 'static>(
+    expected: &'static str,
+    handle: Inbound<T, crate::store::Negotiation>,
+) -> axum::routing::MethodRouter<Shared> {
+    inbound(expected, NEG, handle)
+}
+
+fn tr<T: DeserializeOwned + Send + 'static>(
+    expected: &'static str,
+    handle: Inbound<T, crate::store::Transfer>,
+) -> axum::routing::MethodRouter<Shared> {
+    inbound(expected, TR, handle)
+}

@@ -1,0 +1,246 @@
+//! A two-party data space on one machine: files for a provider and a consumer, and real
+//! `sluis serve` processes started from them. The demo and the integration tests use it.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use serde_json::json;
+
+use crate::mgmt_client::MgmtClient;
+use crate::run::Ports;
+use crate::sample::{SampleSummary, generate_meter_readings};
+use crate::tls;
+
+/// The provider's participant id in the scenario.
+pub const PROVIDER_ID: &str = "did:web:provider.energy-dataspace.example";
+/// The consumer's participant id in the scenario.
+pub const CONSUMER_ID: &str = "did:web:consumer.grid-analytics.example";
+/// The demo dataset.
+pub const DATASET_ID: &str = "urn:sluis:dataset:meter-readings";
+/// The demo offer: rows of the north region only, without the personal column.
+pub const OFFER_ID: &str = "urn:sluis:offer:meter-readings-north";
+/// The region the offer allows.
+pub const ALLOWED_REGION: &str = "north";
+/// The personal column the offer hides.
+pub const HIDDEN_COLUMN: &str = "customer_name";
+
+/// A second dataset over the same data, for tests of tokens that belong elsewhere.
+pub const OTHER_DATASET_ID: &str = "urn:sluis:dataset:meter-readings-south";
+/// Its offer: south rows only.
+pub const OTHER_OFFER_ID: &str = "urn:sluis:offer:meter-readings-south";
+
+/// The demo offer (DSP 2025-1 compact ODRL with the Sluis profile).
+pub fn demo_offer() -> serde_json::Value {
+    region_offer(OFFER_ID, ALLOWED_REGION)
+}
+
+/// The second dataset's offer.
+pub fn other_offer() -> serde_json::Value {
+    region_offer(OTHER_OFFER_ID, "south")
+}
+
+fn region_offer(id: &str, region: &str) -> serde_json::Value {
+    json!({
+        "@id": id,
+        "@type": "Offer",
+        "profile": "https://w3id.org/sluis/odrl",
+        "permission": [{
+            "action": "use",
+            "constraint": [
+                { "leftOperand": "sluis:row.region", "operator": "eq", "rightOperand": region },
+                { "leftOperand": "sluis:column", "operator": "isNoneOf", "rightOperand": [HIDDEN_COLUMN] }
+            ]
+        }]
+    })
+}
+
+/// Files of one participant.
+#[derive(Debug, Clone)]
+pub struct ParticipantFiles {
+    /// Participant id.
+    pub id: String,
+    /// Its folder.
+    pub dir: PathBuf,
+    /// Its `sluis.toml`.
+    pub config: PathBuf,
+    /// Its management API key.
+    pub api_key: String,
+}
+
+/// The prepared data space.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// Root folder.
+    pub root: PathBuf,
+    /// The data-space CA certificate (PEM).
+    pub ca_pem: Vec<u8>,
+    /// The provider.
+    pub provider: ParticipantFiles,
+    /// The consumer.
+    pub consumer: ParticipantFiles,
+    /// What the sample dataset holds.
+    pub sample: SampleSummary,
+}
+
+/// Writes a CA, two participants (certificates, configs on port 0), the sample dataset
+/// with `rows` rows and the offer into `root`.
+pub fn prepare(root: &Path, rows: usize) -> Result<Scenario> {
+    std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
+    let ca = tls::create_ca("Sluis demo data-space CA")?;
+    tls::write_file(&root.join("ca.pem"), ca.cert_pem.as_bytes())?;
+    let provider = participant(root, "provider", PROVIDER_ID, &ca)?;
+    let consumer = participant(root, "consumer", CONSUMER_ID, &ca)?;
+    let data = provider.dir.join("meter_readings.parquet");
+    let sample = generate_meter_readings(&data, rows, 42)?;
+    let mut cfg = std::fs::read_to_string(&provider.config)?;
+    for (dataset, offer, title) in [
+        (DATASET_ID, demo_offer(), "Smart meter readings"),
+        (OTHER_DATASET_ID, other_offer(), "Smart meter readings, south"),
+    ] {
+        let file = format!("{}.json", crate::node::table_name(offer["@id"].as_str().unwrap_or("offer")));
+        tls::write_file(&provider.dir.join(&file), serde_json::to_string_pretty(&offer)?.as_bytes())?;
+        cfg.push_str(&format!(
+            r#"
+[[dataset]]
+id = "{dataset}"
+title = "{title}"
+description = "Synthetic 15-minute smart-meter readings with region, tariff and customer."
+keywords = ["energy", "smart meter", "consumption"]
+source = {{ kind = "parquet", location = "meter_readings.parquet" }}
+offer_files = ["{file}"]
+"#
+        ));
+    }
+    tls::write_file(&provider.config, cfg.as_bytes())?;
+    Ok(Scenario {
+        root: root.to_path_buf(),
+        ca_pem: ca.cert_pem.into_bytes(),
+        provider,
+        consumer,
+        sample,
+    })
+}
+
+fn participant(root: &Path, name: &str, id: &str, ca: &tls::IssuedCert) -> Result<ParticipantFiles> {
+    let dir = root.join(name);
+    let cert = tls::issue_participant_cert(ca, id, &["127.0.0.1".into(), "localhost".into()])?;
+    tls::write_participant_files(&dir.join("certs"), ca, &cert)?;
+    let api_key = format!("{name}-{}", uuid::Uuid::new_v4().simple());
+    let config = dir.join("sluis.toml");
+    let text = format!(
+        r#"participant_id = "{id}"
+data_dir = "data"
+
+[protocol]
+listen = "127.0.0.1:0"
+
+[management]
+listen = "127.0.0.1:0"
+api_key = "{api_key}"
+
+[data_plane]
+listen = "127.0.0.1:0"
+
+[tls]
+ca = "certs/ca.pem"
+cert = "certs/cert.pem"
+key = "certs/key.pem"
+"#
+    );
+    tls::write_file(&config, text.as_bytes())?;
+    Ok(ParticipantFiles {
+        id: id.to_string(),
+        dir,
+        config,
+        api_key,
+    })
+}
+
+/// A running `sluis serve` child process; killed when dropped.
+pub struct Running {
+    /// Its files.
+    pub files: ParticipantFiles,
+    /// Where it listens.
+    pub ports: Ports,
+    /// Its log file.
+    pub log: PathBuf,
+    child: std::process::Child,
+}
+
+impl Running {
+    /// Starts `exe serve --config …` and waits until it has written `ports.json`.
+    pub fn start(exe: &Path, files: &ParticipantFiles, timeout: Duration) -> Result<Self> {
+        let ports_file = files.dir.join("data").join("ports.json");
+        let _ = std::fs::remove_file(&ports_file);
+        let log = files.dir.join("sluis.log");
+        let out = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let child = std::process::Command::new(exe)
+            .arg("serve")
+            .arg("--config")
+            .arg(&files.config)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .with_context(|| format!("starting {}", exe.display()))?;
+        let mut running = Running {
+            files: files.clone(),
+            ports: Ports {
+                participant_id: String::new(),
+                dsp_url: String::new(),
+                management_url: String::new(),
+                flight_url: String::new(),
+                pid: child.id(),
+            },
+            log,
+            child,
+        };
+        running.ports = running.wait_for_ports(&ports_file, timeout)?;
+        Ok(running)
+    }
+
+    fn wait_for_ports(&mut self, file: &Path, timeout: Duration) -> Result<Ports> {
+        let start = Instant::now();
+        loop {
+            if let Ok(text) = std::fs::read_to_string(file)
+                && let Ok(ports) = serde_json::from_str::<Ports>(&text)
+                && ports.pid == self.child.id()
+            {
+                return Ok(ports);
+            }
+            if let Some(status) = self.child.try_wait()? {
+                bail!(
+                    "{} exited with {status} before it was ready; its log {} says:\n{}",
+                    self.files.id,
+                    self.log.display(),
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            }
+            if start.elapsed() > timeout {
+                bail!("{} was not ready after {timeout:?}; see {}", self.files.id, self.log.display());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// A management API client for it.
+    pub fn mgmt(&self) -> MgmtClient {
+        MgmtClient::new(&self.ports.management_url, &self.files.api_key)
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

@@ -1,0 +1,766 @@
+//! The state store: negotiations, agreements, transfers, their history and the outbox, in
+//! one SQLite database in the data directory.
+//!
+//! Every state change commits in one transaction with the messages it sends (the outbox),
+//! so a crash can neither lose a message nor send one for a change that did not happen.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use anyhow::{Context, Result, anyhow};
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::{Notify, broadcast};
+
+use crate::dsp::Role;
+use crate::dsp::negotiation::NegotiationState;
+use crate::dsp::transfer::TransferState;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS negotiation (
+    id TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    provider_pid TEXT,
+    consumer_pid TEXT,
+    peer_id TEXT NOT NULL,
+    peer_address TEXT NOT NULL,
+    state TEXT NOT NULL,
+    dataset_id TEXT NOT NULL,
+    offer TEXT NOT NULL,
+    agreement_id TEXT,
+    error TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS negotiation_consumer_pid ON negotiation(consumer_pid);
+CREATE INDEX IF NOT EXISTS negotiation_provider_pid ON negotiation(provider_pid);
+CREATE TABLE IF NOT EXISTS agreement (
+    id TEXT PRIMARY KEY,
+    negotiation_id TEXT NOT NULL UNIQUE,
+    dataset_id TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    assigner TEXT NOT NULL,
+    assignee TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS transfer (
+    id TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    provider_pid TEXT,
+    consumer_pid TEXT,
+    peer_id TEXT NOT NULL,
+    peer_address TEXT NOT NULL,
+    agreement_id TEXT NOT NULL,
+    dataset_id TEXT NOT NULL,
+    format TEXT NOT NULL,
+    state TEXT NOT NULL,
+    data_address TEXT,
+    error TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS history (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    process_id TEXT NOT NULL,
+    state TEXT NOT NULL,
+    note TEXT NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_process ON history(process_id);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    process_id TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    url TEXT NOT NULL,
+    body TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at TEXT NOT NULL,
+    last_error TEXT
+);
+CREATE TABLE IF NOT EXISTS kv (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"#;
+
+/// Which kind of process a change is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProcessKind {
+    /// A contract negotiation.
+    Negotiation,
+    /// A transfer process.
+    Transfer,
+}
+
+/// A committed state change, broadcast to waiters.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// Which kind of process.
+    pub kind: ProcessKind,
+    /// The local process id.
+    pub id: String,
+    /// The new state name.
+    pub state: String,
+}
+
+/// A contract negotiation as this connector sees it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Negotiation {
+    /// Local id: our own process id (`providerPid` when we are the provider).
+    pub id: String,
+    /// Our role.
+    pub role: Role,
+    /// The provider's process id, once known.
+    pub provider_pid: Option<String>,
+    /// The consumer's process id, once known.
+    pub consumer_pid: Option<String>,
+    /// The other party's participant id.
+    pub peer_id: String,
+    /// Where the other party receives DSP messages.
+    pub peer_address: String,
+    /// Current state.
+    pub state: NegotiationState,
+    /// The dataset negotiated for.
+    pub dataset_id: String,
+    /// The latest offer or request (ODRL, DSP JSON).
+    pub offer: Value,
+    /// The agreement, once agreed.
+    pub agreement_id: Option<String>,
+    /// Why it was terminated, if it was.
+    pub error: Option<String>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A contract agreement.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Agreement {
+    /// The agreement's `@id`.
+    pub id: String,
+    /// The negotiation it came from (local id).
+    pub negotiation_id: String,
+    /// Its target dataset.
+    pub dataset_id: String,
+    /// The ODRL agreement (DSP JSON).
+    pub policy: Value,
+    /// The provider.
+    pub assigner: String,
+    /// The consumer.
+    pub assignee: String,
+    /// When it was recorded.
+    pub created_at: DateTime<Utc>,
+}
+
+/// A transfer process as this connector sees it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Transfer {
+    /// Local id (our process id).
+    pub id: String,
+    /// Our role.
+    pub role: Role,
+    /// The provider's process id, once known.
+    pub provider_pid: Option<String>,
+    /// The consumer's process id.
+    pub consumer_pid: Option<String>,
+    /// The other party's participant id.
+    pub peer_id: String,
+    /// Where the other party receives DSP messages.
+    pub peer_address: String,
+    /// The agreement it runs under.
+    pub agreement_id: String,
+    /// The dataset.
+    pub dataset_id: String,
+    /// The transfer format (`ArrowFlight-PULL`, `HttpData-PULL`).
+    pub format: String,
+    /// Current state.
+    pub state: TransferState,
+    /// The data address, once started (consumer side).
+    pub data_address: Option<Value>,
+    /// Why it was terminated, if it was.
+    pub error: Option<String>,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One entry in a process's history.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryEntry {
+    /// The state entered.
+    pub state: String,
+    /// What caused it.
+    pub note: String,
+    /// When.
+    pub at: DateTime<Utc>,
+}
+
+/// A message waiting to be delivered.
+#[derive(Debug, Clone)]
+pub struct OutboxItem {
+    /// Queue position.
+    pub id: i64,
+    /// The local process the message belongs to.
+    pub process_id: String,
+    /// What to do with the peer's answer (see [`crate::outbox`]).
+    pub purpose: String,
+    /// Target URL.
+    pub url: String,
+    /// The JSON body.
+    pub body: Value,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// Earliest time of the next attempt.
+    pub next_attempt_at: DateTime<Utc>,
+}
+
+/// The state store. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    conn: Arc<Mutex<Connection>>,
+    changes: broadcast::Sender<Change>,
+    outbox_ready: Arc<Notify>,
+}
+
+/// An open transaction; changes are published only when it commits.
+pub struct Tx<'a> {
+    tx: rusqlite::Transaction<'a>,
+    changes: Vec<Change>,
+    enqueued: bool,
+}
+
+fn now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
+fn parse_ts(s: String) -> rusqlite::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(&s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))
+}
+
+fn json_col(s: String) -> rusqlite::Result<Value> {
+    serde_json::from_str(&s)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))
+}
+
+fn bad_enum(what: &str, s: &str) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        0,
+        rusqlite::types::Type::Text,
+        anyhow!("unknown {what} {s:?} in the store").into(),
+    )
+}
+
+fn role_col(s: String) -> rusqlite::Result<Role> {
+    Role::parse(&s).ok_or_else(|| bad_enum("role", &s))
+}
+
+impl Store {
+    /// Opens (creating if needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<Self> {
+        let conn = Connection::open(path)
+            .with_context(|| format!("opening the state store {}", path.display()))?;
+        // WAL with NORMAL sync survives a process kill without losing a commit.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)
+            .with_context(|| format!("creating the schema in {}", path.display()))?;
+        let (changes, _) = broadcast::channel(1024);
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+            changes,
+            outbox_ready: Arc::new(Notify::new()),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock leaves SQLite consistent (the transaction rolls back).
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` in one transaction; on success commits, then publishes its changes.
+    pub fn transact<R, E: From<anyhow::Error>>(
+        &self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<R, E>,
+    ) -> Result<R, E> {
+        let mut conn = self.lock();
+        let tx = conn
+            .transaction()
+            .context("starting a state store transaction")?;
+        let mut tx = Tx {
+            tx,
+            changes: Vec::new(),
+            enqueued: false,
+        };
+        let out = f(&mut tx)?;
+        let Tx {
+            tx,
+            changes,
+            enqueued,
+        } = tx;
+        tx.commit().context("committing to the state store")?;
+        drop(conn);
+        for c in changes {
+            let _ = self.changes.send(c);
+        }
+        if enqueued {
+            self.outbox_ready.notify_one();
+        }
+        Ok(out)
+    }
+
+    /// Subscribes to committed state changes.
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    /// Woken whenever a message is enqueued.
+    pub fn outbox_ready(&self) -> Arc<Notify> {
+        self.outbox_ready.clone()
+    }
+
+    /// Reads with the connection (no transaction needed for single statements).
+    fn read<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R> {
+        f(&self.lock()).context("reading the state store")
+    }
+
+    /// A negotiation by local id.
+    pub fn negotiation(&self, id: &str) -> Result<Option<Negotiation>> {
+        self.read(|c| {
+            c.query_row(
+                &format!("SELECT {NEG_COLS} FROM negotiation WHERE id = ?1"),
+                [id],
+                negotiation_row,
+            )
+            .optional()
+        })
+    }
+
+    /// All negotiations, newest first.
+    pub fn negotiations(&self, limit: usize) -> Result<Vec<Negotiation>> {
+        self.read(|c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {NEG_COLS} FROM negotiation ORDER BY created_at DESC LIMIT ?1"
+            ))?;
+            st.query_map([limit as i64], negotiation_row)?.collect()
+        })
+    }
+
+    /// An agreement by id.
+    pub fn agreement(&self, id: &str) -> Result<Option<Agreement>> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT id, negotiation_id, dataset_id, policy, assigner, assignee, created_at FROM agreement WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok(Agreement {
+                        id: r.get(0)?,
+                        negotiation_id: r.get(1)?,
+                        dataset_id: r.get(2)?,
+                        policy: json_col(r.get(3)?)?,
+                        assigner: r.get(4)?,
+                        assignee: r.get(5)?,
+                        created_at: parse_ts(r.get(6)?)?,
+                    })
+                },
+            )
+            .optional()
+        })
+    }
+
+    /// A transfer by local id.
+    pub fn transfer(&self, id: &str) -> Result<Option<Transfer>> {
+        self.read(|c| {
+            c.query_row(
+                &format!("SELECT {TR_COLS} FROM transfer WHERE id = ?1"),
+                [id],
+                transfer_row,
+            )
+            .optional()
+        })
+    }
+
+    /// All transfers, newest first.
+    pub fn transfers(&self, limit: usize) -> Result<Vec<Transfer>> {
+        self.read(|c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {TR_COLS} FROM transfer ORDER BY created_at DESC LIMIT ?1"
+            ))?;
+            st.query_map([limit as i64], transfer_row)?.collect()
+        })
+    }
+
+    /// The history of a process, oldest first.
+    pub fn history(&self, process_id: &str) -> Result<Vec<HistoryEntry>> {
+        self.read(|c| {
+            let mut st =
+                c.prepare("SELECT state, note, at FROM history WHERE process_id = ?1 ORDER BY seq")?;
+            st.query_map([process_id], |r| {
+                Ok(HistoryEntry {
+                    state: r.get(0)?,
+                    note: r.get(1)?,
+                    at: parse_ts(r.get(2)?)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    /// Outbox messages due now, at most one per process (the oldest), so that messages of
+    /// one process are delivered in order.
+    pub fn due_messages(&self, limit: usize) -> Result<Vec<OutboxItem>> {
+        self.read(|c| {
+            let mut st = c.prepare(
+                "SELECT id, process_id, purpose, url, body, attempts, next_attempt_at FROM outbox o
+                 WHERE id = (SELECT MIN(id) FROM outbox WHERE process_id = o.process_id)
+                 ORDER BY next_attempt_at LIMIT ?1",
+            )?;
+            st.query_map([limit as i64], |r| {
+                Ok(OutboxItem {
+                    id: r.get(0)?,
+                    process_id: r.get(1)?,
+                    purpose: r.get(2)?,
+                    url: r.get(3)?,
+                    body: json_col(r.get(4)?)?,
+                    attempts: r.get(5)?,
+                    next_attempt_at: parse_ts(r.get(6)?)?,
+                })
+            })?
+            .collect()
+        })
+    }
+
+    /// Reschedules a failed delivery.
+    pub fn retry_later(&self, id: i64, at: DateTime<Utc>, error: &str) -> Result<()> {
+        self.read(|c| {
+            c.execute(
+                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
+                params![id, ts(at), error],
+            )
+            .map(|_| ())
+        })
+    }
+
+    /// A stored value (keys, settings), if present.
+    pub fn kv_get(&self, key: &str) -> Result<Option<String>> {
+        self.read(|c| {
+            c.query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0))
+                .optional()
+        })
+    }
+
+    /// Stores a value.
+    pub fn kv_put(&self, key: &str, value: &str) -> Result<()> {
+        self.read(|c| {
+            c.execute(
+                "INSERT INTO kv(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                params![key, value],
+            )
+            .map(|_| ())
+        })
+    }
+}
+
+const NEG_COLS: &str = "id, role, provider_pid, consumer_pid, peer_id, peer_address, state, dataset_id, offer, agreement_id, error, created_at, updated_at";
+const TR_COLS: &str = "id, role, provider_pid, consumer_pid, peer_id, peer_address, agreement_id, dataset_id, format, state, data_address, error, created_at, updated_at";
+
+fn negotiation_row(r: &Row<'_>) -> rusqlite::Result<Negotiation> {
+    let state: String = r.get(6)?;
+    Ok(Negotiation {
+        id: r.get(0)?,
+        role: role_col(r.get(1)?)?,
+        provider_pid: r.get(2)?,
+        consumer_pid: r.get(3)?,
+        peer_id: r.get(4)?,
+        peer_address: r.get(5)?,
+        state: NegotiationState::parse(&state).ok_or_else(|| bad_enum("state", &state))?,
+        dataset_id: r.get(7)?,
+        offer: json_col(r.get(8)?)?,
+        agreement_id: r.get(9)?,
+        error: r.get(10)?,
+        created_at: parse_ts(r.get(11)?)?,
+        updated_at: parse_ts(r.get(12)?)?,
+    })
+}
+
+fn transfer_row(r: &Row<'_>) -> rusqlite::Result<Transfer> {
+    let state: String = r.get(9)?;
+    let address: Option<String> = r.get(10)?;
+    Ok(Transfer {
+        id: r.get(0)?,
+        role: role_col(r.get(1)?)?,
+        provider_pid: r.get(2)?,
+        consumer_pid: r.get(3)?,
+        peer_id: r.get(4)?,
+        peer_address: r.get(5)?,
+        agreement_id: r.get(6)?,
+        dataset_id: r.get(7)?,
+        format: r.get(8)?,
+        state: TransferState::parse(&state).ok_or_else(|| bad_enum("state", &state))?,
+        data_address: address.map(json_col).transpose()?,
+        error: r.get(11)?,
+        created_at: parse_ts(r.get(12)?)?,
+        updated_at: parse_ts(r.get(13)?)?,
+    })
+}
+
+impl Tx<'_> {
+    /// Finds a negotiation by local id, inside the transaction.
+    pub fn negotiation(&self, id: &str) -> Result<Option<Negotiation>> {
+        Ok(self
+            .tx
+            .query_row(
+                &format!("SELECT {NEG_COLS} FROM negotiation WHERE id = ?1"),
+                [id],
+                negotiation_row,
+            )
+            .optional()?)
+    }
+
+    /// Finds a transfer by local id, inside the transaction.
+    pub fn transfer(&self, id: &str) -> Result<Option<Transfer>> {
+        Ok(self
+            .tx
+            .query_row(
+                &format!("SELECT {TR_COLS} FROM transfer WHERE id = ?1"),
+                [id],
+                transfer_row,
+            )
+            .optional()?)
+    }
+
+    /// An agreement by id, inside the transaction.
+    pub fn agreement_negotiation(&self, agreement_id: &str) -> Result<Option<(String, String)>> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT dataset_id, assignee FROM agreement WHERE id = ?1",
+                [agreement_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// Inserts a new negotiation and records its first state.
+    pub fn insert_negotiation(&mut self, n: &Negotiation, note: &str) -> Result<()> {
+        self.tx.execute(
+            &format!("INSERT INTO negotiation ({NEG_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
+            params![
+                n.id,
+                n.role.as_str(),
+                n.provider_pid,
+                n.consumer_pid,
+                n.peer_id,
+                n.peer_address,
+                n.state.as_str(),
+                n.dataset_id,
+                n.offer.to_string(),
+                n.agreement_id,
+                n.error,
+                ts(n.created_at),
+                ts(n.updated_at)
+            ],
+        )?;
+        self.record(ProcessKind::Negotiation, &n.id, n.state.as_str(), note)
+    }
+
+    /// Saves a changed negotiation; records history when the state changed.
+    pub fn update_negotiation(&mut self, n: &Negotiation, note: &str) -> Result<()> {
+        let old: String = self.tx.query_row(
+            "SELECT state FROM negotiation WHERE id = ?1",
+            [&n.id],
+            |r| r.get(0),
+        )?;
+        self.tx.execute(
+            "UPDATE negotiation SET provider_pid = ?2, consumer_pid = ?3, state = ?4, offer = ?5, agreement_id = ?6, error = ?7, peer_address = ?8, updated_at = ?9 WHERE id = ?1",
+            params![
+                n.id,
+                n.provider_pid,
+                n.consumer_pid,
+                n.state.as_str(),
+                n.offer.to_string(),
+                n.agreement_id,
+                n.error,
+                n.peer_address,
+                ts(now())
+            ],
+        )?;
+        if old != n.state.as_str() {
+            self.record(ProcessKind::Negotiation, &n.id, n.state.as_str(), note)?;
+        }
+        Ok(())
+    }
+
+    /// Inserts an agreement; a negotiation has at most one.
+    pub fn insert_agreement(&mut self, a: &Agreement) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO agreement (id, negotiation_id, dataset_id, policy, assigner, assignee, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![a.id, a.negotiation_id, a.dataset_id, a.policy.to_string(), a.assigner, a.assignee, ts(a.created_at)],
+        ).context("recording the agreement")?;
+        Ok(())
+    }
+
+    /// Inserts a new transfer and records its first state.
+    pub fn insert_transfer(&mut self, t: &Transfer, note: &str) -> Result<()> {
+        self.tx.execute(
+            &format!("INSERT INTO transfer ({TR_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+            params![
+                t.id,
+                t.role.as_str(),
+                t.provider_pid,
+                t.consumer_pid,
+                t.peer_id,
+                t.peer_address,
+                t.agreement_id,
+                t.dataset_id,
+                t.format,
+                t.state.as_str(),
+                t.data_address.as_ref().map(Value::to_string),
+                t.error,
+                ts(t.created_at),
+                ts(t.updated_at)
+            ],
+        )?;
+        self.record(ProcessKind::Transfer, &t.id, t.state.as_str(), note)
+    }
+
+    /// Saves a changed transfer; records history when the state changed.
+    pub fn update_transfer(&mut self, t: &Transfer, note: &str) -> Result<()> {
+        let old: String =
+            self.tx
+                .query_row("SELECT state FROM transfer WHERE id = ?1", [&t.id], |r| r.get(0))?;
+        self.tx.execute(
+            "UPDATE transfer SET provider_pid = ?2, consumer_pid = ?3, state = ?4, data_address = ?5, error = ?6, updated_at = ?7 WHERE id = ?1",
+            params![
+                t.id,
+                t.provider_pid,
+                t.consumer_pid,
+                t.state.as_str(),
+                t.data_address.as_ref().map(Value::to_string),
+                t.error,
+                ts(now())
+            ],
+        )?;
+        if old != t.state.as_str() {
+            self.record(ProcessKind::Transfer, &t.id, t.state.as_str(), note)?;
+        }
+        Ok(())
+    }
+
+    /// Queues a message for delivery after the commit.
+    pub fn enqueue(&mut self, process_id: &str, purpose: &str, url: &str, body: &Value) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO outbox (process_id, purpose, url, body, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![process_id, purpose, url, body.to_string(), ts(now())],
+        )?;
+        self.enqueued = true;
+        Ok(())
+    }
+
+    /// Removes a delivered message.
+    pub fn dequeue(&mut self, id: i64) -> Result<()> {
+        self.tx.execute("DELETE FROM outbox WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// Drops every queued message of a process (it was terminated locally).
+    pub fn drop_queued(&mut self, process_id: &str) -> Result<()> {
+        self.tx
+            .execute("DELETE FROM outbox WHERE process_id = ?1", [process_id])?;
+        Ok(())
+    }
+
+    fn record(&mut self, kind: ProcessKind, id: &str, state: &str, note: &str) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO history (process_id, state, note, at) VALUES (?1, ?2, ?3, ?4)",
+            params![id, state, note, ts(now())],
+        )?;
+        self.changes.push(Change {
+            kind,
+            id: id.to_string(),
+            state: state.to_string(),
+        });
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn negotiation(id: &str) -> Negotiation {
+        Negotiation {
+            id: id.into(),
+            role: Role::Consumer,
+            provider_pid: None,
+            consumer_pid: Some(id.into()),
+            peer_id: "did:web:p".into(),
+            peer_address: "https://p/dsp".into(),
+            state: NegotiationState::Requested,
+            dataset_id: "urn:d".into(),
+            offer: serde_json::json!({"@id": "urn:o"}),
+            agreement_id: None,
+            error: None,
+            created_at: now(),
+            updated_at: now(),
+        }
+    }
+
+    #[test]
+    fn state_and_outbox_commit_together_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let failed: Result<()> = store.transact(|tx| -> Result<()> {
+            tx.insert_negotiation(&negotiation("n1"), "requested")?;
+            tx.enqueue("n1", "x", "https://p/dsp", &serde_json::json!({}))?;
+            Err(anyhow!("boom"))
+        });
+        assert!(failed.is_err());
+        assert!(store.negotiation("n1").unwrap().is_none());
+        assert!(store.due_messages(10).unwrap().is_empty());
+
+        let mut rx = store.subscribe();
+        store
+            .transact(|tx| -> Result<()> {
+                tx.insert_negotiation(&negotiation("n1"), "requested")?;
+                tx.enqueue("n1", "x", "https://p/dsp/1", &serde_json::json!({"a": 1}))?;
+                tx.enqueue("n1", "x", "https://p/dsp/2", &serde_json::json!({"a": 2}))
+            })
+            .unwrap();
+        assert_eq!(rx.try_recv().unwrap().state, "REQUESTED");
+        let due = store.due_messages(10).unwrap();
+        assert_eq!(due.len(), 1, "one message per process at a time");
+        assert_eq!(due[0].url, "https://p/dsp/1");
+    }
+
+    #[test]
+    fn survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        {
+            let store = Store::open(&path).unwrap();
+            store
+                .transact(|tx| -> Result<()> { tx.insert_negotiation(&negotiation("n1"), "requested") })
+                .unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let n = store.negotiation("n1").unwrap().unwrap();
+        assert_eq!(n.state, NegotiationState::Requested);
+        assert_eq!(store.history("n1").unwrap().len(), 1);
+    }
+}

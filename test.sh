@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Runs the whole Sluis test suite on a fresh machine that has the Rust toolchain and Python 3.
+# It installs what the tests need (a Python venv with pyarrow and friends in .venv, and
+# cargo-nextest when missing), runs the conformance suites, then every test with nextest.
+set -euo pipefail
+cd "$(dirname "$0")"
+ROOT=$(pwd)
+SHARED="${SLUIS_SHARED:-$ROOT/../shared}"
+step() { printf '\n==> %s\n' "$*"; }
+
+step "Python test clients (.venv: $(python3 --version 2>&1))"
+if [ ! -x .venv/bin/python ]; then
+  if ! python3 -m venv .venv 2>/dev/null; then
+    # Debian's python3 ships venv separately.
+    if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+      apt-get update -qq && apt-get install -y -qq python3-venv >/dev/null
+      python3 -m venv .venv
+    else
+      echo "python3 -m venv failed: install the python3-venv package" >&2; exit 1
+    fi
+  fi
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+export SLUIS_PYTHON="$ROOT/.venv/bin/python"
+
+step "Test runner"
+if cargo nextest --version >/dev/null 2>&1; then
+  RUNNER=nextest
+else
+  echo "cargo-nextest not found: installing it (one time, a few minutes)"
+  if cargo install cargo-nextest --locked --quiet; then RUNNER=nextest; else RUNNER=test; fi
+fi
+
+step "Build (debug, all targets)"
+cargo build --workspace --all-targets --locked
+
+status=0
+step "Conformance: ODRL test suite"
+if [ -d "$SHARED/spec/odrl-test-suite" ] && cargo run --quiet --locked -p sluis-conformance --bin odrl-suite -- --help >/dev/null 2>&1; then
+  cargo run --quiet --locked -p sluis-conformance --bin odrl-suite -- "$SHARED/spec/odrl-test-suite" conformance/odrl-cases || status=1
+else
+  echo "skipped: odrl-suite or $SHARED/spec/odrl-test-suite not available"
+fi
+
+step "Tests"
+if [ "$RUNNER" = nextest ]; then
+  cargo nextest run --workspace --locked --no-fail-fast --failure-output final || status=1
+else
+  cargo test --workspace --locked --no-fail-fast || status=1
+fi
+exit $status
