@@ -1,0 +1,293 @@
+//! DSP catalogue requests: the filter form, catalogue-scope visibility and pagination.
+
+use oxigraph::model::NamedNode;
+use serde_json::Value;
+
+use crate::dsp::{self, DSP_CONTEXT};
+use crate::error::{CatalogError, truncate};
+use crate::model::{CatalogPage, Dataset, Page, ServiceInfo};
+use crate::store::{CatalogStore, visible_offers};
+
+/// Decides whether the caller may see an offer (catalogue-scope constraints).
+///
+/// Implemented for every `Fn(&Value) -> bool`; the connector builds one per request from the
+/// caller's participant id and certificate claims (sluis-policy will supply the evaluator).
+pub trait OfferVisibility {
+    /// Whether the caller may see `offer` (DSP compact ODRL JSON).
+    fn is_visible(&self, offer: &Value) -> bool;
+    /// `true` when every offer is visible; lets the catalogue skip reading every dataset.
+    fn sees_everything(&self) -> bool {
+        false
+    }
+}
+
+impl<F: Fn(&Value) -> bool> OfferVisibility for F {
+    fn is_visible(&self, offer: &Value) -> bool {
+        self(offer)
+    }
+}
+
+/// The visibility of a caller that sees every offer (the operator, or tests).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct VisibleToAll;
+
+impl OfferVisibility for VisibleToAll {
+    fn is_visible(&self, _offer: &Value) -> bool {
+        true
+    }
+    fn sees_everything(&self) -> bool {
+        true
+    }
+}
+
+/// [`VisibleToAll`] as a value.
+#[allow(non_upper_case_globals)]
+pub const visible_to_all: VisibleToAll = VisibleToAll;
+
+/// Most filter terms in one request.
+const MAX_TERMS: usize = 32;
+
+/// One term of the Sluis filter form; every term must match (logical AND).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FilterTerm {
+    /// `{"id": "<dataset IRI>"}`: exactly that dataset.
+    Id(String),
+    /// `{"keyword": "energy"}`: a `dcat:keyword` equal to it, ignoring case.
+    Keyword(String),
+    /// `{"theme": "<IRI>"}`: a `dcat:theme` equal to it.
+    Theme(String),
+    /// `{"format": "ArrowFlight-PULL"}`: a distribution in that format.
+    Format(String),
+    /// `{"text": "meter"}`: a substring of title, description or a keyword, ignoring case.
+    Text(String),
+}
+
+/// The filter of a `CatalogRequestMessage`: a list of [`FilterTerm`]s, all of which must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CatalogFilter {
+    /// The terms (empty: every dataset).
+    pub terms: Vec<FilterTerm>,
+}
+
+impl CatalogFilter {
+    /// Parses the `filter` array of a `CatalogRequestMessage`.
+    ///
+    /// Each item is an object with exactly one key among `id`, `keyword`, `theme`, `format`,
+    /// `text`, whose value is a non-empty string. Anything else is
+    /// [`CatalogError::UnsupportedFilter`] (the connector answers 400 with a `CatalogError`).
+    pub fn parse(filter: &Value) -> Result<Self, CatalogError> {
+        let bad = |m: String| CatalogError::UnsupportedFilter(m);
+        let items = match filter {
+            Value::Null => return Ok(Self::default()),
+            Value::Array(items) => items,
+            _ => return Err(bad("filter must be an array of filter objects".into())),
+        };
+        if items.len() > MAX_TERMS {
+            return Err(bad(format!(
+                "at most {MAX_TERMS} filter terms are accepted"
+            )));
+        }
+        let mut terms = Vec::with_capacity(items.len());
+        for item in items {
+            let obj = item.as_object().filter(|o| o.len() == 1).ok_or_else(|| {
+                bad("each filter item is an object with one key: id, keyword, theme, format or text".into())
+            })?;
+            let (key, value) = obj.iter().next().expect("one key");
+            let value = value
+                .as_str()
+                .filter(|v| !v.is_empty() && v.len() <= 1024)
+                .ok_or_else(|| {
+                    bad(format!(
+                        "filter {:?} needs a non-empty string of at most 1024 bytes",
+                        truncate(key, 40)
+                    ))
+                })?
+                .to_string();
+            terms.push(match key.as_str() {
+                "id" => FilterTerm::Id(value),
+                "keyword" => FilterTerm::Keyword(value.to_lowercase()),
+                "theme" => FilterTerm::Theme(value),
+                "format" => FilterTerm::Format(value),
+                "text" => FilterTerm::Text(value.to_lowercase()),
+                other => {
+                    return Err(bad(format!(
+                        "filter key {:?} is not supported (use id, keyword, theme, format or text)",
+                        truncate(other, 40)
+                    )));
+                }
+            });
+        }
+        Ok(CatalogFilter { terms })
+    }
+
+    /// Parses a whole `CatalogRequestMessage` body and returns its filter.
+    pub fn from_request(body: &Value) -> Result<Self, CatalogError> {
+        let bad = |m: &str| CatalogError::UnsupportedFilter(m.to_string());
+        if body.get("@type").and_then(Value::as_str) != Some("CatalogRequestMessage") {
+            return Err(bad("the body must be a CatalogRequestMessage (@type)"));
+        }
+        let has_context = body
+            .get("@context")
+            .and_then(Value::as_array)
+            .is_some_and(|c| c.iter().any(|i| i == DSP_CONTEXT));
+        if !has_context {
+            return Err(bad(
+                "@context must be an array containing the DSP 2025-1 context",
+            ));
+        }
+        Self::parse(body.get("filter").unwrap_or(&Value::Null))
+    }
+
+    /// Whether `ds` matches every term.
+    pub fn matches(&self, ds: &Dataset) -> bool {
+        self.terms.iter().all(|t| match t {
+            FilterTerm::Id(id) => &ds.id == id,
+            FilterTerm::Keyword(k) => ds.keywords.iter().any(|w| w.to_lowercase() == *k),
+            FilterTerm::Theme(th) => ds.themes.contains(th),
+            FilterTerm::Format(f) => ds.distributions.iter().any(|d| &d.format == f),
+            FilterTerm::Text(q) => {
+                ds.title.to_lowercase().contains(q.as_str())
+                    || ds
+                        .description
+                        .as_ref()
+                        .is_some_and(|d| d.to_lowercase().contains(q.as_str()))
+                    || ds
+                        .keywords
+                        .iter()
+                        .any(|w| w.to_lowercase().contains(q.as_str()))
+            }
+        })
+    }
+}
+
+impl CatalogStore {
+    /// One page of the DSP 2025-1 `Catalog` as seen by a caller: datasets matching `filter`,
+    /// each with only the offers `visible` accepts; datasets left without an offer are hidden.
+    ///
+    /// Pages follow dataset id order. `total` counts the datasets this caller sees. Cost: with
+    /// a caller that [`OfferVisibility::sees_everything`] and no filter, only the page's
+    /// datasets are read; otherwise every dataset is read to count `total`.
+    pub fn dsp_catalog_for(
+        &self,
+        svc: &ServiceInfo,
+        page: Page,
+        filter: &CatalogFilter,
+        visible: &dyn OfferVisibility,
+    ) -> Result<CatalogPage, CatalogError> {
+        let limit = page.limit.clamp(1, Page::MAX_LIMIT);
+        let page = Page {
+            offset: page.offset,
+            limit,
+        };
+        let (total, items) = if filter.terms.is_empty() && visible.sees_everything() {
+            self.fast_page(svc, page)?
+        } else {
+            self.scanned_page(svc, page, filter, visible)?
+        };
+        let next = (page.offset + limit < total).then_some(Page {
+            offset: page.offset + limit,
+            limit,
+        });
+        let previous = (page.offset > 0).then(|| Page {
+            offset: page.offset.saturating_sub(limit),
+            limit,
+        });
+        Ok(CatalogPage {
+            catalog: dsp::catalog_json(svc, items),
+            total,
+            next,
+            previous,
+        })
+    }
+
+    /// Offerable datasets from the id index; reads only the page's graphs.
+    fn fast_page(
+        &self,
+        svc: &ServiceInfo,
+        page: Page,
+    ) -> Result<(usize, Vec<Value>), CatalogError> {
+        let (total, ids) = {
+            let index = self
+                .ids
+                .read()
+                .map_err(|_| CatalogError::Store("index lock poisoned".into()))?;
+            let total = index.values().filter(|o| **o).count();
+            let ids: Vec<String> = index
+                .iter()
+                .filter(|(_, o)| **o)
+                .skip(page.offset)
+                .take(page.limit)
+                .map(|(id, _)| id.clone())
+                .collect();
+            (total, ids)
+        };
+        Ok((total, self.render(svc, ids, &crate::visible_to_all)?))
+    }
+
+    fn render(
+        &self,
+        svc: &ServiceInfo,
+        ids: Vec<String>,
+        visible: &dyn OfferVisibility,
+    ) -> Result<Vec<Value>, CatalogError> {
+        let mut items = Vec::with_capacity(ids.len());
+        for id in ids {
+            let Some(ds) = self.read_dataset(&NamedNode::new_unchecked(id))? else {
+                continue;
+            };
+            if let Some(json) = dsp::dataset_json(&ds, visible_offers(&ds, visible), svc, false) {
+                items.push(json);
+            }
+        }
+        Ok(items)
+    }
+
+    /// Reads every dataset, keeping those the filter and visibility let through.
+    fn scanned_page(
+        &self,
+        svc: &ServiceInfo,
+        page: Page,
+        filter: &CatalogFilter,
+        visible: &dyn OfferVisibility,
+    ) -> Result<(usize, Vec<Value>), CatalogError> {
+        let ids: Vec<String> = match filter.terms.iter().find_map(|t| match t {
+            crate::FilterTerm::Id(id) => Some(id.clone()),
+            _ => None,
+        }) {
+            Some(id) => vec![id],
+            None => self
+                .ids
+                .read()
+                .map_err(|_| CatalogError::Store("index lock poisoned".into()))?
+                .iter()
+                .filter(|(_, o)| **o)
+                .map(|(id, _)| id.clone())
+                .collect(),
+        };
+        let mut total = 0;
+        let mut items = Vec::new();
+        for id in ids {
+            let Ok(node) = NamedNode::new(id) else {
+                continue;
+            };
+            let Some(ds) = self.read_dataset(&node)? else {
+                continue;
+            };
+            if !filter.matches(&ds) {
+                continue;
+            }
+            let offers = visible_offers(&ds, visible);
+            if offers.is_empty() || ds.distributions.is_empty() {
+                continue;
+            }
+            if total >= page.offset
+                && items.len() < page.limit
+                && let Some(json) = dsp::dataset_json(&ds, offers, svc, false)
+            {
+                items.push(json);
+            }
+            total += 1;
+        }
+        Ok((total, items))
+    }
+}

@@ -1,0 +1,363 @@
+//! [`CatalogStore`]: the oxigraph-backed catalogue.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+
+use oxigraph::io::{RdfFormat, RdfParseError, RdfParser, RdfSerializer};
+use oxigraph::model::vocab::rdf;
+use oxigraph::model::{GraphName, GraphNameRef, NamedNode, NamedOrBlankNode, Quad, Term};
+use oxigraph::store::{LoaderError, Store};
+use serde_json::Value;
+
+use crate::dsp;
+use crate::error::CatalogError;
+use crate::graph::{self, dataset_node};
+use crate::model::{CatalogPage, Dataset, Page, ServiceInfo};
+use crate::vocab::*;
+
+/// The catalogue: an in-memory oxigraph [`Store`] holding one named graph per dataset
+/// (named by the dataset IRI), plus catalogue-level and peer graphs under `urn:sluis:graph:`.
+///
+/// Cloning is cheap and clones share the same graph.
+#[derive(Clone)]
+pub struct CatalogStore {
+    pub(crate) store: Store,
+    /// Ids of the local datasets, sorted (the order of DSP catalogue pages), each with whether
+    /// it is offerable (has an offer and a distribution). Derived from the graph (rebuilt on
+    /// load) and updated under its write lock together with each commit.
+    pub(crate) ids: Arc<RwLock<BTreeMap<String, bool>>>,
+}
+
+impl std::fmt::Debug for CatalogStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CatalogStore")
+            .field("datasets", &self.ids.read().map(|i| i.len()).unwrap_or(0))
+            .finish()
+    }
+}
+
+/// Whether a named graph holds a local dataset (its name is the dataset IRI).
+pub(crate) fn is_dataset_graph(g: &str) -> bool {
+    !g.starts_with(RESERVED_PREFIX)
+}
+
+fn lock_err<T>(_: T) -> CatalogError {
+    CatalogError::Store("catalogue index lock poisoned by an earlier panic".into())
+}
+
+/// Maps an oxigraph parse/load error to [`CatalogError::Syntax`] with a 1-based line and column.
+pub(crate) fn loader_error(e: LoaderError) -> CatalogError {
+    match e {
+        LoaderError::Parsing(RdfParseError::Syntax(s)) => CatalogError::Syntax {
+            location: s.location().map(|r| (r.start.line + 1, r.start.column + 1)),
+            message: s.to_string(),
+        },
+        LoaderError::Parsing(other) => CatalogError::Syntax {
+            location: None,
+            message: other.to_string(),
+        },
+        other => CatalogError::Store(other.to_string()),
+    }
+}
+
+impl CatalogStore {
+    /// An empty in-memory catalogue.
+    pub fn new() -> Result<Self, CatalogError> {
+        Ok(Self::from_store(Store::new()?))
+    }
+
+    fn from_store(store: Store) -> Self {
+        CatalogStore {
+            store,
+            ids: Arc::new(RwLock::new(BTreeMap::new())),
+        }
+    }
+
+    /// The underlying oxigraph store (read it; write only through this type).
+    pub fn oxigraph(&self) -> &Store {
+        &self.store
+    }
+
+    /// Inserts `ds`, or replaces the dataset with the same id, in one transaction.
+    pub fn put_dataset(&self, ds: &Dataset) -> Result<(), CatalogError> {
+        let built = graph::dataset_to_quads(ds)?;
+        let mut ids = self.ids.write().map_err(lock_err)?;
+        let graph = GraphName::NamedNode(built.node.clone());
+        let mut tx = self.store.start_transaction()?;
+        for offer in &built.offer_ids {
+            if let Some(other) = offer_owner(&tx_quads(&tx, offer)?, &graph) {
+                return Err(CatalogError::OfferIdInUse {
+                    offer: offer.as_str().to_string(),
+                    dataset: other,
+                });
+            }
+        }
+        tx.clear_graph(built.node.as_ref())?;
+        tx.insert_named_graph(built.node.as_ref());
+        tx.extend(built.quads.iter());
+        tx.commit()?;
+        ids.insert(
+            ds.id.clone(),
+            !ds.offers.is_empty() && !ds.distributions.is_empty(),
+        );
+        Ok(())
+    }
+
+    /// Removes a dataset with its distributions and offers. `false` when it did not exist.
+    pub fn remove_dataset(&self, id: &str) -> Result<bool, CatalogError> {
+        let node = dataset_node(id)?;
+        let mut ids = self.ids.write().map_err(lock_err)?;
+        let mut tx = self.store.start_transaction()?;
+        let g = GraphNameRef::NamedNode(node.as_ref());
+        if tx
+            .quads_for_pattern(None, None, None, Some(g))
+            .next()
+            .is_none()
+        {
+            return Ok(false);
+        }
+        tx.clear_graph(node.as_ref())?;
+        tx.remove_named_graph(node.as_ref())?;
+        tx.commit()?;
+        ids.remove(id);
+        Ok(true)
+    }
+
+    /// Reads a dataset back from its graph.
+    pub fn dataset(&self, id: &str) -> Result<Option<Dataset>, CatalogError> {
+        let node = dataset_node(id)?;
+        self.read_dataset(&node)
+    }
+
+    pub(crate) fn read_dataset(&self, node: &NamedNode) -> Result<Option<Dataset>, CatalogError> {
+        let quads = self
+            .store
+            .quads_for_pattern(
+                None,
+                None,
+                None,
+                Some(GraphNameRef::NamedNode(node.as_ref())),
+            )
+            .collect::<Result<Vec<Quad>, _>>()?;
+        if quads.is_empty() {
+            return Ok(None);
+        }
+        graph::dataset_from_quads(node, &quads).map(Some)
+    }
+
+    /// Every local dataset, in id order.
+    pub fn datasets(&self) -> Result<Vec<Dataset>, CatalogError> {
+        let ids: Vec<String> = self.ids.read().map_err(lock_err)?.keys().cloned().collect();
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            if let Some(ds) = self.read_dataset(&NamedNode::new_unchecked(id))? {
+                out.push(ds);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of local datasets.
+    pub fn len(&self) -> Result<usize, CatalogError> {
+        Ok(self.ids.read().map_err(lock_err)?.len())
+    }
+
+    /// Whether the catalogue holds no local dataset.
+    pub fn is_empty(&self) -> Result<bool, CatalogError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// The local dataset carrying the offer `offer_id`, and the offer's compact JSON.
+    pub fn find_offer(&self, offer_id: &str) -> Result<Option<(Dataset, Value)>, CatalogError> {
+        let offer = crate::odrl::iri(offer_id, "offer")?;
+        for q in self.store.quads_for_pattern(
+            None,
+            Some(ODRL_HAS_POLICY),
+            Some(offer.as_ref().into()),
+            None,
+        ) {
+            let q = q?;
+            let (GraphName::NamedNode(g), NamedOrBlankNode::NamedNode(s)) =
+                (&q.graph_name, &q.subject)
+            else {
+                continue;
+            };
+            if g != s || !is_dataset_graph(g.as_str()) {
+                continue;
+            }
+            let Some(ds) = self.read_dataset(s)? else {
+                continue;
+            };
+            let json = ds.offers.iter().find(|o| o["@id"] == offer_id).cloned();
+            if let Some(json) = json {
+                return Ok(Some((ds, json)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// One page of the DSP 2025-1 `Catalog`, everyone seeing every offer.
+    ///
+    /// The protocol endpoint should call [`CatalogStore::dsp_catalog_for`] with the caller's
+    /// visibility predicate instead.
+    pub fn dsp_catalog(&self, svc: &ServiceInfo, page: Page) -> Result<CatalogPage, CatalogError> {
+        self.dsp_catalog_for(
+            svc,
+            page,
+            &crate::CatalogFilter::default(),
+            &crate::visible_to_all,
+        )
+    }
+
+    /// The DSP 2025-1 `Dataset` JSON of one dataset, everyone seeing every offer.
+    /// `None` when unknown or not offerable (no offer or no distribution).
+    pub fn dsp_dataset(&self, id: &str, svc: &ServiceInfo) -> Result<Option<Value>, CatalogError> {
+        self.dsp_dataset_for(id, svc, &crate::visible_to_all)
+    }
+
+    /// [`CatalogStore::dsp_dataset`] showing only the offers `visible` accepts; `None` when none is.
+    pub fn dsp_dataset_for(
+        &self,
+        id: &str,
+        svc: &ServiceInfo,
+        visible: &dyn crate::OfferVisibility,
+    ) -> Result<Option<Value>, CatalogError> {
+        let Some(ds) = self.dataset(id)? else {
+            return Ok(None);
+        };
+        let offers = visible_offers(&ds, visible);
+        Ok(dsp::dataset_json(&ds, offers, svc, true))
+    }
+
+    /// All local datasets (without internal data sources) as Turtle, for partners.
+    pub fn export_turtle(&self) -> Result<String, CatalogError> {
+        let mut ser = RdfSerializer::from_format(RdfFormat::Turtle);
+        for (p, ns) in PREFIXES {
+            if *p != "sluiscat" {
+                ser = ser
+                    .with_prefix(*p, *ns)
+                    .map_err(|e| CatalogError::Store(e.to_string()))?;
+            }
+        }
+        let mut w = ser.for_writer(Vec::new());
+        for q in self.public_quads()? {
+            w.serialize_triple(q.as_ref())
+                .map_err(|e| CatalogError::Store(e.to_string()))?;
+        }
+        let bytes = w.finish().map_err(|e| CatalogError::Store(e.to_string()))?;
+        String::from_utf8(bytes).map_err(|e| CatalogError::Store(e.to_string()))
+    }
+
+    /// Quads of local dataset graphs and the catalogue graph, without Sluis-internal triples.
+    pub(crate) fn public_quads(&self) -> Result<Vec<Quad>, CatalogError> {
+        let mut out = Vec::new();
+        for q in self.store.iter() {
+            let q = q?;
+            let keep = match &q.graph_name {
+                GraphName::NamedNode(g) => {
+                    is_dataset_graph(g.as_str()) || g.as_str() == CATALOG_GRAPH
+                }
+                _ => false,
+            };
+            if keep && !q.predicate.as_str().starts_with(SLUIS) {
+                out.push(q);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The whole store as N-Quads (internal triples and peer graphs included), for the
+    /// connector's durable log. [`CatalogStore::load`] reads it back.
+    pub fn dump(&self) -> Result<Vec<u8>, CatalogError> {
+        // Hold the write lock so the dump is one consistent state with the id index.
+        let _ids = self.ids.write().map_err(lock_err)?;
+        self.store
+            .dump_to_writer(RdfFormat::NQuads, Vec::new())
+            .map_err(|e| CatalogError::Store(e.to_string()))
+    }
+
+    /// Rebuilds a catalogue from a [`CatalogStore::dump`]. All or nothing.
+    pub fn load(bytes: &[u8]) -> Result<Self, CatalogError> {
+        let store = Store::new()?;
+        let mut loader = store.bulk_loader();
+        loader
+            .load_from_slice(RdfParser::from_format(RdfFormat::NQuads), bytes)
+            .map_err(loader_error)?;
+        loader.commit()?;
+        let cat = Self::from_store(store);
+        cat.rebuild_index()?;
+        Ok(cat)
+    }
+
+    /// Recomputes the id index from the graph names.
+    pub(crate) fn rebuild_index(&self) -> Result<(), CatalogError> {
+        let mut ids = self.ids.write().map_err(lock_err)?;
+        ids.clear();
+        // Quads, not `named_graphs()`: the bulk loader does not register graph names.
+        let typed =
+            self.store
+                .quads_for_pattern(None, Some(rdf::TYPE), Some(DCAT_DATASET.into()), None);
+        for q in typed {
+            let q = q?;
+            if let (GraphName::NamedNode(g), NamedOrBlankNode::NamedNode(s)) =
+                (&q.graph_name, &q.subject)
+                && g == s
+                && is_dataset_graph(g.as_str())
+            {
+                let offerable = self.is_offerable(g)?;
+                ids.insert(g.as_str().to_string(), offerable);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl CatalogStore {
+    /// Whether the dataset graph `n` has an offer and a distribution (DSP needs both).
+    pub(crate) fn is_offerable(&self, n: &NamedNode) -> Result<bool, CatalogError> {
+        let g = GraphNameRef::NamedNode(n.as_ref());
+        let s = n.as_ref().into();
+        let has = |p| {
+            self.store
+                .quads_for_pattern(Some(s), Some(p), None, Some(g))
+                .next()
+                .transpose()
+                .map(|q| q.is_some())
+        };
+        Ok(has(ODRL_HAS_POLICY)? && has(DCAT_DISTRIBUTION_P)?)
+    }
+}
+
+/// Quads of the transaction's view that point at `offer` through `odrl:hasPolicy`.
+fn tx_quads(
+    tx: &oxigraph::store::Transaction<'_>,
+    offer: &NamedNode,
+) -> Result<Vec<Quad>, CatalogError> {
+    let object: Term = offer.clone().into();
+    tx.quads_for_pattern(None, Some(ODRL_HAS_POLICY), Some(object.as_ref()), None)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(CatalogError::from)
+}
+
+/// The local dataset other than `graph` that already carries the offer, if any.
+fn offer_owner(quads: &[Quad], graph: &GraphName) -> Option<String> {
+    quads
+        .iter()
+        .find_map(|q| match (&q.graph_name, &q.subject) {
+            (GraphName::NamedNode(g), NamedOrBlankNode::NamedNode(s))
+                if g == s && is_dataset_graph(g.as_str()) && &q.graph_name != graph =>
+            {
+                Some(s.as_str().to_string())
+            }
+            _ => None,
+        })
+}
+
+/// The offers of `ds` that the caller may see.
+pub(crate) fn visible_offers(ds: &Dataset, visible: &dyn crate::OfferVisibility) -> Vec<Value> {
+    ds.offers
+        .iter()
+        .filter(|o| visible.is_visible(o))
+        .cloned()
+        .collect()
+}
