@@ -1,0 +1,3 @@
+//! Parsers: JSON (DSP compact, JSON-LD prefixed and expanded).
+
+pub mod json;
