@@ -41,7 +41,12 @@ impl ProviderAccess {
     }
 
     fn plan(&self, agreement_id: &str) -> Result<EnforcementPlan, AccessError> {
-        if let Some(p) = self.plans.lock().unwrap_or_else(|p| p.into_inner()).get(agreement_id) {
+        if let Some(p) = self
+            .plans
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(agreement_id)
+        {
             return Ok(p.clone());
         }
         let agreement = self
@@ -49,10 +54,14 @@ impl ProviderAccess {
             .store
             .agreement(agreement_id)
             .map_err(internal)?
-            .ok_or_else(|| AccessError::PermissionDenied("the token's agreement is unknown".into()))?;
-        let policy = Policy::from_json(&agreement.policy).map_err(|e| internal(anyhow::anyhow!("stored agreement: {e}")))?;
-        let plan = compile(&policy)
-            .map_err(|e| AccessError::PermissionDenied(format!("the agreement cannot be enforced: {e}")))?;
+            .ok_or_else(|| {
+                AccessError::PermissionDenied("the token's agreement is unknown".into())
+            })?;
+        let policy = Policy::from_json(&agreement.policy)
+            .map_err(|e| internal(anyhow::anyhow!("stored agreement: {e}")))?;
+        let plan = compile(&policy).map_err(|e| {
+            AccessError::PermissionDenied(format!("the agreement cannot be enforced: {e}"))
+        })?;
         self.plans
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -66,13 +75,17 @@ impl ProviderAccess {
             .catalog
             .dataset(dataset_id)
             .map_err(|e| internal(anyhow::anyhow!(e)))?
-            .ok_or_else(|| AccessError::PermissionDenied("the dataset is no longer published".into()))?;
+            .ok_or_else(|| {
+                AccessError::PermissionDenied("the dataset is no longer published".into())
+            })?;
         let source = dataset
             .distributions
             .iter()
             .filter(|d| d.format == FORMAT_FLIGHT)
             .find_map(|d| d.source.clone())
-            .ok_or_else(|| AccessError::PermissionDenied("the dataset has no Flight distribution".into()))?;
+            .ok_or_else(|| {
+                AccessError::PermissionDenied("the dataset has no Flight distribution".into())
+            })?;
         let kind = match source.kind.as_str() {
             "parquet" => SourceKind::Parquet,
             "csv" => SourceKind::Csv,
@@ -98,14 +111,22 @@ fn narrow(columns: ColumnAccess, allowed: &[String]) -> ColumnAccess {
     match columns {
         ColumnAccess::All => ColumnAccess::Allow(allowed.to_vec()),
         ColumnAccess::Allow(cols) => ColumnAccess::Allow(cols.into_iter().filter(keep).collect()),
-        ColumnAccess::Deny(denied) => {
-            ColumnAccess::Allow(allowed.iter().filter(|c| !denied.contains(c)).cloned().collect())
-        }
+        ColumnAccess::Deny(denied) => ColumnAccess::Allow(
+            allowed
+                .iter()
+                .filter(|c| !denied.contains(c))
+                .cloned()
+                .collect(),
+        ),
     }
 }
 
 impl AccessControl for ProviderAccess {
-    fn authorize(&self, token: &str, columns: Option<&[String]>) -> Result<ActiveGrant, AccessError> {
+    fn authorize(
+        &self,
+        token: &str,
+        columns: Option<&[String]>,
+    ) -> Result<ActiveGrant, AccessError> {
         let claimed = self
             .verifier
             .inspect(token)
@@ -127,8 +148,14 @@ impl AccessControl for ProviderAccess {
             .store
             .transfer(&grant.transfer_id)
             .map_err(internal)?
-            .filter(|t| t.role == Role::Provider && t.peer_id == grant.consumer && t.agreement_id == grant.agreement_id)
-            .ok_or_else(|| AccessError::PermissionDenied("the token's transfer is unknown".into()))?;
+            .filter(|t| {
+                t.role == Role::Provider
+                    && t.peer_id == grant.consumer
+                    && t.agreement_id == grant.agreement_id
+            })
+            .ok_or_else(|| {
+                AccessError::PermissionDenied("the token's transfer is unknown".into())
+            })?;
         if transfer.state != TransferState::Started {
             return Err(AccessError::PermissionDenied(format!(
                 "the transfer is {}: its tokens are revoked",
@@ -184,7 +211,10 @@ mod tests {
     #[test]
     fn attenuation_only_narrows() {
         let allowed = cols(&["a", "b"]);
-        assert_eq!(narrow(ColumnAccess::All, &allowed), ColumnAccess::Allow(cols(&["a", "b"])));
+        assert_eq!(
+            narrow(ColumnAccess::All, &allowed),
+            ColumnAccess::Allow(cols(&["a", "b"]))
+        );
         assert_eq!(
             narrow(ColumnAccess::Allow(cols(&["b", "c"])), &allowed),
             ColumnAccess::Allow(cols(&["b"]))

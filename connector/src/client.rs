@@ -94,7 +94,11 @@ impl PeerClient {
     }
 
     /// POSTs a JSON body; returns the status and the JSON answer (`Null` when empty).
-    pub async fn post_json(&self, url: &str, body: &Value) -> Result<(StatusCode, Value), PeerError> {
+    pub async fn post_json(
+        &self,
+        url: &str,
+        body: &Value,
+    ) -> Result<(StatusCode, Value), PeerError> {
         self.call(Method::POST, url, Some(body)).await
     }
 

@@ -350,7 +350,10 @@ mod tests {
     fn environment_overrides_keys() {
         let cfg = parse(
             DEFAULT_CONFIG,
-            &[("SLUIS_PROTOCOL__LISTEN", "127.0.0.1:9000"), ("SLUIS_TRANSFER__TOKEN_TTL_SECS", "60")],
+            &[
+                ("SLUIS_PROTOCOL__LISTEN", "127.0.0.1:9000"),
+                ("SLUIS_TRANSFER__TOKEN_TTL_SECS", "60"),
+            ],
         )
         .unwrap();
         assert_eq!(cfg.protocol.listen.port(), 9000);

@@ -13,7 +13,9 @@ use crate::dsp::messages::DataAddress;
 use crate::engine::transfer::FORMAT_FLIGHT;
 use crate::flight_client;
 use crate::mgmt_client::{MgmtClient, segment};
-use crate::scenario::{self, ALLOWED_REGION, DATASET_ID, HIDDEN_COLUMN, OFFER_ID, Running, Scenario};
+use crate::scenario::{
+    self, ALLOWED_REGION, DATASET_ID, HIDDEN_COLUMN, OFFER_ID, Running, Scenario,
+};
 
 /// What the consumer obtained through DSP: the agreement and the data address.
 #[derive(Debug, Clone)]
@@ -37,7 +39,10 @@ struct Out {
 impl Out {
     fn step(&self, title: &str) {
         if self.verbose {
-            println!("\n[{:>7.1} ms] {title}", self.start.elapsed().as_secs_f64() * 1e3);
+            println!(
+                "\n[{:>7.1} ms] {title}",
+                self.start.elapsed().as_secs_f64() * 1e3
+            );
         }
     }
     fn line(&self, text: impl AsRef<str>) {
@@ -61,7 +66,9 @@ pub async fn contract(
         start: Instant::now(),
     };
     let dsp = &provider.ports.dsp_url;
-    out.step(&format!("Consumer fetches the provider's DSP catalogue from {dsp}"));
+    out.step(&format!(
+        "Consumer fetches the provider's DSP catalogue from {dsp}"
+    ));
     let catalog = consumer
         .post("catalog/request", &json!({ "connectorAddress": dsp }))
         .await
@@ -69,8 +76,16 @@ pub async fn contract(
     let dataset = catalog["dataset"]
         .as_array()
         .and_then(|d| d.iter().find(|d| d["@id"] == dataset_id))
-        .with_context(|| format!("the provider's catalogue does not list {dataset_id}: {catalog}"))?;
-    out.line(format!("dataset {dataset_id}  \"{}\"", dataset["title"].as_str().unwrap_or("")));
+        .with_context(|| {
+            format!("the provider's catalogue does not list {dataset_id}: {catalog}")
+        })?;
+    out.line(format!(
+        "dataset {dataset_id}  \"{}\"",
+        dataset["dct:title"]
+            .as_str()
+            .or(dataset["title"].as_str())
+            .unwrap_or("")
+    ));
     for offer in dataset["hasPolicy"].as_array().into_iter().flatten() {
         out.line(format!("offer   {}", offer));
     }
@@ -87,12 +102,20 @@ pub async fn contract(
             }),
         )
         .await?;
-    let id = started["id"].as_str().context("no negotiation id")?.to_string();
+    let id = started["id"]
+        .as_str()
+        .context("no negotiation id")?
+        .to_string();
     let negotiation = consumer
-        .get(&format!("negotiations/{}?waitFor=FINALIZED&timeoutMs=30000", segment(&id)))
+        .get(&format!(
+            "negotiations/{}?waitFor=FINALIZED&timeoutMs=30000",
+            segment(&id)
+        ))
         .await?;
     print_history(&out, &negotiation["history"]);
-    let state = negotiation["negotiation"]["state"].as_str().unwrap_or_default();
+    let state = negotiation["negotiation"]["state"]
+        .as_str()
+        .unwrap_or_default();
     ensure!(
         state == "FINALIZED",
         "the negotiation ended in {state}, not FINALIZED: {}",
@@ -102,7 +125,9 @@ pub async fn contract(
         .as_str()
         .context("no agreement id")?
         .to_string();
-    let agreement = consumer.get(&format!("agreements/{}", segment(&agreement_id))).await?;
+    let agreement = consumer
+        .get(&format!("agreements/{}", segment(&agreement_id)))
+        .await?;
     out.line(format!("agreement {}", agreement["policy"]));
 
     out.step("Consumer requests an ArrowFlight-PULL transfer");
@@ -117,9 +142,15 @@ pub async fn contract(
             }),
         )
         .await?;
-    let tid = started["id"].as_str().context("no transfer id")?.to_string();
+    let tid = started["id"]
+        .as_str()
+        .context("no transfer id")?
+        .to_string();
     let transfer = consumer
-        .get(&format!("transfers/{}?waitFor=STARTED&timeoutMs=30000", segment(&tid)))
+        .get(&format!(
+            "transfers/{}?waitFor=STARTED&timeoutMs=30000",
+            segment(&tid)
+        ))
         .await?;
     print_history(&out, &transfer["history"]);
     let address: DataAddress = serde_json::from_value(transfer["transfer"]["dataAddress"].clone())
@@ -145,9 +176,14 @@ fn print_history(out: &Out, history: &Value) {
         .and_then(|e| e["at"].as_str())
         .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
     for e in entries {
-        let at = e["at"].as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        let at = e["at"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
         let offset = match (first, at) {
-            (Some(f), Some(a)) => format!("+{:.1} ms", (a - f).num_microseconds().unwrap_or(0) as f64 / 1e3),
+            (Some(f), Some(a)) => format!(
+                "+{:.1} ms",
+                (a - f).num_microseconds().unwrap_or(0) as f64 / 1e3
+            ),
             _ => String::new(),
         };
         out.line(format!(
@@ -174,12 +210,19 @@ pub struct Received {
 pub fn summarise(batches: &[RecordBatch]) -> Received {
     let columns = batches
         .first()
-        .map(|b| b.schema().fields().iter().map(|f| f.name().clone()).collect())
+        .map(|b| {
+            b.schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect()
+        })
         .unwrap_or_default();
     let mut regions = std::collections::BTreeSet::new();
     for b in batches {
         if let Some(col) = b.column_by_name("region") {
-            let col = arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8).expect("cast to utf8");
+            let col =
+                arrow::compute::cast(col, &arrow::datatypes::DataType::Utf8).expect("cast to utf8");
             let col = col.as_string::<i32>();
             for i in 0..col.len() {
                 if col.is_valid(i) {
@@ -206,8 +249,13 @@ pub async fn run(rows: usize, dir: Option<PathBuf>) -> Result<()> {
         }
     };
     let start = Instant::now();
-    println!("Sluis demo: a provider and a consumer in a local data space ({})", root.display());
-    println!("\n[    0.0 ms] Creating a data-space CA, two participant certificates and {rows} smart-meter readings");
+    println!(
+        "Sluis demo: a provider and a consumer in a local data space ({})",
+        root.display()
+    );
+    println!(
+        "\n[    0.0 ms] Creating a data-space CA, two participant certificates and {rows} smart-meter readings"
+    );
     let scn: Scenario = tokio::task::spawn_blocking({
         let root = root.to_path_buf();
         move || scenario::prepare(&root, rows)
@@ -240,7 +288,11 @@ pub async fn run(rows: usize, dir: Option<PathBuf>) -> Result<()> {
     }
     .await;
     if result.is_err() {
-        eprintln!("\nlogs: {} and {}", provider.log.display(), consumer.log.display());
+        eprintln!(
+            "\nlogs: {} and {}",
+            provider.log.display(),
+            consumer.log.display()
+        );
     }
     result?;
     println!("\nDone in {:.1} s.", start.elapsed().as_secs_f64());
@@ -257,18 +309,29 @@ async fn query_and_check(scn: &Scenario, c: &Contracted) -> Result<()> {
     let batches = flight_client::query(&mut client, &format!("SELECT * FROM {table}")).await?;
     let secs = t0.elapsed().as_secs_f64();
     let got = summarise(&batches);
-    println!("             SELECT * FROM {table}: {} rows in {:.2} s", got.rows, secs);
+    println!(
+        "             SELECT * FROM {table}: {} rows in {:.2} s",
+        got.rows, secs
+    );
     println!("             columns: {}", got.columns.join(", "));
     if let Some(b) = batches.iter().find(|b| b.num_rows() > 0) {
         let sample = b.slice(0, b.num_rows().min(5));
         println!("{}", arrow::util::pretty::pretty_format_batches(&[sample])?);
     }
-    let probe = flight_client::query(&mut client, &format!("SELECT {HIDDEN_COLUMN} FROM {table}")).await;
+    let probe =
+        flight_client::query(&mut client, &format!("SELECT {HIDDEN_COLUMN} FROM {table}")).await;
     match &probe {
-        Ok(_) => println!("             SELECT {HIDDEN_COLUMN} ...: answered (this is a policy breach)"),
+        Ok(_) => {
+            println!("             SELECT {HIDDEN_COLUMN} ...: answered (this is a policy breach)")
+        }
         Err(e) => println!("             SELECT {HIDDEN_COLUMN} ...: refused ({e})"),
     }
-    let expected = scn.sample.rows_per_region.get(ALLOWED_REGION).copied().unwrap_or(0) as usize;
+    let expected = scn
+        .sample
+        .rows_per_region
+        .get(ALLOWED_REGION)
+        .copied()
+        .unwrap_or(0) as usize;
     println!("\nCheck:");
     let checks = [
         (
@@ -283,7 +346,10 @@ async fn query_and_check(scn: &Scenario, c: &Contracted) -> Result<()> {
             format!("column {HIDDEN_COLUMN} absent"),
             !got.columns.iter().any(|c| c == HIDDEN_COLUMN),
         ),
-        (format!("querying {HIDDEN_COLUMN} is refused"), probe.is_err()),
+        (
+            format!("querying {HIDDEN_COLUMN} is refused"),
+            probe.is_err(),
+        ),
     ];
     for (what, ok) in &checks {
         println!("  [{}] {what}", if *ok { "ok" } else { "FAILED" });

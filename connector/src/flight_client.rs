@@ -11,7 +11,9 @@ pub async fn connect(endpoint: &str, ca_pem: &[u8], token: &str) -> Result<Fligh
     let https = endpoint
         .strip_prefix("grpc+tls://")
         .map(|rest| format!("https://{rest}"))
-        .with_context(|| format!("unsupported Flight endpoint {endpoint}: expected grpc+tls://host:port"))?;
+        .with_context(|| {
+            format!("unsupported Flight endpoint {endpoint}: expected grpc+tls://host:port")
+        })?;
     let host = https
         .trim_start_matches("https://")
         .rsplit_once(':')

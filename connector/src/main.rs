@@ -9,7 +9,11 @@ use sluis_connector::config::{Config, DEFAULT_CONFIG, LogFormat};
 use sluis_connector::{demo, run, sample, tls};
 
 #[derive(Parser)]
-#[command(name = "sluis", version, about = "Sluis: a sovereign data-space connector (DSP 2025-1, ODRL, Arrow Flight)")]
+#[command(
+    name = "sluis",
+    version,
+    about = "Sluis: a sovereign data-space connector (DSP 2025-1, ODRL, Arrow Flight)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -87,7 +91,9 @@ enum CertsCommand {
 fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Pretty => builder.init(),
@@ -136,7 +142,12 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Certs(c) => certs(c),
         Command::Sample { out, rows, seed } => {
             let s = sample::generate_meter_readings(&out, rows, seed)?;
-            println!("wrote {} rows to {}: {:?}", s.rows, out.display(), s.rows_per_region);
+            println!(
+                "wrote {} rows to {}: {:?}",
+                s.rows,
+                out.display(),
+                s.rows_per_region
+            );
             Ok(())
         }
     }
@@ -159,8 +170,12 @@ fn certs(command: CertsCommand) -> Result<()> {
             out,
         } => {
             let read = |f: &str| {
-                std::fs::read_to_string(ca.join(f))
-                    .with_context(|| format!("reading {}: create the CA with `sluis certs ca`", ca.join(f).display()))
+                std::fs::read_to_string(ca.join(f)).with_context(|| {
+                    format!(
+                        "reading {}: create the CA with `sluis certs ca`",
+                        ca.join(f).display()
+                    )
+                })
             };
             let ca = tls::IssuedCert {
                 cert_pem: read("ca.pem")?,

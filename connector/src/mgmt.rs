@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
 use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
@@ -13,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::json;
 use sluis_catalog::Page;
 use tracing::{Instrument, error, info_span};
 
@@ -38,13 +39,18 @@ impl IntoResponse for MgmtError {
 impl From<EngineError> for MgmtError {
     fn from(e: EngineError) -> Self {
         match e {
-            EngineError::NotFound(what) => MgmtError(StatusCode::NOT_FOUND, format!("no such {what}")),
+            EngineError::NotFound(what) => {
+                MgmtError(StatusCode::NOT_FOUND, format!("no such {what}"))
+            }
             EngineError::Illegal(r) => MgmtError(StatusCode::CONFLICT, r),
             EngineError::BadRequest(r) => MgmtError(StatusCode::BAD_REQUEST, r),
             EngineError::Peer(p) => MgmtError(StatusCode::BAD_GATEWAY, p.to_string()),
             EngineError::Internal(err) => {
                 error!(error = %format!("{err:#}"), "internal error");
-                MgmtError(StatusCode::INTERNAL_SERVER_ERROR, format!("internal error: {err:#}"))
+                MgmtError(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("internal error: {err:#}"),
+                )
             }
         }
     }
@@ -63,16 +69,25 @@ pub fn router(node: Shared) -> Router {
     let api = Router::new()
         .route("/catalog", get(own_catalog))
         .route("/catalog/request", post(peer_catalog))
-        .route("/negotiations", get(list_negotiations).post(start_negotiation))
+        .route(
+            "/negotiations",
+            get(list_negotiations).post(start_negotiation),
+        )
         .route("/negotiations/{id}", get(get_negotiation))
         .route("/negotiations/{id}/{action}", post(negotiation_action))
         .route("/agreements/{id}", get(get_agreement))
         .route("/transfers", get(list_transfers).post(start_transfer))
         .route("/transfers/{id}", get(get_transfer))
         .route("/transfers/{id}/{action}", post(transfer_action))
-        .layer(axum::middleware::from_fn_with_state(node.clone(), require_api_key));
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            require_api_key,
+        ));
     Router::new()
-        .route("/health/live", get(|| async { Json(json!({ "status": "live" })) }))
+        .route(
+            "/health/live",
+            get(|| async { Json(json!({ "status": "live" })) }),
+        )
         .route("/health/ready", get(ready))
         .nest("/api/v1", api)
         .layer(axum::middleware::from_fn(trace_request))
@@ -86,7 +101,12 @@ async fn trace_request(req: Request, next: Next) -> Response {
     resp
 }
 
-async fn require_api_key(State(node): State<Shared>, headers: HeaderMap, req: Request, next: Next) -> Response {
+async fn require_api_key(
+    State(node): State<Shared>,
+    headers: HeaderMap,
+    req: Request,
+    next: Next,
+) -> Response {
     let given = headers
         .get("x-api-key")
         .and_then(|v| v.to_str().ok())
@@ -101,7 +121,8 @@ async fn require_api_key(State(node): State<Shared>, headers: HeaderMap, req: Re
         Some(k) if constant_time_eq(k.as_bytes(), expected) => next.run(req).await,
         _ => MgmtError(
             StatusCode::UNAUTHORIZED,
-            "send the management API key as x-api-key (see [management] api_key in the config)".into(),
+            "send the management API key as x-api-key (see [management] api_key in the config)"
+                .into(),
         )
         .into_response(),
     }
@@ -114,8 +135,27 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 async fn ready(State(node): State<Shared>) -> Response {
     match node.store.kv_get("ready-probe") {
         Ok(_) => Json(json!({ "status": "ready" })).into_response(),
-        Err(e) => MgmtError(StatusCode::SERVICE_UNAVAILABLE, format!("state store unavailable: {e:#}")).into_response(),
+        Err(e) => MgmtError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("state store unavailable: {e:#}"),
+        )
+        .into_response(),
     }
+}
+
+/// Parses a JSON request body; an empty body or `null` reads as `T::default()` when allowed.
+fn parse_body<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    empty: Option<T>,
+) -> Result<T, MgmtError> {
+    let trimmed = bytes.trim_ascii();
+    if let Some(default) = empty
+        && (trimmed.is_empty() || trimmed == b"null")
+    {
+        return Ok(default);
+    }
+    serde_json::from_slice(trimmed)
+        .map_err(|e| MgmtError(StatusCode::BAD_REQUEST, format!("invalid JSON body: {e}")))
 }
 
 fn json_ok(status: StatusCode, v: impl serde::Serialize) -> MgmtResult {
@@ -127,7 +167,13 @@ fn json_ok(status: StatusCode, v: impl serde::Serialize) -> MgmtResult {
 async fn own_catalog(State(node): State<Shared>) -> MgmtResult {
     let page = node
         .catalog
-        .dsp_catalog(&node.service_info(), Page { offset: 0, limit: 10_000 })
+        .dsp_catalog(
+            &node.service_info(),
+            Page {
+                offset: 0,
+                limit: 10_000,
+            },
+        )
         .map_err(|e| anyhow::anyhow!(e))?;
     json_ok(StatusCode::OK, page.catalog)
 }
@@ -138,10 +184,15 @@ struct PeerCatalogRequest {
     connector_address: String,
 }
 
-async fn peer_catalog(State(node): State<Shared>, Json(req): Json<PeerCatalogRequest>) -> MgmtResult {
+async fn peer_catalog(State(node): State<Shared>, body: Bytes) -> MgmtResult {
+    let req: PeerCatalogRequest = parse_body(&body, None)?;
     let url = join_url(&req.connector_address, "catalog/request");
     let body = crate::dsp::messages::message("CatalogRequestMessage", json!({ "filter": [] }));
-    let (_, catalog) = node.peers.post_json(&url, &body).await.map_err(EngineError::from)?;
+    let (_, catalog) = node
+        .peers
+        .post_json(&url, &body)
+        .await
+        .map_err(EngineError::from)?;
     json_ok(StatusCode::OK, catalog)
 }
 
@@ -159,7 +210,8 @@ struct ActionBody {
     reason: Option<String>,
 }
 
-async fn start_negotiation(State(node): State<Shared>, Json(req): Json<StartNegotiation>) -> MgmtResult {
+async fn start_negotiation(State(node): State<Shared>, body: Bytes) -> MgmtResult {
+    let req: StartNegotiation = parse_body(&body, None)?;
     let n = negotiation::start(&node, req).await?;
     json_ok(StatusCode::CREATED, n)
 }
@@ -168,22 +220,38 @@ async fn list_negotiations(State(node): State<Shared>) -> MgmtResult {
     json_ok(StatusCode::OK, node.store.negotiations(1000)?)
 }
 
-async fn get_negotiation(State(node): State<Shared>, Path(id): Path<String>, Query(q): Query<WaitQuery>) -> MgmtResult {
+async fn get_negotiation(
+    State(node): State<Shared>,
+    Path(id): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> MgmtResult {
     let read = |node: &Shared| -> Result<Option<(String, bool)>, MgmtError> {
-        Ok(node.store.negotiation(&id)?.map(|n| (n.state.as_str().to_string(), n.state.is_terminal())))
+        Ok(node
+            .store
+            .negotiation(&id)?
+            .map(|n| (n.state.as_str().to_string(), n.state.is_terminal())))
     };
     wait_for(&node, &q, read).await?;
-    let n = node.store.negotiation(&id)?.ok_or_else(|| MgmtError(StatusCode::NOT_FOUND, "no such negotiation".into()))?;
+    let n = node
+        .store
+        .negotiation(&id)?
+        .ok_or_else(|| MgmtError(StatusCode::NOT_FOUND, "no such negotiation".into()))?;
     let history = node.store.history(&id)?;
-    json_ok(StatusCode::OK, json!({ "negotiation": n, "history": history }))
+    json_ok(
+        StatusCode::OK,
+        json!({ "negotiation": n, "history": history }),
+    )
 }
 
 async fn negotiation_action(
     State(node): State<Shared>,
     Path((id, action)): Path<(String, String)>,
-    body: Option<Json<ActionBody>>,
+    body: Bytes,
 ) -> MgmtResult {
-    let reason = body.and_then(|b| b.0.reason).unwrap_or_else(|| "terminated by the operator".into());
+    let body: ActionBody = parse_body(&body, Some(ActionBody::default()))?;
+    let reason = body
+        .reason
+        .unwrap_or_else(|| "terminated by the operator".into());
     let n = match action.as_str() {
         "agree" => negotiation::agree(&node, &id)?,
         "verify" => negotiation::verify(&node, &id)?,
@@ -193,7 +261,9 @@ async fn negotiation_action(
         other => {
             return Err(MgmtError(
                 StatusCode::NOT_FOUND,
-                format!("unknown action {other:?}: use agree, verify, finalize, accept or terminate"),
+                format!(
+                    "unknown action {other:?}: use agree, verify, finalize, accept or terminate"
+                ),
             ));
         }
     };
@@ -201,13 +271,17 @@ async fn negotiation_action(
 }
 
 async fn get_agreement(State(node): State<Shared>, Path(id): Path<String>) -> MgmtResult {
-    let a = node.store.agreement(&id)?.ok_or_else(|| MgmtError(StatusCode::NOT_FOUND, "no such agreement".into()))?;
+    let a = node
+        .store
+        .agreement(&id)?
+        .ok_or_else(|| MgmtError(StatusCode::NOT_FOUND, "no such agreement".into()))?;
     json_ok(StatusCode::OK, a)
 }
 
 // ---- transfers --------------------------------------------------------------------------------
 
-async fn start_transfer(State(node): State<Shared>, Json(req): Json<StartTransfer>) -> MgmtResult {
+async fn start_transfer(State(node): State<Shared>, body: Bytes) -> MgmtResult {
+    let req: StartTransfer = parse_body(&body, None)?;
     json_ok(StatusCode::CREATED, transfer::request(&node, req)?)
 }
 
@@ -215,12 +289,22 @@ async fn list_transfers(State(node): State<Shared>) -> MgmtResult {
     json_ok(StatusCode::OK, node.store.transfers(1000)?)
 }
 
-async fn get_transfer(State(node): State<Shared>, Path(id): Path<String>, Query(q): Query<WaitQuery>) -> MgmtResult {
+async fn get_transfer(
+    State(node): State<Shared>,
+    Path(id): Path<String>,
+    Query(q): Query<WaitQuery>,
+) -> MgmtResult {
     let read = |node: &Shared| -> Result<Option<(String, bool)>, MgmtError> {
-        Ok(node.store.transfer(&id)?.map(|t| (t.state.as_str().to_string(), t.state.is_terminal())))
+        Ok(node
+            .store
+            .transfer(&id)?
+            .map(|t| (t.state.as_str().to_string(), t.state.is_terminal())))
     };
     wait_for(&node, &q, read).await?;
-    let t = node.store.transfer(&id)?.ok_or_else(|| MgmtError(StatusCode::NOT_FOUND, "no such transfer".into()))?;
+    let t = node
+        .store
+        .transfer(&id)?
+        .ok_or_else(|| MgmtError(StatusCode::NOT_FOUND, "no such transfer".into()))?;
     let history = node.store.history(&id)?;
     json_ok(StatusCode::OK, json!({ "transfer": t, "history": history }))
 }
@@ -228,9 +312,12 @@ async fn get_transfer(State(node): State<Shared>, Path(id): Path<String>, Query(
 async fn transfer_action(
     State(node): State<Shared>,
     Path((id, action)): Path<(String, String)>,
-    body: Option<Json<ActionBody>>,
+    body: Bytes,
 ) -> MgmtResult {
-    let reason = body.and_then(|b| b.0.reason).unwrap_or_else(|| format!("{action} by the operator"));
+    let body: ActionBody = parse_body(&body, Some(ActionBody::default()))?;
+    let reason = body
+        .reason
+        .unwrap_or_else(|| format!("{action} by the operator"));
     let t = match action.as_str() {
         "start" => transfer::start(&node, &id)?,
         "suspend" => transfer::stop(&node, &id, TransferMessage::Suspension, &reason)?,

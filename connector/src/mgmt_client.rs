@@ -36,18 +36,27 @@ impl MgmtClient {
 
     /// POST JSON to a path under `/api/v1`; errors unless 2xx.
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value> {
-        self.call(Method::POST, path, Some(body)).await.map(|(_, v)| v)
+        self.call(Method::POST, path, Some(body))
+            .await
+            .map(|(_, v)| v)
     }
 
     /// Any call; returns the status and JSON body of a 2xx answer.
-    pub async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Result<(StatusCode, Value)> {
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value)> {
         let url = format!("{}/api/v1/{}", self.base, path.trim_start_matches('/'));
         let req = Request::builder()
             .method(method.clone())
             .uri(&url)
             .header("x-api-key", &self.api_key)
             .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(body.map(|b| Bytes::from(b.to_string())).unwrap_or_default()))?;
+            .body(Full::new(
+                body.map(|b| Bytes::from(b.to_string())).unwrap_or_default(),
+            ))?;
         let resp = tokio::time::timeout(Duration::from_secs(90), self.client.request(req))
             .await
             .with_context(|| format!("{method} {url}: no answer within 90 s"))?
@@ -57,10 +66,14 @@ impl MgmtClient {
         let json: Value = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).with_context(|| format!("{method} {url}: answer is not JSON"))?
+            serde_json::from_slice(&bytes)
+                .with_context(|| format!("{method} {url}: answer is not JSON"))?
         };
         if !status.is_success() {
-            bail!("{method} {url} failed with {status}: {}", json.get("error").unwrap_or(&json));
+            bail!(
+                "{method} {url} failed with {status}: {}",
+                json.get("error").unwrap_or(&json)
+            );
         }
         Ok((status, json))
     }
@@ -70,7 +83,9 @@ impl MgmtClient {
 pub fn segment(id: &str) -> String {
     id.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()

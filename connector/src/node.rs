@@ -66,7 +66,13 @@ pub fn table_name(dataset_id: &str) -> String {
         .unwrap_or("dataset");
     let mut name: String = last
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     if name.starts_with(|c: char| c.is_ascii_digit()) {
         name.insert(0, 't');
@@ -80,7 +86,10 @@ mod tests {
 
     #[test]
     fn table_names_are_identifiers() {
-        assert_eq!(table_name("urn:sluis:dataset:meter-readings"), "meter_readings");
+        assert_eq!(
+            table_name("urn:sluis:dataset:meter-readings"),
+            "meter_readings"
+        );
         assert_eq!(table_name("https://data.example/ds/42"), "t42");
         assert_eq!(table_name("https://data.example/ds/Trips#"), "trips");
     }

@@ -10,9 +10,9 @@ use chrono::Utc;
 use tracing::{Instrument, info_span, warn};
 
 use crate::engine::{fail_locally, learn_provider_pid, negotiation, transfer};
-use crate::store::{Negotiation, Transfer};
 use crate::node::Shared;
 use crate::store::OutboxItem;
+use crate::store::{Negotiation, Transfer};
 
 /// Attempts before a transient failure is treated as final.
 const MAX_ATTEMPTS: u32 = 12;
@@ -62,7 +62,11 @@ fn dispatch_due(node: &Shared, in_flight: &Arc<Mutex<HashSet<String>>>) -> Optio
             next = Some(next.map_or(wait, |n| n.min(wait)));
             continue;
         }
-        if !in_flight.lock().unwrap_or_else(|p| p.into_inner()).insert(item.process_id.clone()) {
+        if !in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(item.process_id.clone())
+        {
             continue;
         }
         let node = node.clone();
@@ -71,7 +75,10 @@ fn dispatch_due(node: &Shared, in_flight: &Arc<Mutex<HashSet<String>>>) -> Optio
         tokio::spawn(
             async move {
                 deliver(&node, &item).await;
-                in_flight.lock().unwrap_or_else(|p| p.into_inner()).remove(&item.process_id);
+                in_flight
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&item.process_id);
                 node.store.outbox_ready().notify_one();
             }
             .instrument(span),
@@ -83,10 +90,16 @@ fn dispatch_due(node: &Shared, in_flight: &Arc<Mutex<HashSet<String>>>) -> Optio
 async fn deliver(node: &Shared, item: &OutboxItem) {
     match node.peers.post_json(&item.url, &item.body).await {
         Ok((_, answer)) => {
-            let done = node.store.transact(|tx| tx.dequeue(item.id)).and_then(|_| match item.purpose.as_str() {
-                negotiation::PURPOSE_REQUEST => learn_provider_pid::<Negotiation>(&node.store, &item.process_id, &answer),
-                transfer::PURPOSE_REQUEST => learn_provider_pid::<Transfer>(&node.store, &item.process_id, &answer),
-                _ => Ok(()),
+            let done = node.store.transact(|tx| tx.dequeue(item.id)).and_then(|_| {
+                match item.purpose.as_str() {
+                    negotiation::PURPOSE_REQUEST => {
+                        learn_provider_pid::<Negotiation>(&node.store, &item.process_id, &answer)
+                    }
+                    transfer::PURPOSE_REQUEST => {
+                        learn_provider_pid::<Transfer>(&node.store, &item.process_id, &answer)
+                    }
+                    _ => Ok(()),
+                }
             });
             if let Err(e) = done {
                 warn!(error = %format!("{e:#}"), "recording a delivery failed");
@@ -121,7 +134,10 @@ mod tests {
     #[test]
     fn backoff_grows_is_capped_and_jittered() {
         let first = backoff(0);
-        assert!(first >= BASE_BACKOFF / 2 && first <= BASE_BACKOFF, "{first:?}");
+        assert!(
+            first >= BASE_BACKOFF / 2 && first <= BASE_BACKOFF,
+            "{first:?}"
+        );
         let late = backoff(30);
         assert!(late <= MAX_BACKOFF && late >= MAX_BACKOFF / 2, "{late:?}");
         let samples: HashSet<_> = (0..20).map(|_| backoff(5)).collect();

@@ -16,9 +16,9 @@ use serde_json::{Value, json};
 use sluis_catalog::Page;
 use tracing::{Instrument, error, info_span};
 
+use crate::dsp::DSP_VERSION;
 use crate::dsp::messages::{self, ErrorKind, MAX_BODY_BYTES, error_body};
 use crate::dsp::transfer::TransferMessage;
-use crate::dsp::DSP_VERSION;
 use crate::engine::{EngineError, negotiation, transfer};
 use crate::node::Shared;
 use crate::tls::PeerIdentity;
@@ -51,11 +51,16 @@ impl DspReject {
     fn from_engine(kind: ErrorKind, e: EngineError) -> Self {
         let (status, reason) = match &e {
             EngineError::NotFound(what) => (StatusCode::NOT_FOUND, format!("no such {what}")),
-            EngineError::Illegal(r) | EngineError::BadRequest(r) => (StatusCode::BAD_REQUEST, r.clone()),
+            EngineError::Illegal(r) | EngineError::BadRequest(r) => {
+                (StatusCode::BAD_REQUEST, r.clone())
+            }
             EngineError::Peer(p) => (StatusCode::BAD_GATEWAY, p.to_string()),
             EngineError::Internal(err) => {
                 error!(error = %format!("{err:#}"), "internal error");
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal error".to_string())
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal error".to_string(),
+                )
             }
         };
         Self::new(status, kind, reason)
@@ -81,10 +86,22 @@ pub fn router(node: Shared) -> Router {
         .route("/catalog/datasets/{id}", get(dataset))
         .route("/negotiations/request", post(negotiation_request))
         .route("/negotiations/{pid}", get(negotiation_get))
-        .route("/negotiations/{pid}/request", neg("ContractRequestMessage", n::on_counter_request))
-        .route("/negotiations/{pid}/offers", neg("ContractOfferMessage", n::on_offer))
-        .route("/negotiations/{pid}/events", neg("ContractNegotiationEventMessage", n::on_event))
-        .route("/negotiations/{pid}/agreement", neg("ContractAgreementMessage", n::on_agreement))
+        .route(
+            "/negotiations/{pid}/request",
+            neg("ContractRequestMessage", n::on_counter_request),
+        )
+        .route(
+            "/negotiations/{pid}/offers",
+            neg("ContractOfferMessage", n::on_offer),
+        )
+        .route(
+            "/negotiations/{pid}/events",
+            neg("ContractNegotiationEventMessage", n::on_event),
+        )
+        .route(
+            "/negotiations/{pid}/agreement",
+            neg("ContractAgreementMessage", n::on_agreement),
+        )
         .route(
             "/negotiations/{pid}/agreement/verification",
             neg("ContractAgreementVerificationMessage", n::on_verification),
@@ -95,8 +112,14 @@ pub fn router(node: Shared) -> Router {
         )
         .route("/transfers/request", post(transfer_request))
         .route("/transfers/{pid}", get(transfer_get))
-        .route("/transfers/{pid}/start", tr("TransferStartMessage", t::on_start))
-        .route("/transfers/{pid}/completion", tr("TransferCompletionMessage", t::on_completion))
+        .route(
+            "/transfers/{pid}/start",
+            tr("TransferStartMessage", t::on_start),
+        )
+        .route(
+            "/transfers/{pid}/completion",
+            tr("TransferCompletionMessage", t::on_completion),
+        )
         .route(
             "/transfers/{pid}/suspension",
             tr("TransferSuspensionMessage", |n, c, p, m| {
@@ -131,7 +154,11 @@ async fn trace_request(req: axum::extract::Request, next: axum::middleware::Next
 }
 
 async fn not_found() -> DspReject {
-    DspReject::new(StatusCode::NOT_FOUND, ErrorKind::Catalog, "no such DSP endpoint")
+    DspReject::new(
+        StatusCode::NOT_FOUND,
+        ErrorKind::Catalog,
+        "no such DSP endpoint",
+    )
 }
 
 async fn version(State(node): State<Shared>) -> Json<Value> {
@@ -157,15 +184,22 @@ fn caller(peer: &Option<PeerIdentity>, kind: ErrorKind) -> Result<String, DspRej
 }
 
 /// Reads a bounded body and parses the expected message.
-async fn read<T: DeserializeOwned>(body: Body, expected: &'static str, kind: ErrorKind) -> Result<T, DspReject> {
-    let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
-        DspReject::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            kind,
-            format!("the body exceeds {MAX_BODY_BYTES} bytes"),
-        )
-    })?;
-    messages::parse(&bytes, expected).map_err(|e| DspReject::new(StatusCode::BAD_REQUEST, kind, e.to_string()))
+async fn read<T: DeserializeOwned>(
+    body: Body,
+    expected: &'static str,
+    kind: ErrorKind,
+) -> Result<T, DspReject> {
+    let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            DspReject::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                kind,
+                format!("the body exceeds {MAX_BODY_BYTES} bytes"),
+            )
+        })?;
+    messages::parse(&bytes, expected)
+        .map_err(|e| DspReject::new(StatusCode::BAD_REQUEST, kind, e.to_string()))
 }
 
 fn ok(status: StatusCode, body: Value) -> DspResult {
@@ -181,7 +215,10 @@ async fn catalog_request(
 ) -> DspResult {
     caller(&peer, ErrorKind::Catalog)?;
     let msg: Value = read(body, "CatalogRequestMessage", ErrorKind::Catalog).await?;
-    if msg.get("filter").is_some_and(|f| f.as_array().is_none_or(|a| !a.is_empty())) {
+    if msg
+        .get("filter")
+        .is_some_and(|f| f.as_array().is_none_or(|a| !a.is_empty()))
+    {
         return Err(DspReject::new(
             StatusCode::BAD_REQUEST,
             ErrorKind::Catalog,
@@ -190,7 +227,13 @@ async fn catalog_request(
     }
     let page = node
         .catalog
-        .dsp_catalog(&node.service_info(), Page { offset: 0, limit: PAGE_SIZE })
+        .dsp_catalog(
+            &node.service_info(),
+            Page {
+                offset: 0,
+                limit: PAGE_SIZE,
+            },
+        )
         .map_err(|e| DspReject::from_engine(ErrorKind::Catalog, EngineError::Internal(e.into())))?;
     ok(StatusCode::OK, page.catalog)
 }
@@ -203,16 +246,21 @@ async fn dataset(
     caller(&peer, ErrorKind::Catalog)?;
     match node.catalog.dsp_dataset(&id, &node.service_info()) {
         Ok(Some(ds)) => ok(StatusCode::OK, ds),
-        Ok(None) => Err(DspReject::new(StatusCode::NOT_FOUND, ErrorKind::Catalog, "no such dataset")),
-        Err(e) => Err(DspReject::from_engine(ErrorKind::Catalog, EngineError::Internal(e.into()))),
+        Ok(None) => Err(DspReject::new(
+            StatusCode::NOT_FOUND,
+            ErrorKind::Catalog,
+            "no such dataset",
+        )),
+        Err(e) => Err(DspReject::from_engine(
+            ErrorKind::Catalog,
+            EngineError::Internal(e.into()),
+        )),
     }
 }
 
 // ---- negotiation ------------------------------------------------------------------------------
 
 const NEG: ErrorKind = ErrorKind::Negotiation;
-
-
 
 async fn negotiation_request(
     State(node): State<Shared>,
@@ -221,7 +269,8 @@ async fn negotiation_request(
 ) -> DspResult {
     let who = caller(&peer, NEG)?;
     let msg = read(body, "ContractRequestMessage", NEG).await?;
-    let n = negotiation::on_initial_request(&node, &who, msg).map_err(|e| DspReject::from_engine(NEG, e))?;
+    let n = negotiation::on_initial_request(&node, &who, msg)
+        .map_err(|e| DspReject::from_engine(NEG, e))?;
     ok(StatusCode::CREATED, negotiation::dsp_view(&n))
 }
 
@@ -243,8 +292,6 @@ async fn negotiation_get(
 // ---- transfer ---------------------------------------------------------------------------------
 
 const TR: ErrorKind = ErrorKind::Transfer;
-
-
 
 async fn transfer_request(
     State(node): State<Shared>,

@@ -56,10 +56,11 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
     }
     #[cfg(not(unix))]
@@ -89,17 +90,18 @@ pub async fn serve_until(config: Config, stop: watch::Receiver<bool>) -> Result<
     let protocol_l = server::bind(config.protocol.listen, "DSP protocol listener").await?;
     let mgmt_l = server::bind(config.management.listen, "management listener").await?;
     let flight_l = server::bind(config.data_plane.listen, "data-plane (Flight) listener").await?;
+    let (dsp_addr, flight_addr) = (protocol_l.local_addr()?, flight_l.local_addr()?);
     let urls = PublicUrls {
         dsp: config
             .protocol
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("https://{}{BASE_PATH}", public_host(protocol_l.local_addr()?))),
+            .unwrap_or_else(|| format!("https://{}{BASE_PATH}", public_host(dsp_addr))),
         flight: config
             .data_plane
             .public_url
             .clone()
-            .unwrap_or_else(|| format!("grpc+tls://{}", public_host(flight_l.local_addr()?))),
+            .unwrap_or_else(|| format!("grpc+tls://{}", public_host(flight_addr))),
         management: format!("http://{}", mgmt_l.local_addr()?),
     };
     let node = Arc::new(Node {
@@ -120,7 +122,11 @@ pub async fn serve_until(config: Config, stop: watch::Receiver<bool>) -> Result<
         protocol::router(node.clone()),
         stopped(stop.clone()),
     ));
-    let mgmt_task = tokio::spawn(server::serve_plain(mgmt_l, mgmt::router(node.clone()), stopped(stop.clone())));
+    let mgmt_task = tokio::spawn(server::serve_plain(
+        mgmt_l,
+        mgmt::router(node.clone()),
+        stopped(stop.clone()),
+    ));
     let access = Arc::new(ProviderAccess::new(node.clone())?);
     let flight_task = tokio::spawn(dataplane::serve(
         flight_l,
@@ -212,8 +218,12 @@ fn read_offer(path: &Path) -> Result<serde_json::Value> {
         .with_context(|| format!("cannot read the offer file {}", path.display()))?;
     let offer: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("the offer file {} is not JSON", path.display()))?;
-    sluis_policy::Policy::from_json(&offer)
-        .map_err(|e| anyhow::anyhow!("the offer file {} is not a valid ODRL offer: {e}", path.display()))?;
+    sluis_policy::Policy::from_json(&offer).map_err(|e| {
+        anyhow::anyhow!(
+            "the offer file {} is not a valid ODRL offer: {e}",
+            path.display()
+        )
+    })?;
     Ok(offer)
 }
 

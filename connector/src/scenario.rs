@@ -97,10 +97,20 @@ pub fn prepare(root: &Path, rows: usize) -> Result<Scenario> {
     let mut cfg = std::fs::read_to_string(&provider.config)?;
     for (dataset, offer, title) in [
         (DATASET_ID, demo_offer(), "Smart meter readings"),
-        (OTHER_DATASET_ID, other_offer(), "Smart meter readings, south"),
+        (
+            OTHER_DATASET_ID,
+            other_offer(),
+            "Smart meter readings, south",
+        ),
     ] {
-        let file = format!("{}.json", crate::node::table_name(offer["@id"].as_str().unwrap_or("offer")));
-        tls::write_file(&provider.dir.join(&file), serde_json::to_string_pretty(&offer)?.as_bytes())?;
+        let file = format!(
+            "{}.json",
+            crate::node::table_name(offer["@id"].as_str().unwrap_or("offer"))
+        );
+        tls::write_file(
+            &provider.dir.join(&file),
+            serde_json::to_string_pretty(&offer)?.as_bytes(),
+        )?;
         cfg.push_str(&format!(
             r#"
 [[dataset]]
@@ -123,7 +133,12 @@ offer_files = ["{file}"]
     })
 }
 
-fn participant(root: &Path, name: &str, id: &str, ca: &tls::IssuedCert) -> Result<ParticipantFiles> {
+fn participant(
+    root: &Path,
+    name: &str,
+    id: &str,
+    ca: &tls::IssuedCert,
+) -> Result<ParticipantFiles> {
     let dir = root.join(name);
     let cert = tls::issue_participant_cert(ca, id, &["127.0.0.1".into(), "localhost".into()])?;
     tls::write_participant_files(&dir.join("certs"), ca, &cert)?;
@@ -175,12 +190,16 @@ impl Running {
         let ports_file = files.dir.join("data").join("ports.json");
         let _ = std::fs::remove_file(&ports_file);
         let log = files.dir.join("sluis.log");
-        let out = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let out =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         let child = std::process::Command::new(exe)
             .arg("serve")
             .arg("--config")
             .arg(&files.config)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
@@ -221,7 +240,11 @@ impl Running {
                 );
             }
             if start.elapsed() > timeout {
-                bail!("{} was not ready after {timeout:?}; see {}", self.files.id, self.log.display());
+                bail!(
+                    "{} was not ready after {timeout:?}; see {}",
+                    self.files.id,
+                    self.log.display()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }

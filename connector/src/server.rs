@@ -102,8 +102,12 @@ async fn accept_loop<F, Fut>(
     }
 }
 
-async fn serve_connection<I>(io: TokioIo<I>, app: Router, peer: Option<PeerIdentity>, remote: SocketAddr)
-where
+async fn serve_connection<I>(
+    io: TokioIo<I>,
+    app: Router,
+    peer: Option<PeerIdentity>,
+    remote: SocketAddr,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {

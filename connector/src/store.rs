@@ -248,12 +248,15 @@ fn ts(t: DateTime<Utc>) -> String {
 fn parse_ts(s: String) -> rusqlite::Result<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(&s)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+        })
 }
 
 fn json_col(s: String) -> rusqlite::Result<Value> {
-    serde_json::from_str(&s)
-        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into()))
+    serde_json::from_str(&s).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, e.into())
+    })
 }
 
 fn bad_enum(what: &str, s: &str) -> rusqlite::Error {
@@ -298,23 +301,25 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<R, E>,
     ) -> Result<R, E> {
-        let mut conn = self.lock();
-        let tx = conn
-            .transaction()
-            .context("starting a state store transaction")?;
-        let mut tx = Tx {
-            tx,
-            changes: Vec::new(),
-            enqueued: false,
+        let (out, changes, enqueued) = {
+            let mut conn = self.lock();
+            let tx = conn
+                .transaction()
+                .context("starting a state store transaction")?;
+            let mut tx = Tx {
+                tx,
+                changes: Vec::new(),
+                enqueued: false,
+            };
+            let out = f(&mut tx)?;
+            let Tx {
+                tx,
+                changes,
+                enqueued,
+            } = tx;
+            tx.commit().context("committing to the state store")?;
+            (out, changes, enqueued)
         };
-        let out = f(&mut tx)?;
-        let Tx {
-            tx,
-            changes,
-            enqueued,
-        } = tx;
-        tx.commit().context("committing to the state store")?;
-        drop(conn);
         for c in changes {
             let _ = self.changes.send(c);
         }
@@ -408,8 +413,9 @@ impl Store {
     /// The history of a process, oldest first.
     pub fn history(&self, process_id: &str) -> Result<Vec<HistoryEntry>> {
         self.read(|c| {
-            let mut st =
-                c.prepare("SELECT state, note, at FROM history WHERE process_id = ?1 ORDER BY seq")?;
+            let mut st = c.prepare(
+                "SELECT state, note, at FROM history WHERE process_id = ?1 ORDER BY seq",
+            )?;
             st.query_map([process_id], |r| {
                 Ok(HistoryEntry {
                     state: r.get(0)?,
@@ -643,7 +649,9 @@ impl Tx<'_> {
     pub fn update_transfer(&mut self, t: &Transfer, note: &str) -> Result<()> {
         let old: String =
             self.tx
-                .query_row("SELECT state FROM transfer WHERE id = ?1", [&t.id], |r| r.get(0))?;
+                .query_row("SELECT state FROM transfer WHERE id = ?1", [&t.id], |r| {
+                    r.get(0)
+                })?;
         self.tx.execute(
             "UPDATE transfer SET provider_pid = ?2, consumer_pid = ?3, state = ?4, data_address = ?5, error = ?6, updated_at = ?7 WHERE id = ?1",
             params![
@@ -663,7 +671,13 @@ impl Tx<'_> {
     }
 
     /// Queues a message for delivery after the commit.
-    pub fn enqueue(&mut self, process_id: &str, purpose: &str, url: &str, body: &Value) -> Result<()> {
+    pub fn enqueue(
+        &mut self,
+        process_id: &str,
+        purpose: &str,
+        url: &str,
+        body: &Value,
+    ) -> Result<()> {
         self.tx.execute(
             "INSERT INTO outbox (process_id, purpose, url, body, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![process_id, purpose, url, body.to_string(), ts(now())],
@@ -755,7 +769,9 @@ mod tests {
         {
             let store = Store::open(&path).unwrap();
             store
-                .transact(|tx| -> Result<()> { tx.insert_negotiation(&negotiation("n1"), "requested") })
+                .transact(|tx| -> Result<()> {
+                    tx.insert_negotiation(&negotiation("n1"), "requested")
+                })
                 .unwrap();
         }
         let store = Store::open(&path).unwrap();

@@ -58,13 +58,17 @@ impl TlsMaterial {
         let key_pem = read(&files.key, "private key")?;
         let mut roots = RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(&ca_pem) {
-            let cert = cert.with_context(|| format!("{}: not a PEM certificate", files.ca.display()))?;
+            let cert =
+                cert.with_context(|| format!("{}: not a PEM certificate", files.ca.display()))?;
             roots
                 .add(cert)
                 .with_context(|| format!("{}: unusable CA certificate", files.ca.display()))?;
         }
         if roots.is_empty() {
-            bail!("{}: no certificate found in the CA bundle", files.ca.display());
+            bail!(
+                "{}: no certificate found in the CA bundle",
+                files.ca.display()
+            );
         }
         let chain = CertificateDer::pem_slice_iter(&cert_pem)
             .collect::<Result<Vec<_>, _>>()
@@ -111,15 +115,15 @@ impl TlsMaterial {
     }
 
     /// Client config for calls to peer connectors: presents our certificate, verifies theirs.
+    /// ALPN is left to the HTTP connector.
     pub fn client_config(&self) -> Result<rustls::ClientConfig> {
-        let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
         ))
         .with_safe_default_protocol_versions()?
         .with_root_certificates(self.roots.clone())
         .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
         .context("own certificate and key do not match")?;
-        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(cfg)
     }
 }
@@ -276,6 +280,9 @@ mod tests {
         })
         .err()
         .unwrap();
-        assert!(format!("{err:#}").contains("/nonexistent/ca.pem"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("/nonexistent/ca.pem"),
+            "{err:#}"
+        );
     }
 }

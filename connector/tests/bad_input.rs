@@ -17,7 +17,11 @@ fn a_port_in_use_is_named() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
     let cfg = std::fs::read_to_string(&scn.consumer.config).unwrap();
-    let cfg = cfg.replacen("listen = \"127.0.0.1:0\"", &format!("listen = \"127.0.0.1:{port}\""), 1);
+    let cfg = cfg.replacen(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"127.0.0.1:{port}\""),
+        1,
+    );
     std::fs::write(&scn.consumer.config, cfg).unwrap();
     let err = Running::start(exe(), &scn.consumer, Duration::from_secs(30))
         .err()
@@ -50,7 +54,10 @@ fn an_invalid_config_names_file_and_key() {
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("nope.toml") && err.contains("sluis init"), "{err}");
+    assert!(
+        err.contains("nope.toml") && err.contains("sluis init"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -60,7 +67,10 @@ async fn a_failed_peer_call_names_the_peer_and_the_reason() {
     let consumer = Running::start(exe(), &scn.consumer, Duration::from_secs(30)).unwrap();
     // Nothing listens there.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = format!("https://127.0.0.1:{}/dsp", closed.local_addr().unwrap().port());
+    let addr = format!(
+        "https://127.0.0.1:{}/dsp",
+        closed.local_addr().unwrap().port()
+    );
     drop(closed);
     let err = consumer
         .mgmt()
@@ -70,5 +80,8 @@ async fn a_failed_peer_call_names_the_peer_and_the_reason() {
     let msg = format!("{err:#}");
     assert!(msg.contains("502"), "{msg}");
     assert!(msg.contains(&addr), "{msg}");
-    assert!(msg.to_lowercase().contains("refused") || msg.contains("unreachable"), "{msg}");
+    assert!(
+        msg.to_lowercase().contains("refused") || msg.contains("unreachable"),
+        "{msg}"
+    );
 }

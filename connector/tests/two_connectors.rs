@@ -10,7 +10,8 @@ use sluis_connector::demo::{self, Contracted, summarise};
 use sluis_connector::flight_client;
 use sluis_connector::mgmt_client::segment;
 use sluis_connector::scenario::{
-    self, ALLOWED_REGION, DATASET_ID, HIDDEN_COLUMN, OFFER_ID, OTHER_DATASET_ID, OTHER_OFFER_ID, Running, Scenario,
+    self, ALLOWED_REGION, DATASET_ID, HIDDEN_COLUMN, OFFER_ID, OTHER_DATASET_ID, OTHER_OFFER_ID,
+    Running, Scenario,
 };
 
 const ROWS: usize = 20_000;
@@ -40,7 +41,12 @@ impl Space {
     async fn contract(&self, dataset: &str, offer: &str) -> Contracted {
         demo::contract(&self.consumer.mgmt(), &self.provider, dataset, offer, false)
             .await
-            .unwrap_or_else(|e| panic!("{e:#}\nprovider log:\n{}", std::fs::read_to_string(&self.provider.log).unwrap_or_default()))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{e:#}\nprovider log:\n{}",
+                    std::fs::read_to_string(&self.provider.log).unwrap_or_default()
+                )
+            })
     }
 
     fn north_rows(&self) -> usize {
@@ -52,7 +58,11 @@ fn token(c: &Contracted) -> &str {
     c.address.property("authorization").expect("token")
 }
 
-async fn query(space: &Space, token: &str, sql: &str) -> anyhow::Result<Vec<arrow::record_batch::RecordBatch>> {
+async fn query(
+    space: &Space,
+    token: &str,
+    sql: &str,
+) -> anyhow::Result<Vec<arrow::record_batch::RecordBatch>> {
     let endpoint = space.provider.ports.flight_url.clone();
     let mut client = flight_client::connect(&endpoint, &space.scn.ca_pem, token).await?;
     flight_client::query(&mut client, sql).await
@@ -81,25 +91,46 @@ async fn consumer_receives_exactly_the_permitted_rows_and_columns() {
     assert_eq!(c.transfer["transfer"]["state"], "STARTED");
 
     let table = c.address.property("table").unwrap();
-    let all = summarise(&query(&space, token(&c), &format!("SELECT * FROM {table}")).await.unwrap());
+    let all = summarise(
+        &query(&space, token(&c), &format!("SELECT * FROM {table}"))
+            .await
+            .unwrap(),
+    );
     assert_eq!(all.rows, space.north_rows());
     assert_eq!(all.regions, [ALLOWED_REGION]);
-    assert!(!all.columns.iter().any(|c| c == HIDDEN_COLUMN), "{:?}", all.columns);
+    assert!(
+        !all.columns.iter().any(|c| c == HIDDEN_COLUMN),
+        "{:?}",
+        all.columns
+    );
     for visible in ["meter_id", "region", "reading_time", "kwh", "tariff"] {
-        assert!(all.columns.iter().any(|c| c == visible), "{visible} missing from {:?}", all.columns);
+        assert!(
+            all.columns.iter().any(|c| c == visible),
+            "{visible} missing from {:?}",
+            all.columns
+        );
     }
 
     // A consumer's own filter cannot widen the row filter.
     let widened = summarise(
-        &query(&space, token(&c), &format!("SELECT region FROM {table} WHERE region <> '{ALLOWED_REGION}' OR 1 = 1"))
-            .await
-            .unwrap(),
+        &query(
+            &space,
+            token(&c),
+            &format!("SELECT region FROM {table} WHERE region <> '{ALLOWED_REGION}' OR 1 = 1"),
+        )
+        .await
+        .unwrap(),
     );
     assert_eq!(widened.rows, space.north_rows());
     assert_eq!(widened.regions, [ALLOWED_REGION]);
 
     // The hidden column cannot be named.
-    let hidden = query(&space, token(&c), &format!("SELECT {HIDDEN_COLUMN} FROM {table}")).await;
+    let hidden = query(
+        &space,
+        token(&c),
+        &format!("SELECT {HIDDEN_COLUMN} FROM {table}"),
+    )
+    .await;
     assert!(hidden.is_err(), "the hidden column was served");
 }
 
@@ -112,7 +143,12 @@ async fn pyarrow_flight_client_reads_with_the_token() {
     let got = pyarrow(&space, token(&c), &sql);
     assert_eq!(got["rows"], space.north_rows(), "{got}");
     assert_eq!(got["regions"], serde_json::json!([ALLOWED_REGION]), "{got}");
-    let columns: Vec<&str> = got["columns"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    let columns: Vec<&str> = got["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
     assert!(!columns.contains(&HIDDEN_COLUMN), "{columns:?}");
 
     let refused = pyarrow(&space, "", &sql);
@@ -131,14 +167,31 @@ async fn queries_without_a_valid_token_for_the_dataset_are_refused() {
 
     let err = query(&space, "", &sql).await.unwrap_err().to_string();
     assert!(err.contains("Unauthenticated"), "{err}");
-    let err = query(&space, "not-a-biscuit", &sql).await.unwrap_err().to_string();
+    let err = query(&space, "not-a-biscuit", &sql)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("Unauthenticated"), "{err}");
 
     // The south token works for its own table, and only there.
-    let own = summarise(&query(&space, token(&south), &format!("SELECT * FROM {south_table}")).await.unwrap());
+    let own = summarise(
+        &query(
+            &space,
+            token(&south),
+            &format!("SELECT * FROM {south_table}"),
+        )
+        .await
+        .unwrap(),
+    );
     assert_eq!(own.regions, ["south"]);
-    let err = query(&space, token(&south), &sql).await.unwrap_err().to_string();
-    assert!(err.contains("PermissionDenied") || err.contains("InvalidArgument"), "{err}");
+    let err = query(&space, token(&south), &sql)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("PermissionDenied") || err.contains("InvalidArgument"),
+        "{err}"
+    );
 
     // A token minted by another provider's key is not accepted.
     let forged = sluis_policy::token::TokenIssuer::generate()
@@ -167,11 +220,20 @@ async fn suspending_the_transfer_revokes_its_token_at_once() {
     space
         .provider
         .mgmt()
-        .post(&format!("transfers/{}/suspend", segment(provider_pid)), &Value::Null)
+        .post(
+            &format!("transfers/{}/suspend", segment(provider_pid)),
+            &Value::Null,
+        )
         .await
         .unwrap();
-    let err = query(&space, token(&c), &sql).await.unwrap_err().to_string();
-    assert!(err.contains("PermissionDenied") && err.contains("SUSPENDED"), "{err}");
+    let err = query(&space, token(&c), &sql)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("PermissionDenied") && err.contains("SUSPENDED"),
+        "{err}"
+    );
 }
 
 /// Runs the pyarrow client script; the venv is the one the test command installs.
@@ -181,15 +243,30 @@ fn pyarrow(space: &Space, token: &str, sql: &str) -> Value {
     let ca = space.scn.root.join("ca.pem");
     let out = Command::new(&python)
         .arg(script)
-        .args(["--endpoint", &space.provider.ports.flight_url.replace("127.0.0.1", "localhost")])
+        .args([
+            "--endpoint",
+            &space
+                .provider
+                .ports
+                .flight_url
+                .replace("127.0.0.1", "localhost"),
+        ])
         .arg("--ca")
         .arg(ca)
         .args(["--token", token, "--sql", sql])
         .output()
         .unwrap_or_else(|e| panic!("running {}: {e}", python.display()));
-    assert!(out.status.success(), "pyarrow client failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("pyarrow client printed {:?}: {e}", String::from_utf8_lossy(&out.stdout)))
+    assert!(
+        out.status.success(),
+        "pyarrow client failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "pyarrow client printed {:?}: {e}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 /// `SLUIS_PYTHON`, else the workspace's `.venv`; the test command (`./test.sh`) creates it.

@@ -254,3 +254,24 @@ fn attenuation_requires_the_right_root_key_and_something_to_narrow() {
         Err(TokenError::InvalidSignature)
     );
 }
+
+#[test]
+fn inspect_reads_the_grant_and_rejects_foreign_keys() {
+    let issuer = TokenIssuer::generate();
+    let g = Grant {
+        agreement_id: "urn:a".into(),
+        transfer_id: "urn:t".into(),
+        dataset_id: "urn:d".into(),
+        consumer: "did:web:c".into(),
+        expires_at: chrono::Utc::now() + chrono::Duration::hours(1),
+    };
+    let token = issuer.mint(&g).unwrap();
+    let verifier = TokenVerifier::from_public_key_hex(&issuer.public_key_hex()).unwrap();
+    assert_eq!(verifier.inspect(&token).unwrap().dataset_id, "urn:d");
+    let other =
+        TokenVerifier::from_public_key_hex(&TokenIssuer::generate().public_key_hex()).unwrap();
+    assert!(matches!(
+        other.inspect(&token),
+        Err(TokenError::InvalidSignature)
+    ));
+}

@@ -37,7 +37,9 @@ pub fn parse<T: DeserializeOwned>(body: &[u8], expected: &'static str) -> Result
     let malformed = |detail: String| MessageError::Malformed { expected, detail };
     let value: Value = serde_json::from_slice(body).map_err(|e| malformed(e.to_string()))?;
     if depth(&value) > MAX_JSON_DEPTH {
-        return Err(malformed(format!("nested deeper than {MAX_JSON_DEPTH} levels")));
+        return Err(malformed(format!(
+            "nested deeper than {MAX_JSON_DEPTH} levels"
+        )));
     }
     let obj = value
         .as_object()
@@ -271,14 +273,10 @@ impl ErrorKind {
 }
 
 /// The body of a DSP error response.
-pub fn error_body(
-    kind: ErrorKind,
-    code: &str,
-    reason: &str,
-    pids: Option<(&str, &str)>,
-) -> Value {
+pub fn error_body(kind: ErrorKind, code: &str, reason: &str, pids: Option<(&str, &str)>) -> Value {
     let mut fields = json!({ "code": code, "reason": [reason] });
-    if let (Some((provider, consumer)), ErrorKind::Negotiation | ErrorKind::Transfer) = (pids, kind) {
+    if let (Some((provider, consumer)), ErrorKind::Negotiation | ErrorKind::Transfer) = (pids, kind)
+    {
         fields["providerPid"] = json!(provider);
         fields["consumerPid"] = json!(consumer);
     }
@@ -294,7 +292,10 @@ mod tests {
         let body = br#"{"@context":["https://w3id.org/dspace/2025/1/context.jsonld"],"@type":"ContractRequestMessage","consumerPid":"urn:uuid:1","offer":{"@type":"Offer","@id":"urn:o","target":"urn:d","permission":[{"action":"use"}]},"callbackAddress":"https://example.com/callback"}"#;
         let m: ContractRequestMessage = parse(body, "ContractRequestMessage").unwrap();
         assert_eq!(m.consumer_pid, "urn:uuid:1");
-        assert_eq!(m.callback_address.as_deref(), Some("https://example.com/callback"));
+        assert_eq!(
+            m.callback_address.as_deref(),
+            Some("https://example.com/callback")
+        );
     }
 
     #[test]

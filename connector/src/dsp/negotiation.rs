@@ -135,13 +135,18 @@ impl NegotiationMessage {
 }
 
 /// The negotiation protocol, for the generic [`step`](super::step).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Negotiation;
 
 impl StateMachine for Negotiation {
     type State = NegotiationState;
     type Message = NegotiationMessage;
 
-    fn may_send(sender: Role, _state: Option<NegotiationState>, message: NegotiationMessage) -> bool {
+    fn may_send(
+        sender: Role,
+        _state: Option<NegotiationState>,
+        message: NegotiationMessage,
+    ) -> bool {
         message.sender().is_none_or(|r| r == sender)
     }
     fn target(message: NegotiationMessage) -> NegotiationState {
@@ -218,14 +223,19 @@ mod tests {
                         .iter()
                         .find(|(f, m, _)| *f == state && *m == message)
                         .map(|t| t.2);
-                    let duplicate = state == Some(message.target()) && !message.target().is_terminal();
+                    let duplicate =
+                        state == Some(message.target()) && !message.target().is_terminal();
                     let expected = match (right_sender, duplicate, legal) {
                         (false, _, _) => None,
                         (true, true, _) => Some(Step::Duplicate),
                         (true, false, Some(to)) => Some(Step::Moved(to)),
                         (true, false, None) => None,
                     };
-                    assert_eq!(got.clone().ok(), expected, "{sender} sends {message:?} in {state:?}");
+                    assert_eq!(
+                        got.clone().ok(),
+                        expected,
+                        "{sender} sends {message:?} in {state:?}"
+                    );
                     // receiving is sending seen from the other side
                     assert_eq!(receive(sender.peer(), state, message), got);
                 }
@@ -254,7 +264,11 @@ mod tests {
             (M::Verification, false),
             (M::Finalized, true),
         ] {
-            let step = if incoming { receive(c, st, m) } else { send(c, st, m) };
+            let step = if incoming {
+                receive(c, st, m)
+            } else {
+                send(c, st, m)
+            };
             match step.unwrap() {
                 Step::Moved(s) => st = Some(s),
                 Step::Duplicate => panic!("unexpected duplicate"),

@@ -89,6 +89,7 @@ impl TransferMessage {
 }
 
 /// The transfer protocol, for the generic [`step`](super::step).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Transfer;
 
 impl StateMachine for Transfer {
@@ -102,7 +103,9 @@ impl StateMachine for Transfer {
             TransferMessage::Start => {
                 sender == Role::Provider || state == Some(TransferState::Suspended)
             }
-            TransferMessage::Suspension | TransferMessage::Completion | TransferMessage::Termination => true,
+            TransferMessage::Suspension
+            | TransferMessage::Completion
+            | TransferMessage::Termination => true,
         }
     }
     fn target(message: TransferMessage) -> TransferState {
@@ -161,16 +164,66 @@ mod tests {
         (Some(S::Requested), M::Start, Role::Provider, S::Started),
         (Some(S::Suspended), M::Start, Role::Provider, S::Started),
         (Some(S::Suspended), M::Start, Role::Consumer, S::Started),
-        (Some(S::Started), M::Suspension, Role::Provider, S::Suspended),
-        (Some(S::Started), M::Suspension, Role::Consumer, S::Suspended),
-        (Some(S::Started), M::Completion, Role::Provider, S::Completed),
-        (Some(S::Started), M::Completion, Role::Consumer, S::Completed),
-        (Some(S::Requested), M::Termination, Role::Provider, S::Terminated),
-        (Some(S::Requested), M::Termination, Role::Consumer, S::Terminated),
-        (Some(S::Started), M::Termination, Role::Provider, S::Terminated),
-        (Some(S::Started), M::Termination, Role::Consumer, S::Terminated),
-        (Some(S::Suspended), M::Termination, Role::Provider, S::Terminated),
-        (Some(S::Suspended), M::Termination, Role::Consumer, S::Terminated),
+        (
+            Some(S::Started),
+            M::Suspension,
+            Role::Provider,
+            S::Suspended,
+        ),
+        (
+            Some(S::Started),
+            M::Suspension,
+            Role::Consumer,
+            S::Suspended,
+        ),
+        (
+            Some(S::Started),
+            M::Completion,
+            Role::Provider,
+            S::Completed,
+        ),
+        (
+            Some(S::Started),
+            M::Completion,
+            Role::Consumer,
+            S::Completed,
+        ),
+        (
+            Some(S::Requested),
+            M::Termination,
+            Role::Provider,
+            S::Terminated,
+        ),
+        (
+            Some(S::Requested),
+            M::Termination,
+            Role::Consumer,
+            S::Terminated,
+        ),
+        (
+            Some(S::Started),
+            M::Termination,
+            Role::Provider,
+            S::Terminated,
+        ),
+        (
+            Some(S::Started),
+            M::Termination,
+            Role::Consumer,
+            S::Terminated,
+        ),
+        (
+            Some(S::Suspended),
+            M::Termination,
+            Role::Provider,
+            S::Terminated,
+        ),
+        (
+            Some(S::Suspended),
+            M::Termination,
+            Role::Consumer,
+            S::Terminated,
+        ),
     ];
 
     #[test]
@@ -187,7 +240,11 @@ mod tests {
                     let duplicate = state == Some(message.target())
                         && !message.target().is_terminal()
                         && Transfer::may_send(sender, state, message);
-                    let expected = if duplicate { Some(Step::Duplicate) } else { legal };
+                    let expected = if duplicate {
+                        Some(Step::Duplicate)
+                    } else {
+                        legal
+                    };
                     assert_eq!(got, expected, "{sender} sends {message:?} in {state:?}");
                     assert_eq!(receive(sender.peer(), state, message).ok(), got);
                 }

@@ -47,7 +47,11 @@ pub type EngineResult<T> = Result<T, EngineError>;
 
 /// Joins a base URL and a path without doubling the slash.
 pub fn join_url(base: &str, path: &str) -> String {
-    format!("{}/{}", base.trim_end_matches('/'), path.trim_start_matches('/'))
+    format!(
+        "{}/{}",
+        base.trim_end_matches('/'),
+        path.trim_start_matches('/')
+    )
 }
 
 /// What negotiations and transfers have in common as stored processes.
@@ -181,7 +185,11 @@ pub fn receive<P: ProcessRecord>(
 }
 
 /// The provider's answer to our initial request carries its pid: remember it.
-pub fn learn_provider_pid<P: ProcessRecord>(store: &Store, id: &str, answer: &Value) -> anyhow::Result<()> {
+pub fn learn_provider_pid<P: ProcessRecord>(
+    store: &Store,
+    id: &str,
+    answer: &Value,
+) -> anyhow::Result<()> {
     let Some(provider_pid) = answer.get("providerPid").and_then(Value::as_str) else {
         tracing::warn!(process = id, "the provider's answer carries no providerPid");
         return Ok(());
@@ -213,7 +221,10 @@ pub fn fail_locally<P: ProcessRecord>(store: &Store, id: &str, why: &str) -> any
 }
 
 /// The body's pids must name this process; the peer's pid is learnt on first sight.
-pub fn check_pids(p: &mut impl ProcessRecord, (provider_pid, consumer_pid): (&str, &str)) -> EngineResult<()> {
+pub fn check_pids(
+    p: &mut impl ProcessRecord,
+    (provider_pid, consumer_pid): (&str, &str),
+) -> EngineResult<()> {
     let role = p.role();
     let id = p.id().to_string();
     let (provider_slot, consumer_slot) = p.pid_slots();

@@ -99,7 +99,9 @@ fn send(
     build: impl FnOnce(&mut Tx<'_>, &mut Negotiation) -> EngineResult<Value>,
 ) -> EngineResult<Negotiation> {
     node.store.transact(|tx| {
-        let mut n = tx.negotiation(id)?.ok_or(EngineError::NotFound("negotiation"))?;
+        let mut n = tx
+            .negotiation(id)?
+            .ok_or(EngineError::NotFound("negotiation"))?;
         if let Step::Moved(s) = machine::send(n.role, Some(n.state), message)? {
             n.state = s;
         }
@@ -220,10 +222,17 @@ pub fn on_counter_request(
 ) -> EngineResult<Negotiation> {
     let provider_pid = msg.provider_pid.clone().unwrap_or_else(|| pid.to_string());
     parse_policy(&msg.offer, "offer")?;
-    let (n, moved) = receive(node, caller, pid, (&provider_pid, &msg.consumer_pid), Msg::Request, |n| {
-        n.offer = msg.offer.clone();
-        Ok(())
-    })?;
+    let (n, moved) = receive(
+        node,
+        caller,
+        pid,
+        (&provider_pid, &msg.consumer_pid),
+        Msg::Request,
+        |n| {
+            n.offer = msg.offer.clone();
+            Ok(())
+        },
+    )?;
     if moved {
         react(node.clone(), n.clone());
     }
@@ -247,7 +256,14 @@ pub fn on_event(
             )));
         }
     };
-    let (n, moved) = receive(node, caller, pid, (&msg.provider_pid, &msg.consumer_pid), message, |_| Ok(()))?;
+    let (n, moved) = receive(
+        node,
+        caller,
+        pid,
+        (&msg.provider_pid, &msg.consumer_pid),
+        message,
+        |_| Ok(()),
+    )?;
     if moved {
         info!(negotiation = %n.id, state = n.state.as_str(), "negotiation event");
         react(node.clone(), n.clone());
@@ -256,8 +272,20 @@ pub fn on_event(
 }
 
 /// `ContractAgreementVerificationMessage` (provider).
-pub fn on_verification(node: &Shared, caller: &str, pid: &str, msg: ProcessIds) -> EngineResult<Negotiation> {
-    let (n, moved) = receive(node, caller, pid, (&msg.provider_pid, &msg.consumer_pid), Msg::Verification, |_| Ok(()))?;
+pub fn on_verification(
+    node: &Shared,
+    caller: &str,
+    pid: &str,
+    msg: ProcessIds,
+) -> EngineResult<Negotiation> {
+    let (n, moved) = receive(
+        node,
+        caller,
+        pid,
+        (&msg.provider_pid, &msg.consumer_pid),
+        Msg::Verification,
+        |_| Ok(()),
+    )?;
     if moved {
         react(node.clone(), n.clone());
     }
@@ -265,16 +293,28 @@ pub fn on_verification(node: &Shared, caller: &str, pid: &str, msg: ProcessIds) 
 }
 
 /// `ContractNegotiationTerminationMessage` (either role).
-pub fn on_termination(node: &Shared, caller: &str, pid: &str, msg: ReasonedMessage) -> EngineResult<Negotiation> {
+pub fn on_termination(
+    node: &Shared,
+    caller: &str,
+    pid: &str,
+    msg: ReasonedMessage,
+) -> EngineResult<Negotiation> {
     let reason = msg
         .reason
         .as_ref()
         .map(|r| serde_json::to_string(r).unwrap_or_default())
         .unwrap_or_else(|| "terminated by the peer".into());
-    let (n, _) = receive(node, caller, pid, (&msg.provider_pid, &msg.consumer_pid), Msg::Termination, |n| {
-        n.error = Some(reason.chars().take(1024).collect());
-        Ok(())
-    })?;
+    let (n, _) = receive(
+        node,
+        caller,
+        pid,
+        (&msg.provider_pid, &msg.consumer_pid),
+        Msg::Termination,
+        |n| {
+            n.error = Some(reason.chars().take(1024).collect());
+            Ok(())
+        },
+    )?;
     info!(negotiation = %n.id, "negotiation terminated by the peer");
     Ok(n)
 }
@@ -292,7 +332,11 @@ pub async fn start(node: &Shared, req: StartNegotiation) -> EngineResult<Negotia
     let offer = dataset
         .get("hasPolicy")
         .and_then(Value::as_array)
-        .and_then(|offers| offers.iter().find(|o| o.get("@id").and_then(Value::as_str) == Some(req.offer_id.as_str())))
+        .and_then(|offers| {
+            offers
+                .iter()
+                .find(|o| o.get("@id").and_then(Value::as_str) == Some(req.offer_id.as_str()))
+        })
         .cloned()
         .ok_or_else(|| {
             EngineError::BadRequest(format!(
@@ -327,7 +371,12 @@ pub async fn start(node: &Shared, req: StartNegotiation) -> EngineResult<Negotia
     );
     node.store.transact(|tx| -> EngineResult<()> {
         tx.insert_negotiation(&n, "sent ContractRequestMessage")?;
-        tx.enqueue(&n.id, PURPOSE_REQUEST, &message_url(&n, Msg::Request)?, &body)?;
+        tx.enqueue(
+            &n.id,
+            PURPOSE_REQUEST,
+            &message_url(&n, Msg::Request)?,
+            &body,
+        )?;
         Ok(())
     })?;
     info!(negotiation = %n.id, provider = %n.peer_id, dataset = %n.dataset_id, "contract request queued");
@@ -335,13 +384,25 @@ pub async fn start(node: &Shared, req: StartNegotiation) -> EngineResult<Negotia
 }
 
 /// `ContractOfferMessage` on an existing process (consumer).
-pub fn on_offer(node: &Shared, caller: &str, pid: &str, msg: ContractOfferMessage) -> EngineResult<Negotiation> {
+pub fn on_offer(
+    node: &Shared,
+    caller: &str,
+    pid: &str,
+    msg: ContractOfferMessage,
+) -> EngineResult<Negotiation> {
     parse_policy(&msg.offer, "offer")?;
     let consumer_pid = msg.consumer_pid.clone().unwrap_or_else(|| pid.to_string());
-    let (n, moved) = receive(node, caller, pid, (&msg.provider_pid, &consumer_pid), Msg::Offer, |n| {
-        n.offer = msg.offer.clone();
-        Ok(())
-    })?;
+    let (n, moved) = receive(
+        node,
+        caller,
+        pid,
+        (&msg.provider_pid, &consumer_pid),
+        Msg::Offer,
+        |n| {
+            n.offer = msg.offer.clone();
+            Ok(())
+        },
+    )?;
     if moved {
         react(node.clone(), n.clone());
     }
@@ -362,30 +423,37 @@ pub fn on_agreement(
         .to_string();
     let policy_json = msg.agreement.clone();
     let me = node.participant_id.clone();
-    let (n, moved) = node.store.transact(|tx| {
-        let existing = tx.negotiation(pid)?;
-        let checked = existing
-            .as_ref()
-            .filter(|n| n.peer_id == caller)
-            .map(|n| check_agreement(n, &agreement, &me));
-        let (mut n, moved) =
-            receive_in::<Negotiation>(tx, caller, pid, (&msg.provider_pid, &msg.consumer_pid), Msg::Agreement)?;
-        if moved {
-            checked.transpose()?;
-            n.agreement_id = Some(agreement_id.clone());
-            tx.insert_agreement(&Agreement {
-                id: agreement_id.clone(),
-                negotiation_id: n.id.clone(),
-                dataset_id: n.dataset_id.clone(),
-                policy: policy_json.clone(),
-                assigner: caller.to_string(),
-                assignee: me.clone(),
-                created_at: Utc::now(),
-            })?;
-        }
-        tx.update_negotiation(&n, "received ContractAgreementMessage")?;
-        Ok((n, moved))
-    })?;
+    let (n, moved) = node
+        .store
+        .transact(|tx| -> EngineResult<(Negotiation, bool)> {
+            let existing = tx.negotiation(pid)?;
+            let checked = existing
+                .as_ref()
+                .filter(|n| n.peer_id == caller)
+                .map(|n| check_agreement(n, &agreement, &me));
+            let (mut n, moved) = receive_in::<Negotiation>(
+                tx,
+                caller,
+                pid,
+                (&msg.provider_pid, &msg.consumer_pid),
+                Msg::Agreement,
+            )?;
+            if moved {
+                checked.transpose()?;
+                n.agreement_id = Some(agreement_id.clone());
+                tx.insert_agreement(&Agreement {
+                    id: agreement_id.clone(),
+                    negotiation_id: n.id.clone(),
+                    dataset_id: n.dataset_id.clone(),
+                    policy: policy_json.clone(),
+                    assigner: caller.to_string(),
+                    assignee: me.clone(),
+                    created_at: Utc::now(),
+                })?;
+            }
+            tx.update_negotiation(&n, "received ContractAgreementMessage")?;
+            Ok((n, moved))
+        })?;
     if moved {
         react(node.clone(), n.clone());
     }
@@ -397,13 +465,23 @@ fn check_agreement(n: &Negotiation, agreement: &Policy, me: &str) -> EngineResul
     let asked = parse_policy(&n.offer, "stored offer")?;
     let fail = |why: String| Err(EngineError::BadRequest(format!("agreement refused: {why}")));
     if agreement.target() != Some(n.dataset_id.as_str()) {
-        return fail(format!("its target is {:?}, not {}", agreement.target(), n.dataset_id));
+        return fail(format!(
+            "its target is {:?}, not {}",
+            agreement.target(),
+            n.dataset_id
+        ));
     }
     if agreement.assignee() != Some(me) {
-        return fail(format!("its assignee is {:?}, not us ({me})", agreement.assignee()));
+        return fail(format!(
+            "its assignee is {:?}, not us ({me})",
+            agreement.assignee()
+        ));
     }
     if agreement.assigner() != Some(n.peer_id.as_str()) {
-        return fail(format!("its assigner is {:?}, not the provider", agreement.assigner()));
+        return fail(format!(
+            "its assigner is {:?}, not the provider",
+            agreement.assigner()
+        ));
     }
     if !agreement.equivalent(&asked) {
         return fail("its rules differ from the offer we requested".into());
@@ -416,39 +494,61 @@ fn check_agreement(n: &Negotiation, agreement: &Policy, me: &str) -> EngineResul
 /// The provider agrees: the agreement is the requested offer, bound to both parties.
 pub fn agree(node: &Node, id: &str) -> EngineResult<Negotiation> {
     let assigner = node.participant_id.clone();
-    send(node, id, Msg::Agreement, "sent ContractAgreementMessage", |tx, n| {
-        let offer = parse_policy(&n.offer, "stored offer")?;
-        let agreement_id = new_pid();
-        let policy = offer
-            .to_agreement(&agreement_id, &n.dataset_id, &assigner, &n.peer_id, Utc::now())
-            .to_dsp_json();
-        tx.insert_agreement(&Agreement {
-            id: agreement_id.clone(),
-            negotiation_id: n.id.clone(),
-            dataset_id: n.dataset_id.clone(),
-            policy: policy.clone(),
-            assigner: assigner.clone(),
-            assignee: n.peer_id.clone(),
-            created_at: Utc::now(),
-        })?;
-        n.agreement_id = Some(agreement_id);
-        Ok(json!({ "agreement": policy }))
-    })
+    send(
+        node,
+        id,
+        Msg::Agreement,
+        "sent ContractAgreementMessage",
+        |tx, n| {
+            let offer = parse_policy(&n.offer, "stored offer")?;
+            let agreement_id = new_pid();
+            let policy = offer
+                .to_agreement(
+                    &agreement_id,
+                    &n.dataset_id,
+                    &assigner,
+                    &n.peer_id,
+                    Utc::now(),
+                )
+                .to_dsp_json();
+            tx.insert_agreement(&Agreement {
+                id: agreement_id.clone(),
+                negotiation_id: n.id.clone(),
+                dataset_id: n.dataset_id.clone(),
+                policy: policy.clone(),
+                assigner: assigner.clone(),
+                assignee: n.peer_id.clone(),
+                created_at: Utc::now(),
+            })?;
+            n.agreement_id = Some(agreement_id);
+            Ok(json!({ "agreement": policy }))
+        },
+    )
 }
 
 /// The consumer verifies the agreement it received.
 pub fn verify(node: &Node, id: &str) -> EngineResult<Negotiation> {
-    send(node, id, Msg::Verification, "sent ContractAgreementVerificationMessage", |_, _| Ok(json!({})))
+    send(
+        node,
+        id,
+        Msg::Verification,
+        "sent ContractAgreementVerificationMessage",
+        |_, _| Ok(json!({})),
+    )
 }
 
 /// The provider finalizes a verified agreement.
 pub fn finalize(node: &Node, id: &str) -> EngineResult<Negotiation> {
-    send(node, id, Msg::Finalized, "sent FINALIZED", |_, _| Ok(json!({ "eventType": "FINALIZED" })))
+    send(node, id, Msg::Finalized, "sent FINALIZED", |_, _| {
+        Ok(json!({ "eventType": "FINALIZED" }))
+    })
 }
 
 /// The consumer accepts the provider's latest offer.
 pub fn accept(node: &Node, id: &str) -> EngineResult<Negotiation> {
-    send(node, id, Msg::Accepted, "sent ACCEPTED", |_, _| Ok(json!({ "eventType": "ACCEPTED" })))
+    send(node, id, Msg::Accepted, "sent ACCEPTED", |_, _| {
+        Ok(json!({ "eventType": "ACCEPTED" }))
+    })
 }
 
 /// Either party terminates.

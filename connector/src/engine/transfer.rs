@@ -6,7 +6,9 @@ use sluis_policy::token::Grant;
 use tracing::{info, warn};
 
 use super::{EngineError, EngineResult, join_url};
-use crate::dsp::messages::{self, DataAddress, ProcessIds, ReasonedMessage, TransferRequestMessage, TransferStartMessage};
+use crate::dsp::messages::{
+    self, DataAddress, ProcessIds, ReasonedMessage, TransferRequestMessage, TransferStartMessage,
+};
 use crate::dsp::negotiation::NegotiationState;
 use crate::dsp::transfer::{self as machine, TransferMessage as Msg, TransferState as S};
 use crate::dsp::{Role, Step};
@@ -118,7 +120,11 @@ fn receive(
 
 /// `TransferRequestMessage` (provider): the caller must be the agreement's assignee and the
 /// negotiation finalized.
-pub fn on_request(node: &Shared, caller: &str, msg: TransferRequestMessage) -> EngineResult<Transfer> {
+pub fn on_request(
+    node: &Shared,
+    caller: &str,
+    msg: TransferRequestMessage,
+) -> EngineResult<Transfer> {
     if msg.format != FORMAT_FLIGHT && msg.format != FORMAT_HTTP {
         return Err(EngineError::BadRequest(format!(
             "unsupported format {:?}: use {FORMAT_FLIGHT} or {FORMAT_HTTP}",
@@ -126,19 +132,25 @@ pub fn on_request(node: &Shared, caller: &str, msg: TransferRequestMessage) -> E
         )));
     }
     if !msg.callback_address.starts_with("https://") {
-        return Err(EngineError::BadRequest("callbackAddress must be an https URL".into()));
+        return Err(EngineError::BadRequest(
+            "callbackAddress must be an https URL".into(),
+        ));
     }
     let agreement = node
         .store
         .agreement(&msg.agreement_id)?
         .filter(|a| a.assignee == caller && a.assigner == node.participant_id)
-        .ok_or_else(|| EngineError::BadRequest(format!("unknown agreement {:?}", msg.agreement_id)))?;
+        .ok_or_else(|| {
+            EngineError::BadRequest(format!("unknown agreement {:?}", msg.agreement_id))
+        })?;
     let finalized = node
         .store
         .negotiation(&agreement.negotiation_id)?
         .is_some_and(|n| n.state == NegotiationState::Finalized);
     if !finalized {
-        return Err(EngineError::BadRequest("the agreement is not finalized".into()));
+        return Err(EngineError::BadRequest(
+            "the agreement is not finalized".into(),
+        ));
     }
     machine::receive(Role::Provider, None, Msg::Request)?;
     let now = Utc::now();
@@ -195,7 +207,11 @@ fn data_address(node: &Node, t: &Transfer) -> EngineResult<DataAddress> {
         ("dataset", t.dataset_id.as_str()),
         ("tokenPublicKey", public_key.as_str()),
     ];
-    Ok(DataAddress::new(ENDPOINT_TYPE_FLIGHT, &node.urls.flight, &props))
+    Ok(DataAddress::new(
+        ENDPOINT_TYPE_FLIGHT,
+        &node.urls.flight,
+        &props,
+    ))
 }
 
 // ---- consumer side --------------------------------------------------------------------------
@@ -206,7 +222,9 @@ pub fn request(node: &Node, req: StartTransfer) -> EngineResult<Transfer> {
         .store
         .agreement(&req.agreement_id)?
         .filter(|a| a.assignee == node.participant_id)
-        .ok_or_else(|| EngineError::BadRequest(format!("no agreement {} of ours", req.agreement_id)))?;
+        .ok_or_else(|| {
+            EngineError::BadRequest(format!("no agreement {} of ours", req.agreement_id))
+        })?;
     machine::send(Role::Consumer, None, Msg::Request)?;
     let now = Utc::now();
     let id = new_pid();
@@ -237,7 +255,12 @@ pub fn request(node: &Node, req: StartTransfer) -> EngineResult<Transfer> {
     );
     node.store.transact(|tx| -> EngineResult<()> {
         tx.insert_transfer(&t, "sent TransferRequestMessage")?;
-        tx.enqueue(&t.id, PURPOSE_REQUEST, &message_url(&t, Msg::Request)?, &body)?;
+        tx.enqueue(
+            &t.id,
+            PURPOSE_REQUEST,
+            &message_url(&t, Msg::Request)?,
+            &body,
+        )?;
         Ok(())
     })?;
     Ok(t)
@@ -246,21 +269,46 @@ pub fn request(node: &Node, req: StartTransfer) -> EngineResult<Transfer> {
 // ---- messages either role receives ----------------------------------------------------------
 
 /// `TransferStartMessage`: at the consumer it carries the data address.
-pub fn on_start(node: &Shared, caller: &str, pid: &str, msg: TransferStartMessage) -> EngineResult<Transfer> {
+pub fn on_start(
+    node: &Shared,
+    caller: &str,
+    pid: &str,
+    msg: TransferStartMessage,
+) -> EngineResult<Transfer> {
     let address = msg.data_address.clone();
-    let (t, _) = receive(node, caller, pid, (&msg.provider_pid, &msg.consumer_pid), Msg::Start, |t| {
-        if let Some(a) = address {
-            t.data_address = Some(serde_json::to_value(a).map_err(anyhow::Error::from)?);
-        }
-        Ok(())
-    })?;
+    let (t, _) = receive(
+        node,
+        caller,
+        pid,
+        (&msg.provider_pid, &msg.consumer_pid),
+        Msg::Start,
+        |t| {
+            if let Some(a) = address {
+                t.data_address = Some(serde_json::to_value(a).map_err(anyhow::Error::from)?);
+            }
+            Ok(())
+        },
+    )?;
     info!(transfer = %t.id, state = t.state.as_str(), "transfer started");
     Ok(t)
 }
 
 /// `TransferCompletionMessage`.
-pub fn on_completion(node: &Shared, caller: &str, pid: &str, msg: ProcessIds) -> EngineResult<Transfer> {
-    Ok(receive(node, caller, pid, (&msg.provider_pid, &msg.consumer_pid), Msg::Completion, |_| Ok(()))?.0)
+pub fn on_completion(
+    node: &Shared,
+    caller: &str,
+    pid: &str,
+    msg: ProcessIds,
+) -> EngineResult<Transfer> {
+    Ok(receive(
+        node,
+        caller,
+        pid,
+        (&msg.provider_pid, &msg.consumer_pid),
+        Msg::Completion,
+        |_| Ok(()),
+    )?
+    .0)
 }
 
 /// `TransferSuspensionMessage` or `TransferTerminationMessage`.
@@ -271,11 +319,21 @@ pub fn on_stop(
     msg: ReasonedMessage,
     message: Msg,
 ) -> EngineResult<Transfer> {
-    let reason = msg.reason.as_ref().map(|r| serde_json::to_string(r).unwrap_or_default());
-    Ok(receive(node, caller, pid, (&msg.provider_pid, &msg.consumer_pid), message, |t| {
-        t.error = reason.map(|r| r.chars().take(1024).collect());
-        Ok(())
-    })?
+    let reason = msg
+        .reason
+        .as_ref()
+        .map(|r| serde_json::to_string(r).unwrap_or_default());
+    Ok(receive(
+        node,
+        caller,
+        pid,
+        (&msg.provider_pid, &msg.consumer_pid),
+        message,
+        |t| {
+            t.error = reason.map(|r| r.chars().take(1024).collect());
+            Ok(())
+        },
+    )?
     .0)
 }
 
