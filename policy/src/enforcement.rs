@@ -160,7 +160,11 @@ pub fn compile(agreement: &Policy) -> Result<EnforcementPlan, CompileError> {
         .permissions
         .iter()
         .enumerate()
-        .filter(|(_, r)| r.action.iri == vocab::odrl("use") || r.action.iri == vocab::odrl("read"))
+        .filter(|(_, r)| {
+            r.action
+                .as_ref()
+                .is_some_and(|a| a.iri == vocab::odrl("use") || a.iri == vocab::odrl("read"))
+        })
         .collect();
     let (index, permission) = match readable.as_slice() {
         [one] => *one,
@@ -190,7 +194,11 @@ pub fn compile(agreement: &Policy) -> Result<EnforcementPlan, CompileError> {
         ));
     }
     let path = format!("permission[{index}]");
-    if !permission.action.refinement.is_empty() {
+    if permission
+        .action
+        .as_ref()
+        .is_some_and(|a| !a.refinement.is_empty())
+    {
         return Err(cerr(
             &format!("{path}.action"),
             "action refinements are not enforceable",
@@ -415,7 +423,8 @@ impl Builder<'_> {
     }
 
     fn duty(&mut self, d: &Rule, path: &str) -> Result<(), CompileError> {
-        let kind = match d.action.iri.strip_prefix(SLUIS) {
+        let action = d.action.as_ref().map_or("", |a| a.iri.as_str());
+        let kind = match action.strip_prefix(SLUIS) {
             Some("hash") => MaskKind::Hash,
             Some("redact") => MaskKind::Redact,
             _ => {
@@ -423,7 +432,7 @@ impl Builder<'_> {
                     &format!("{path}.action"),
                     format!(
                         "duty '{}' is not enforceable by the data plane (only sluis:hash and sluis:redact)",
-                        vocab::compact(&d.action.iri)
+                        vocab::compact(action)
                     ),
                 ));
             }
@@ -442,7 +451,10 @@ impl Builder<'_> {
                 ));
             }
         };
-        if !d.consequences.is_empty() || d.target.is_some() || !d.action.refinement.is_empty() {
+        if !d.consequences.is_empty()
+            || d.target.is_some()
+            || d.action.as_ref().is_some_and(|a| !a.refinement.is_empty())
+        {
             return Err(cerr(
                 path,
                 "a mask duty cannot have a target, refinement or consequence",

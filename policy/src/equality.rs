@@ -40,8 +40,10 @@ fn canonical_rule(r: &Rule, p: &Policy) -> String {
     };
     format!(
         "{{{}|{}|t={}|a={}|e={}|c={}|d=[{}]|r=[{}]|q=[{}]}}",
-        r.action.iri,
-        conjunction(&r.action.refinement),
+        r.action.as_ref().map_or("*", |a| a.iri.as_str()),
+        r.action
+            .as_ref()
+            .map_or_else(String::new, |a| conjunction(&a.refinement)),
         own(&r.target, &p.target),
         own(&r.assigner, &p.assigner),
         own(&r.assignee, &p.assignee),

@@ -16,8 +16,10 @@
 pub mod enforcement;
 pub mod equality;
 pub mod error;
+pub mod eval;
 pub mod model;
 pub mod parse;
+pub mod report;
 pub mod serialize;
 pub mod token;
 pub mod value;
@@ -36,6 +38,11 @@ impl Policy {
     /// expanded (full IRI) terms. Unknown ODRL terms, operators and actions are errors.
     pub fn from_json(v: &serde_json::Value) -> Result<Policy, PolicyError> {
         parse::json::parse_policy(v)
+    }
+
+    /// Parses the one policy of a Turtle document.
+    pub fn from_turtle(ttl: &str) -> Result<Policy, PolicyError> {
+        parse::turtle::parse_policy(ttl)
     }
 
     /// The DSP 2025-1 compact JSON of this policy (without `@context`).

@@ -117,8 +117,8 @@ impl Reference {
 pub struct Rule {
     /// The rule's IRI, if it has one.
     pub uid: Option<String>,
-    /// What the rule is about.
-    pub action: Action,
+    /// What the rule is about; `None` (only possible from Turtle) means any action.
+    pub action: Option<Action>,
     /// The asset (inherits the policy's when absent).
     pub target: Option<Reference>,
     /// The assigner (inherits the policy's when absent).
@@ -140,7 +140,7 @@ impl Rule {
     pub fn new(action: Action) -> Rule {
         Rule {
             uid: None,
-            action,
+            action: Some(action),
             target: None,
             assigner: None,
             assignee: None,

@@ -83,7 +83,9 @@ fn rule(r: &Rule) -> Json {
     if let Some(id) = &r.uid {
         o.insert("@id".into(), json!(id));
     }
-    o.insert("action".into(), action(&r.action));
+    if let Some(a) = &r.action {
+        o.insert("action".into(), action(a));
+    }
     put_refs(&mut o, &r.target, &r.assigner, &r.assignee);
     if !r.constraints.is_empty() {
         o.insert("constraint".into(), constraints(&r.constraints));
