@@ -133,8 +133,22 @@ fn run_case(
     let world = read_world(wg)?;
     let extensions = Extensions::new();
     let evaluator = Evaluator::new(&policy, &extensions).map_err(|e| anyhow!("policy: {e}"))?;
-    let actual = states_of_report(&evaluator.report(&request, &world));
-    let expected = states_of_expected(&g, &expected_id);
+    let report = evaluator.report(&request, &world);
+    let mut actual = states_of_report(&report);
+    let mut expected = states_of_expected(&g, &expected_id);
+    // an extension of the layout: `ex:expectedDecision ex:Permit|ex:Deny` on the test case
+    if let Some(d) = iri_of(&g, &case, &format!("{EX}expectedDecision")) {
+        expected.insert(
+            "decision".into(),
+            d.strip_prefix(EX).unwrap_or(&d).to_string(),
+        );
+        let got = if evaluator.decide(&request, &world) == report.decision {
+            format!("{:?}", report.decision)
+        } else {
+            "decide() and report() disagree".to_string()
+        };
+        actual.insert("decision".into(), got);
+    }
     let mut diffs = Vec::new();
     let keys: std::collections::BTreeSet<&String> = expected.keys().chain(actual.keys()).collect();
     for k in keys {
