@@ -396,8 +396,8 @@ impl<'p> Evaluator<'p> {
                     let ok = self.constraint(o, req, world, reporting.then_some(&mut reports));
                     satisfied += usize::from(ok);
                     all &= ok;
-                    // andSequence: later operands are only considered once earlier ones hold
-                    if !ok && src.operator == LogicalOperator::AndSequence && !reporting {
+                    // without a report, stop as soon as the outcome is known
+                    if !reporting && decided(src.operator, ok, satisfied) {
                         break;
                     }
                 }
@@ -487,6 +487,15 @@ impl<'p> Evaluator<'p> {
             Left::Recipient => req.assignee.clone().map(Value::Iri),
             _ => None,
         }
+    }
+}
+
+/// Whether a logical constraint's outcome is fixed after an operand evaluated to `ok`.
+fn decided(op: LogicalOperator, ok: bool, satisfied: usize) -> bool {
+    match op {
+        LogicalOperator::And | LogicalOperator::AndSequence => !ok,
+        LogicalOperator::Or => ok,
+        LogicalOperator::Xone => satisfied > 1,
     }
 }
 

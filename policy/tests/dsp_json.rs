@@ -357,3 +357,50 @@ fn size_is_bounded() {
     let e = parse_err(json!({"@type":"Offer","permission":[{"action":"use","constraint":cs}]}));
     assert!(e.contains("policy too large"), "{e}");
 }
+
+// ----- the DSP 2025-1 contract schema accepts what we write -------------------------------
+
+fn contract_schema() -> jsonschema::Validator {
+    jsonschema::validator_for(&spec("negotiation/contract-schema.json")).expect("schema compiles")
+}
+
+fn assert_schema_valid(v: &jsonschema::Validator, json: &Value, what: &str) {
+    let errors: Vec<String> = v
+        .iter_errors(json)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{what}: {errors:?}\n{json:#}");
+}
+
+#[test]
+fn serialised_agreements_and_offers_satisfy_the_contract_schema() {
+    let v = contract_schema();
+    let ts = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
+        .unwrap()
+        .to_utc();
+    let offer = p(demo_offer());
+    let agreement = offer.to_agreement(
+        "urn:agreement:1",
+        "urn:dataset:meters",
+        "urn:provider",
+        "urn:consumer",
+        ts,
+    );
+    assert_schema_valid(&v, &agreement.to_dsp_json(), "demo agreement");
+    for (at, json) in example_policies() {
+        let policy = Policy::from_json(&json).unwrap();
+        if policy.kind() == PolicyKind::Agreement {
+            assert_schema_valid(&v, &policy.to_dsp_json(), &at);
+        }
+    }
+    // typed literals, IRIs and lists: never a bare number
+    let typed = p(
+        json!({"@id":"urn:p","@type":"Offer","permission":[{"action":"use","constraint":[
+        {"leftOperand":"count","operator":"lteq","rightOperand":10},
+        {"leftOperand":"sluis:row.ok","operator":"isAnyOf","rightOperand":["a","b"]}],
+        "duty":[{"action":"sluis:hash","constraint":[{"leftOperand":"sluis:column","operator":"isAnyOf","rightOperand":["email"]}]}]}],
+        "prohibition":[{"action":"distribute"}]}),
+    );
+    let a = typed.to_agreement("urn:a", "urn:d", "urn:p", "urn:c", ts);
+    assert_schema_valid(&v, &a.to_dsp_json(), "typed agreement");
+}
