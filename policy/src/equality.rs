@@ -26,6 +26,11 @@ pub fn canonical(p: &Policy) -> String {
     )
 }
 
+/// The canonical form of one rule of `p` (used to compare duties and obligations).
+pub fn canonical_rule_of(r: &Rule, p: &Policy) -> String {
+    canonical_rule(r, p)
+}
+
 fn canonical_rule(r: &Rule, p: &Policy) -> String {
     // a rule-level party or asset equal to the policy's adds nothing
     let own = |rule: &Option<Reference>, policy: &Option<Reference>| match rule {

@@ -21,6 +21,7 @@ pub mod model;
 pub mod parse;
 pub mod report;
 pub mod serialize;
+pub mod strictness;
 pub mod token;
 pub mod value;
 pub mod vocab;
@@ -80,6 +81,13 @@ impl Policy {
     /// irrelevant; compact, prefixed and expanded terms are equal.
     pub fn equivalent(&self, other: &Policy) -> bool {
         equality::canonical(self) == equality::canonical(other)
+    }
+
+    /// Whether this policy permits nothing that `other` does not permit: same or narrower
+    /// actions, assets and parties, constraints that imply `other`'s, and all of `other`'s
+    /// duties, prohibitions and obligations. Sound, not complete (see [`strictness`]).
+    pub fn at_least_as_strict_as(&self, other: &Policy) -> bool {
+        strictness::at_least_as_strict(self, other)
     }
 
     /// The agreement a provider issues for this offer or request: the same rules, with the
