@@ -129,3 +129,138 @@ impl ConstraintReport {
         out
     }
 }
+
+impl PolicyReport {
+    /// The report as Turtle in the FORCE vocabulary. Report nodes are blank nodes; `request`
+    /// names the evaluated request and `created` is the evaluation time (the world's "now").
+    pub fn to_turtle(
+        &self,
+        request: Option<&str>,
+        created: chrono::DateTime<chrono::Utc>,
+    ) -> String {
+        let mut out = String::from(
+            "@prefix report: <https://w3id.org/force/compliance-report#> .\n\
+             @prefix odrl: <http://www.w3.org/ns/odrl/2/> .\n\
+             @prefix dct: <http://purl.org/dc/terms/> .\n\
+             @prefix xsd: <http://www.w3.org/2001/XMLSchema#> .\n\n",
+        );
+        out.push_str("[] a report:PolicyReport ;\n");
+        out.push_str(&format!(
+            "  dct:created \"{}\"^^xsd:dateTime ;\n",
+            created.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        ));
+        if let Some(p) = &self.policy {
+            out.push_str(&format!("  report:policy {} ;\n", iri(p)));
+        }
+        if let Some(r) = request {
+            out.push_str(&format!("  report:policyRequest {} ;\n", iri(r)));
+        }
+        let rules: Vec<String> = self.rules.iter().map(RuleReport::to_turtle).collect();
+        out.push_str(&format!(
+            "  report:ruleReport {} .\n",
+            rules.join(" ,\n    ")
+        ));
+        out
+    }
+}
+
+impl RuleReport {
+    fn to_turtle(&self) -> String {
+        let kind = match self.kind {
+            RuleKind::Permission => "PermissionReport",
+            RuleKind::Prohibition => "ProhibitionReport",
+            RuleKind::Obligation => "ObligationReport",
+        };
+        let mut parts = vec![
+            format!("a report:{kind}"),
+            "report:attemptState report:Attempted".into(),
+        ];
+        if let Some(r) = &self.rule {
+            parts.push(format!("report:rule {}", iri(r)));
+        }
+        let activation = match self.activation {
+            ActivationState::Active => "Active",
+            ActivationState::Inactive => "Inactive",
+        };
+        parts.push(format!("report:activationState report:{activation}"));
+        let premises: Vec<String> = self.premises.iter().map(PremiseReport::to_turtle).collect();
+        if !premises.is_empty() {
+            parts.push(format!("report:premiseReport {}", premises.join(", ")));
+        }
+        for (duty, state) in &self.conditions {
+            let state = match state {
+                DeonticState::NonSet => "NonSet",
+                DeonticState::Fulfilled => "Fulfilled",
+                DeonticState::Violated => "Violated",
+            };
+            let rule = duty
+                .as_deref()
+                .map(|d| format!("; report:rule {}", iri(d)))
+                .unwrap_or_default();
+            parts.push(format!("report:conditionReport [ a report:DutyReport{rule}; report:deonticState report:{state} ]"));
+        }
+        format!("[ {} ]", parts.join(" ; "))
+    }
+}
+
+impl PremiseReport {
+    fn to_turtle(&self) -> String {
+        let (kind, s) = match self {
+            PremiseReport::Target(s) => ("TargetReport", s),
+            PremiseReport::Party(s) => ("PartyReport", s),
+            PremiseReport::Action(s) => ("ActionReport", s),
+            PremiseReport::Constraint(c) => return c.to_turtle(),
+        };
+        format!(
+            "[ a report:{kind} ; report:satisfactionState report:{} ]",
+            state(*s)
+        )
+    }
+}
+
+impl ConstraintReport {
+    fn to_turtle(&self) -> String {
+        let mut parts = vec!["a report:ConstraintReport".to_string()];
+        if let Some(c) = &self.constraint {
+            parts.push(format!("report:constraint {}", iri(c)));
+        }
+        if let Some(op) = self.logical {
+            parts.push(format!(
+                "report:constraintLogicalOperand odrl:{}",
+                op.term()
+            ));
+            let nested: Vec<String> = self
+                .operands
+                .iter()
+                .map(ConstraintReport::to_turtle)
+                .collect();
+            parts.push(format!("report:premiseReport {}", nested.join(", ")));
+        }
+        parts.push(format!(
+            "report:satisfactionState report:{}",
+            state(self.satisfaction)
+        ));
+        format!("[ {} ]", parts.join(" ; "))
+    }
+}
+
+fn state(s: SatisfactionState) -> &'static str {
+    match s {
+        SatisfactionState::Satisfied => "Satisfied",
+        SatisfactionState::Unsatisfied => "Unsatisfied",
+    }
+}
+
+/// An IRI in Turtle form; blank-node labels of the input are kept as blank nodes.
+fn iri(s: &str) -> String {
+    if let Some(label) = s.strip_prefix("_:") {
+        return format!("_:{label}");
+    }
+    let escaped: String = s
+        .chars()
+        .filter(|c| {
+            !matches!(c, '<' | '>' | '"' | '{' | '}' | '|' | '^' | '`' | '\\') && !c.is_whitespace()
+        })
+        .collect();
+    format!("<{escaped}>")
+}

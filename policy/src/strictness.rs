@@ -111,7 +111,7 @@ fn implies(facts: &[&Constraint], goal: &Constraint) -> bool {
         Constraint::Logical(l) => match l.operator {
             // a disjunction is implied by anything implying one of its operands
             LogicalOperator::Or => l.operands.iter().any(|o| implies(facts, o)),
-            _ => facts.iter().any(|f| *f == goal),
+            _ => facts.contains(&goal),
         },
     }
 }

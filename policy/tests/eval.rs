@@ -311,3 +311,25 @@ fn bad_turtle_is_a_typed_error() {
             .contains("no odrl:Set")
     );
 }
+
+#[test]
+fn report_serialises_to_force_turtle_that_parses_back() {
+    let p = demo();
+    let ext = Extensions::new();
+    let world = World::at(at("2026-01-10T00:00:00Z"));
+    let r = Evaluator::new(&p, &ext)
+        .unwrap()
+        .report(&alice_reads(vec![]), &world);
+    let ttl = r.to_turtle(Some("urn:request:1"), world.now);
+    assert!(
+        ttl.contains("report:activationState report:Inactive"),
+        "{ttl}"
+    );
+    assert!(ttl.contains("report:policy <urn:a>"));
+    let g = sluis_policy::parse::turtle::Graph::parse(&ttl).expect("valid Turtle");
+    assert_eq!(
+        g.subjects_of_type("https://w3id.org/force/compliance-report#ConstraintReport")
+            .len(),
+        3
+    );
+}
