@@ -18,6 +18,7 @@
 //!   value as `rdf:type` (or is it);
 //! - a left operand without a value in the request or the world is unsatisfied (fail closed).
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 
@@ -79,6 +80,12 @@ impl World {
 
     /// Whether `member` is `collection` or transitively `partOf` it.
     pub fn is_part_of(&self, member: &str, collection: &str) -> bool {
+        if member == collection {
+            return true;
+        }
+        if !self.part_of.contains_key(member) {
+            return false;
+        }
         let mut seen = vec![member];
         let mut i = 0;
         while i < seen.len() && seen.len() < 10_000 {
@@ -250,7 +257,7 @@ impl<'p> Evaluator<'p> {
     }
 
     /// The decision with the full compliance report.
-    pub fn report(&self, req: &Request, world: &World) -> PolicyReport {
+    pub fn report(&self, req: &Request, world: &World) -> PolicyReport<'p> {
         let mut rules = Vec::with_capacity(self.rules.len());
         let (mut perm, mut prohibit) = (false, false);
         for r in &self.rules {
@@ -263,7 +270,7 @@ impl<'p> Evaluator<'p> {
             }
             rules.push(RuleReport {
                 kind: r.kind,
-                rule: r.rule.uid.clone(),
+                rule: r.rule.uid.as_deref(),
                 activation: if active {
                     ActivationState::Active
                 } else {
@@ -274,13 +281,13 @@ impl<'p> Evaluator<'p> {
                     .rule
                     .duties
                     .iter()
-                    .map(|d| (d.uid.clone(), duty_state(d, world)))
+                    .map(|d| (d.uid.as_deref(), duty_state(d, world)))
                     .collect(),
             });
         }
         let (decision, conflict) = self.combine(perm, prohibit);
         PolicyReport {
-            policy: self.policy.uid.clone(),
+            policy: self.policy.uid.as_deref(),
             decision,
             conflict,
             rules,
@@ -308,12 +315,12 @@ impl<'p> Evaluator<'p> {
         r: &CompiledRule<'p>,
         req: &Request,
         world: &World,
-        mut sink: Option<&mut Vec<PremiseReport>>,
+        mut sink: Option<&mut Vec<PremiseReport<'p>>>,
     ) -> bool {
         let mut all = true;
         let mut note = |ok: bool,
-                        make: fn(SatisfactionState) -> PremiseReport,
-                        sink: &mut Option<&mut Vec<PremiseReport>>| {
+                        make: fn(SatisfactionState) -> PremiseReport<'p>,
+                        sink: &mut Option<&mut Vec<PremiseReport<'p>>>| {
             all &= ok;
             if let Some(s) = sink.as_deref_mut() {
                 s.push(make(SatisfactionState::from_bool(ok)));
@@ -367,7 +374,7 @@ impl<'p> Evaluator<'p> {
         c: &Compiled<'p>,
         req: &Request,
         world: &World,
-        sink: Option<&mut Vec<ConstraintReport>>,
+        sink: Option<&mut Vec<ConstraintReport<'p>>>,
     ) -> bool {
         match c {
             Compiled::Atomic {
@@ -379,7 +386,7 @@ impl<'p> Evaluator<'p> {
                 let ok = self.atomic(src, *left, right, duration.as_ref(), req, world);
                 if let Some(s) = sink {
                     s.push(ConstraintReport {
-                        constraint: src.uid.clone(),
+                        constraint: src.uid.as_deref(),
                         satisfaction: SatisfactionState::from_bool(ok),
                         logical: None,
                         operands: Vec::new(),
@@ -408,7 +415,7 @@ impl<'p> Evaluator<'p> {
                 };
                 if let Some(s) = sink {
                     s.push(ConstraintReport {
-                        constraint: src.uid.clone(),
+                        constraint: src.uid.as_deref(),
                         satisfaction: SatisfactionState::from_bool(ok),
                         logical: Some(src.operator),
                         operands: reports,
@@ -428,7 +435,7 @@ impl<'p> Evaluator<'p> {
         req: &Request,
         world: &World,
     ) -> bool {
-        let owned: Option<Value>;
+        let owned: Option<Cow<'_, Value>>;
         let deadline;
         let mut one = [Typed::Num(0.0)];
         let mut many = Vec::new();
@@ -456,35 +463,40 @@ impl<'p> Evaluator<'p> {
             }
             Left::Recipient | Left::Named(_) => {
                 owned = self.lookup(left, src, req, world);
-                let Some(v) = owned.as_ref() else {
+                let Some(v) = owned.as_deref() else {
                     return false;
                 };
-                typed_members(v, right.first(), &mut many);
-                &many
+                if let [m] = v.members() {
+                    one[0] = typed_like(m, right.first());
+                    &one
+                } else {
+                    typed_members(v, right.first(), &mut many);
+                    &many
+                }
             }
         };
         compare(src.operator, lefts, right, world)
     }
 
-    fn lookup(
+    fn lookup<'a>(
         &self,
         left: Left<'_>,
         src: &AtomicConstraint,
-        req: &Request,
-        world: &World,
-    ) -> Option<Value> {
+        req: &'a Request,
+        world: &'a World,
+    ) -> Option<Cow<'a, Value>> {
         let iri = src.left_operand.as_str();
         if let Some(f) = self.extensions.resolvers.get(iri) {
-            return f(req, world);
+            return f(req, world).map(Cow::Owned);
         }
         if let Some((_, v)) = req.context.iter().find(|(k, _)| k == iri) {
-            return Some(v.clone());
+            return Some(Cow::Borrowed(v));
         }
         if let Some(v) = world.operands.get(iri) {
-            return Some(v.clone());
+            return Some(Cow::Borrowed(v));
         }
         match left {
-            Left::Recipient => req.assignee.clone().map(Value::Iri),
+            Left::Recipient => req.assignee.clone().map(|a| Cow::Owned(Value::Iri(a))),
             _ => None,
         }
     }
@@ -629,17 +641,19 @@ fn typed(v: &Value) -> Typed<'_> {
 
 /// The members of a left value, read like the right operand when it is typed.
 fn typed_members<'a>(v: &'a Value, like: Option<&Typed<'_>>, out: &mut Vec<Typed<'a>>) {
-    for m in v.members() {
-        let t = match (typed(m), like) {
-            (Typed::Text(s), Some(Typed::Time(_))) => {
-                parse_datetime(s).map_or(Typed::Text(s), Typed::Time)
-            }
-            (Typed::Text(s), Some(Typed::Num(_))) => {
-                s.trim().parse().map_or(Typed::Text(s), Typed::Num)
-            }
-            (t, _) => t,
-        };
-        out.push(t);
+    out.extend(v.members().iter().map(|m| typed_like(m, like)));
+}
+
+/// One left value, read like the right operand (a plain "5" compared with a number is 5).
+fn typed_like<'a>(m: &'a Value, like: Option<&Typed<'_>>) -> Typed<'a> {
+    match (typed(m), like) {
+        (Typed::Text(s), Some(Typed::Time(_))) => {
+            parse_datetime(s).map_or(Typed::Text(s), Typed::Time)
+        }
+        (Typed::Text(s), Some(Typed::Num(_))) => {
+            s.trim().parse().map_or(Typed::Text(s), Typed::Num)
+        }
+        (t, _) => t,
     }
 }
 

@@ -170,6 +170,21 @@ impl Action {
         }
     }
 
+    /// An action after checking that it is known (an unknown action is an error at `path`).
+    pub fn checked(
+        iri: String,
+        refinement: Vec<Constraint>,
+        path: &str,
+    ) -> Result<Action, crate::PolicyError> {
+        if !vocab::is_known_action(&iri) {
+            return Err(crate::PolicyError::new(
+                path,
+                format!("unknown action '{}'", vocab::compact(&iri)),
+            ));
+        }
+        Ok(Action { iri, refinement })
+    }
+
     /// Whether this action is the same as, or included in, `other` (ODRL `includedIn`).
     pub fn is_included_in(&self, other: &str) -> bool {
         vocab::action_included_in(&self.iri, other)

@@ -67,35 +67,35 @@ pub enum Decision {
 
 /// The report on one policy for one request.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PolicyReport {
+pub struct PolicyReport<'p> {
     /// The policy's uid.
-    pub policy: Option<String>,
+    pub policy: Option<&'p str>,
     /// The decision under the policy's conflict strategy.
     pub decision: Decision,
     /// Whether an active permission and an active prohibition collided.
     pub conflict: bool,
     /// One report per rule (permissions, prohibitions, obligations in order).
-    pub rules: Vec<RuleReport>,
+    pub rules: Vec<RuleReport<'p>>,
 }
 
 /// The report on one rule.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RuleReport {
+pub struct RuleReport<'p> {
     /// Permission, prohibition or obligation.
     pub kind: RuleKind,
     /// The rule's uid.
-    pub rule: Option<String>,
+    pub rule: Option<&'p str>,
     /// Active when every premise is satisfied (and, for a permission, no duty is violated).
     pub activation: ActivationState,
     /// Target, party, action and constraint premises, in that order.
-    pub premises: Vec<PremiseReport>,
+    pub premises: Vec<PremiseReport<'p>>,
     /// The duties of a permission with their recorded state (`report:conditionReport`).
-    pub conditions: Vec<(Option<String>, DeonticState)>,
+    pub conditions: Vec<(Option<&'p str>, DeonticState)>,
 }
 
 /// A premise of a rule.
 #[derive(Debug, Clone, PartialEq)]
-pub enum PremiseReport {
+pub enum PremiseReport<'p> {
     /// `report:TargetReport`.
     Target(SatisfactionState),
     /// `report:PartyReport`.
@@ -103,25 +103,25 @@ pub enum PremiseReport {
     /// `report:ActionReport`.
     Action(SatisfactionState),
     /// `report:ConstraintReport`.
-    Constraint(ConstraintReport),
+    Constraint(ConstraintReport<'p>),
 }
 
 /// The report on one constraint (logical constraints carry their operands' reports).
 #[derive(Debug, Clone, PartialEq)]
-pub struct ConstraintReport {
+pub struct ConstraintReport<'p> {
     /// The constraint's uid.
-    pub constraint: Option<String>,
+    pub constraint: Option<&'p str>,
     /// Whether it holds.
     pub satisfaction: SatisfactionState,
     /// For a logical constraint, its operator.
     pub logical: Option<LogicalOperator>,
     /// For a logical constraint, its operands' reports.
-    pub operands: Vec<ConstraintReport>,
+    pub operands: Vec<ConstraintReport<'p>>,
 }
 
-impl ConstraintReport {
+impl<'p> ConstraintReport<'p> {
     /// This report and all nested operand reports, depth first.
-    pub fn flatten(&self) -> Vec<&ConstraintReport> {
+    pub fn flatten(&self) -> Vec<&ConstraintReport<'p>> {
         let mut out = vec![self];
         for o in &self.operands {
             out.extend(o.flatten());
@@ -130,7 +130,7 @@ impl ConstraintReport {
     }
 }
 
-impl PolicyReport {
+impl PolicyReport<'_> {
     /// The report as Turtle in the FORCE vocabulary. Report nodes are blank nodes; `request`
     /// names the evaluated request and `created` is the evaluation time (the world's "now").
     pub fn to_turtle(
@@ -149,7 +149,7 @@ impl PolicyReport {
             "  dct:created \"{}\"^^xsd:dateTime ;\n",
             created.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
         ));
-        if let Some(p) = &self.policy {
+        if let Some(p) = self.policy {
             out.push_str(&format!("  report:policy {} ;\n", iri(p)));
         }
         if let Some(r) = request {
@@ -164,7 +164,7 @@ impl PolicyReport {
     }
 }
 
-impl RuleReport {
+impl RuleReport<'_> {
     fn to_turtle(&self) -> String {
         let kind = match self.kind {
             RuleKind::Permission => "PermissionReport",
@@ -175,7 +175,7 @@ impl RuleReport {
             format!("a report:{kind}"),
             "report:attemptState report:Attempted".into(),
         ];
-        if let Some(r) = &self.rule {
+        if let Some(r) = self.rule {
             parts.push(format!("report:rule {}", iri(r)));
         }
         let activation = match self.activation {
@@ -203,7 +203,7 @@ impl RuleReport {
     }
 }
 
-impl PremiseReport {
+impl PremiseReport<'_> {
     fn to_turtle(&self) -> String {
         let (kind, s) = match self {
             PremiseReport::Target(s) => ("TargetReport", s),
@@ -218,10 +218,10 @@ impl PremiseReport {
     }
 }
 
-impl ConstraintReport {
+impl ConstraintReport<'_> {
     fn to_turtle(&self) -> String {
         let mut parts = vec!["a report:ConstraintReport".to_string()];
-        if let Some(c) = &self.constraint {
+        if let Some(c) = self.constraint {
             parts.push(format!("report:constraint {}", iri(c)));
         }
         if let Some(op) = self.logical {

@@ -472,13 +472,7 @@ impl Parser {
             }
             _ => (self.iri(v, path)?, Vec::new()),
         };
-        if !vocab::is_known_action(&iri) {
-            return Err(err(
-                path,
-                format!("unknown action '{}'", vocab::compact(&iri)),
-            ));
-        }
-        Ok(Action { iri, refinement })
+        Action::checked(iri, refinement, path)
     }
 
     fn constraints(

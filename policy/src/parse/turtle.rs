@@ -362,13 +362,7 @@ impl Builder<'_> {
                 (value, self.constraints(&k, "refinement", depth + 1)?)
             }
         };
-        if !vocab::is_known_action(&iri) {
-            return Err(PolicyError::new(
-                at,
-                format!("unknown action '{}'", vocab::compact(&iri)),
-            ));
-        }
-        Ok(Action { iri, refinement })
+        Action::checked(iri, refinement, &at)
     }
 
     fn constraints(
