@@ -266,7 +266,7 @@ fn rule_key(rule: Option<&str>) -> String {
 fn states_of_report(r: &PolicyReport) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for rule in &r.rules {
-        let key = rule_key(rule.rule.as_deref());
+        let key = rule_key(rule.rule);
         let activation = match rule.activation {
             ActivationState::Active => "Active",
             ActivationState::Inactive => "Inactive",
@@ -280,10 +280,7 @@ fn states_of_report(r: &PolicyReport) -> BTreeMap<String, String> {
                 PremiseReport::Constraint(c) => {
                     for x in c.flatten() {
                         out.insert(
-                            format!(
-                                "{key} constraint <{}>",
-                                x.constraint.as_deref().unwrap_or("?")
-                            ),
+                            format!("{key} constraint <{}>", x.constraint.unwrap_or("?")),
                             satisfaction(x.satisfaction).to_string(),
                         );
                     }

@@ -251,7 +251,7 @@ fn report_lists_premises_and_nested_constraints() {
         .unwrap()
         .report(&alice_reads(vec![]), &World::at(at("2026-01-10T00:00:00Z")));
     let rule = &r.rules[0];
-    assert_eq!(rule.rule.as_deref(), Some("urn:rule"));
+    assert_eq!(rule.rule, Some("urn:rule"));
     assert_eq!(rule.activation, ActivationState::Active);
     assert_eq!(
         rule.premises[0],
@@ -267,7 +267,7 @@ fn report_lists_premises_and_nested_constraints() {
     let states: Vec<(Option<&str>, SatisfactionState)> = c
         .flatten()
         .iter()
-        .map(|x| (x.constraint.as_deref(), x.satisfaction))
+        .map(|x| (x.constraint, x.satisfaction))
         .collect();
     assert_eq!(
         states,
