@@ -122,6 +122,12 @@ pub struct EnforcementPlan {
     pub not_after: Option<DateTime<Utc>>,
     /// When set, a query must declare one of these purposes (IRIs or profile terms).
     pub purposes: Option<Vec<String>>,
+    /// Prohibitions and obligations of actions other than reading (e.g. `distribute`,
+    /// `compensate`), as `prohibition distribute` / `obligation compensate`. The data plane
+    /// cannot enforce them and they do not widen what a query may read; the consumer is
+    /// bound by them through the agreement. Listed so that nothing is dropped silently.
+    #[serde(default)]
+    pub out_of_band: Vec<String>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -153,8 +159,9 @@ fn cerr(path: &str, message: impl Into<String>) -> CompileError {
 /// Compiles an agreement into the plan the data plane applies beneath every query.
 ///
 /// The agreement must have exactly one permission whose action is `use` or `read`; its
-/// constraints and its `sluis:hash`/`sluis:redact` duties become the plan. Prohibitions,
-/// obligations and other constraints the data plane cannot enforce are errors.
+/// constraints and its `sluis:hash`/`sluis:redact` duties become the plan. A prohibition of
+/// reading may deny columns; prohibitions and obligations of other actions are listed in
+/// `out_of_band`. Everything else the data plane cannot enforce is an error.
 pub fn compile(agreement: &Policy) -> Result<EnforcementPlan, CompileError> {
     let readable: Vec<(usize, &Rule)> = agreement
         .permissions
@@ -181,18 +188,6 @@ pub fn compile(agreement: &Policy) -> Result<EnforcementPlan, CompileError> {
             ));
         }
     };
-    if let Some(i) = agreement.prohibitions.iter().position(|_| true) {
-        return Err(cerr(
-            &format!("prohibition[{i}]"),
-            "prohibitions are not enforceable by the data plane",
-        ));
-    }
-    if !agreement.obligations.is_empty() {
-        return Err(cerr(
-            "obligation[0]",
-            "obligations are not enforceable by the data plane",
-        ));
-    }
     let path = format!("permission[{index}]");
     if permission
         .action
@@ -216,6 +211,13 @@ pub fn compile(agreement: &Policy) -> Result<EnforcementPlan, CompileError> {
     }
     for (i, d) in permission.duties.iter().enumerate() {
         b.duty(d, &format!("{path}.duty[{i}]"))?;
+    }
+    for (i, r) in agreement.prohibitions.iter().enumerate() {
+        b.prohibition(r, &format!("prohibition[{i}]"))?;
+    }
+    for (i, r) in agreement.obligations.iter().enumerate() {
+        let action = out_of_band_action(r, &format!("obligation[{i}]"))?;
+        b.plan.out_of_band.push(format!("obligation {action}"));
     }
     b.finish();
     Ok(plan)
@@ -471,6 +473,44 @@ impl Builder<'_> {
         Ok(())
     }
 
+    /// A prohibition of reading may only deny columns (`sluis:column isAnyOf [..]`);
+    /// prohibitions of other actions are out of band.
+    fn prohibition(&mut self, r: &Rule, path: &str) -> Result<(), CompileError> {
+        let Some(action) = &r.action else {
+            return Err(cerr(
+                path,
+                "a prohibition of every action leaves nothing to read",
+            ));
+        };
+        if !vocab::action_included_in(&vocab::odrl("read"), &action.iri) {
+            let action = out_of_band_action(r, path)?;
+            self.plan.out_of_band.push(format!("prohibition {action}"));
+            return Ok(());
+        }
+        match r.constraints.as_slice() {
+            [Constraint::Atomic(a)]
+                if a.left_operand == vocab::sluis("column")
+                    && matches!(a.operator, Operator::IsAnyOf | Operator::Eq)
+                    && action.refinement.is_empty() =>
+            {
+                let cols = column_list(&a.right_operand, &format!("{path}.constraint[0]"))?;
+                self.deny.extend(cols);
+                Ok(())
+            }
+            [] => Err(cerr(
+                path,
+                format!(
+                    "the agreement prohibits '{}' outright",
+                    vocab::compact(&action.iri)
+                ),
+            )),
+            _ => Err(cerr(
+                path,
+                "a prohibition of use/read is enforceable only as one constraint 'sluis:column isAnyOf [columns]'",
+            )),
+        }
+    }
+
     fn not_before(&mut self, t: DateTime<Utc>) {
         self.plan.not_before = Some(self.plan.not_before.map_or(t, |p| p.max(t)));
     }
@@ -493,6 +533,14 @@ impl Builder<'_> {
             }
         };
     }
+}
+
+/// The compact action of a rule the data plane leaves to the agreement.
+fn out_of_band_action(r: &Rule, path: &str) -> Result<String, CompileError> {
+    r.action
+        .as_ref()
+        .map(|a| vocab::compact(&a.iri))
+        .ok_or_else(|| cerr(path, "a rule without an action applies to reading too"))
 }
 
 fn unsupported_op(op: Operator, left: &str, path: &str) -> CompileError {
