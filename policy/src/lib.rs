@@ -19,6 +19,7 @@ pub mod error;
 pub mod eval;
 pub mod model;
 pub mod parse;
+pub mod profile;
 pub mod report;
 pub mod serialize;
 pub mod strictness;
