@@ -318,6 +318,65 @@ rule(c, 'perm', action='odrl:use', expect='Inactive', premises={'action': U})
 c.request['action'] = 'odrl:sell'
 c.decision = 'Deny'
 
+# ---- composite rules, compact policies, FORCE evaluation requests (hand-written Turtle) ----
+RAW = []
+def raw(name, policy, request, sotw, expected):
+    RAW.append((name, policy, request, sotw, expected))
+
+COMPOSITE = """<urn:sluis:raw:composite> a odrl:Set; odrl:uid <urn:sluis:raw:composite>;
+  odrl:permission <urn:sluis:raw:composite:perm>.
+<urn:sluis:raw:composite:perm> a odrl:Permission; odrl:action odrl:modify, odrl:read; odrl:target ex:x; odrl:assignee ex:alice."""
+ALICE = lambda rid, action: f"""{rid} a odrl:Request; odrl:uid {rid}; odrl:permission {rid[:-1]}:p>.
+{rid[:-1]}:p> a odrl:Permission; odrl:assignee ex:alice; odrl:action {action}; odrl:target ex:x."""
+WORLD = lambda sid, now: f"""{sid} a ex:Sotw. temp:currentTime dct:issued "{now}"^^xsd:dateTime."""
+def premises(rule, state, target='Satisfied', party='Satisfied', action='Satisfied', extra=''):
+    return f"""<urn:sluis:raw:report> a report:PolicyReport; report:ruleReport <urn:sluis:raw:rr>.
+<urn:sluis:raw:rr> a report:PermissionReport; report:rule {rule}; report:activationState report:{state};
+  report:premiseReport <urn:sluis:raw:t>, <urn:sluis:raw:p>, <urn:sluis:raw:a>{extra}.
+<urn:sluis:raw:t> a report:TargetReport; report:satisfactionState report:{target}.
+<urn:sluis:raw:p> a report:PartyReport; report:satisfactionState report:{party}.
+<urn:sluis:raw:a> a report:ActionReport; report:satisfactionState report:{action}."""
+
+raw('composite-read', COMPOSITE, ALICE('<urn:sluis:raw:composite-read:req>', 'odrl:read'),
+    WORLD('<urn:sluis:raw:composite-read:sotw>', '2024-06-01T00:00:00Z'),
+    premises('<urn:sluis:raw:composite:perm>', 'Active'))
+raw('composite-sell', COMPOSITE, ALICE('<urn:sluis:raw:composite-sell:req>', 'odrl:sell'),
+    WORLD('<urn:sluis:raw:composite-sell:sotw>', '2024-06-01T00:00:00Z'),
+    premises('<urn:sluis:raw:composite:perm>', 'Inactive', action='Unsatisfied'))
+raw('compact-policy-action', """<urn:sluis:raw:compact> a odrl:Set; odrl:uid <urn:sluis:raw:compact>; odrl:action odrl:read;
+  odrl:permission <urn:sluis:raw:compact:perm>.
+<urn:sluis:raw:compact:perm> a odrl:Permission; odrl:target ex:x; odrl:assignee ex:alice.""",
+    ALICE('<urn:sluis:raw:compact:req>', 'odrl:write'),
+    WORLD('<urn:sluis:raw:compact:sotw>', '2024-06-01T00:00:00Z'),
+    premises('<urn:sluis:raw:compact:perm>', 'Inactive', action='Unsatisfied'))
+raw('evaluation-request-purpose-isa', """<urn:sluis:raw:isa> a odrl:Set; odrl:uid <urn:sluis:raw:isa>;
+  odrl:permission <urn:sluis:raw:isa:perm>.
+<urn:sluis:raw:isa:perm> a odrl:Permission; odrl:action odrl:read; odrl:target ex:x; odrl:assignee ex:alice;
+  odrl:constraint <urn:sluis:raw:isa:c1>, <urn:sluis:raw:isa:c2>.
+<urn:sluis:raw:isa:c1> a odrl:Constraint; odrl:leftOperand odrl:purpose; odrl:operator odrl:isA; odrl:rightOperand <https://w3id.org/dpv#AccountManagement>.
+<urn:sluis:raw:isa:c2> a odrl:Constraint; odrl:leftOperand odrl:dateTime; odrl:operator odrl:gteq; odrl:rightOperand "2024-01-01T00:00:00Z"^^xsd:dateTime.""",
+    """<urn:sluis:raw:isa:req> a sotw:EvaluationRequest; sotw:requestedAction odrl:read; sotw:requestingParty ex:alice; sotw:requestedTarget ex:x;
+  sotw:requestParameter [ a sotw:RequestParameter; sotw:value "2024-02-12T11:20:10.999Z"^^xsd:dateTime; sotw:describesFeature sotw:TemporalData ],
+    [ a sotw:RequestParameter; sotw:value ex:myPurpose; sotw:describesFeature sotw:Purpose ].
+ex:myPurpose a <https://w3id.org/dpv#AccountManagement>.""",
+    # the world's own clock says 2020: the time stated by the request wins
+    WORLD('<urn:sluis:raw:isa:sotw>', '2020-01-01T00:00:00Z'),
+    premises('<urn:sluis:raw:isa:perm>', 'Active', extra=', <urn:sluis:raw:c1r>, <urn:sluis:raw:c2r>') + """
+<urn:sluis:raw:c1r> a report:ConstraintReport; report:constraint <urn:sluis:raw:isa:c1>; report:satisfactionState report:Satisfied.
+<urn:sluis:raw:c2r> a report:ConstraintReport; report:constraint <urn:sluis:raw:isa:c2>; report:satisfactionState report:Satisfied.""")
+
+def write_raw(start):
+    for i, (name, policy, request, sotw, expected) in enumerate(RAW):
+        n = start + i
+        rid = request.split()[0]
+        sid = sotw.split()[0]
+        pid = policy.split()[0]
+        case = f"""<urn:sluis:raw:case:{n}> a ex:TestCase; dct:title "{name}"; ex:policy {pid}; ex:request {rid}; ex:sotw {sid}; ex:expectedReport <urn:sluis:raw:report>.\n"""
+        for path, text in [(f'policies/policy-{n}.ttl', policy), (f'requests/request-{n}.ttl', request),
+                           (f'sotw/sotw-{n}.ttl', sotw), (f'test_cases/testcase-{n:03d}-{name}.ttl', case + expected)]:
+            with open(os.path.join(HERE, path), 'w') as f:
+                f.write(PREFIXES + text + '\n')
+
 def main():
     for d in ['policies', 'requests', 'sotw', 'test_cases']:
         shutil.rmtree(os.path.join(HERE, d), ignore_errors=True)
@@ -328,6 +387,7 @@ def main():
         for path, text in files.items():
             with open(os.path.join(HERE, path), 'w') as f:
                 f.write(text)
-    print(f'{len(CASES)} cases')
+    write_raw(len(CASES) + 1)
+    print(f'{len(CASES) + len(RAW)} cases')
 
 main()

@@ -13,6 +13,9 @@ use sluis_policy::report::*;
 use sluis_policy::value::parse_datetime;
 use sluis_policy::vocab::{DCT, ODRL, RDF};
 
+/// An instant (the time a request is evaluated at).
+type Instant = chrono::DateTime<chrono::Utc>;
+
 const EX: &str = "http://example.org/";
 const SOTW: &str = "https://w3id.org/force/sotw#";
 
@@ -126,11 +129,13 @@ fn run_case(
     let rg = requests
         .get(&request_id)
         .ok_or_else(|| anyhow!("request {request_id} not found"))?;
-    let request = read_request(rg, &request_id)?;
+    let (request, asked_at) = read_request(rg, &request_id)?;
     let wg = worlds
         .get(&sotw_id)
         .ok_or_else(|| anyhow!("sotw {sotw_id} not found"))?;
-    let world = read_world(wg)?;
+    let mut world = read_world(wg, asked_at)?;
+    // types stated with the request (e.g. of a declared purpose) count for `isA`
+    add_types(rg, &mut world);
     let extensions = Extensions::new();
     let evaluator = Evaluator::new(&policy, &extensions).map_err(|e| anyhow!("policy: {e}"))?;
     let report = evaluator.report(&request, &world);
@@ -172,8 +177,10 @@ fn iri_of(g: &Graph, s: &str, p: &str) -> Option<String> {
 }
 
 /// An `odrl:Request` (its permission's assignee, action, target) or a FORCE
-/// `sotw:EvaluationRequest`; `sotw:context` nodes (leftOperand + rightOperand) declare values.
-fn read_request(g: &Graph, id: &str) -> Result<Request> {
+/// `sotw:EvaluationRequest` (with `sotw:requestParameter`s: `sotw:TemporalData` is the time of
+/// the request, any other feature `sotw:X` the value of the left operand `odrl:x`);
+/// `sotw:context` nodes (leftOperand + rightOperand) declare values too.
+fn read_request(g: &Graph, id: &str) -> Result<(Request, Option<Instant>)> {
     let mut req = Request {
         uid: Some(id.to_string()),
         ..Request::default()
@@ -193,7 +200,35 @@ fn read_request(g: &Graph, id: &str) -> Result<Request> {
         }
     };
     req.context = context_values(g, &node);
-    Ok(req)
+    let mut asked_at = None;
+    let params: Vec<String> = g
+        .objects(id, &format!("{SOTW}requestParameter"))
+        .filter_map(Object::key)
+        .collect();
+    for p in params {
+        let (Some(feature), Some(v)) = (
+            iri_of(g, &p, &format!("{SOTW}describesFeature")),
+            g.object(&p, &format!("{SOTW}value")),
+        ) else {
+            continue;
+        };
+        let Some(local) = feature.strip_prefix(SOTW) else {
+            continue;
+        };
+        if local == "TemporalData" {
+            if let Object::Literal { lexical, .. } = v {
+                asked_at = parse_datetime(lexical);
+            }
+            continue;
+        }
+        let mut chars = local.chars();
+        let left = chars
+            .next()
+            .map(|c| format!("{ODRL}{}{}", c.to_ascii_lowercase(), chars.as_str()))
+            .unwrap_or_default();
+        req.context.push((left, value(v)));
+    }
+    Ok((req, asked_at))
 }
 
 fn context_values(g: &Graph, node: &str) -> Vec<(String, sluis_policy::Value)> {
@@ -212,27 +247,35 @@ fn context_values(g: &Graph, node: &str) -> Vec<(String, sluis_policy::Value)> {
         .collect()
 }
 
-/// The state of the world: current time (`dct:issued`), `odrl:partOf`, `rdf:type`, duty
-/// reports, and `sotw:context` values of further left operands (`odrl:count` = uses so far).
-fn read_world(g: &Graph) -> Result<World> {
-    let now = g
-        .pairs(&format!("{DCT}issued"))
-        .find_map(|(_, o)| match o {
-            Object::Literal { lexical, .. } => parse_datetime(lexical),
-            _ => None,
+fn add_types(g: &Graph, world: &mut World) {
+    for (s, o) in g.pairs(&format!("{RDF}type")) {
+        if let Some(k) = o.key() {
+            world.types.entry(s.to_string()).or_default().push(k);
+        }
+    }
+}
+
+/// The state of the world: current time (the request's, else `dct:issued`), `odrl:partOf`,
+/// `rdf:type`, duty reports, and `sotw:context` values of further left operands
+/// (`odrl:count` = uses so far).
+fn read_world(g: &Graph, asked_at: Option<Instant>) -> Result<World> {
+    let now = asked_at
+        .or_else(|| {
+            g.pairs(&format!("{DCT}issued")).find_map(|(_, o)| match o {
+                Object::Literal { lexical, .. } => parse_datetime(lexical),
+                _ => None,
+            })
         })
-        .ok_or_else(|| anyhow!("the state of the world has no current time (dct:issued)"))?;
+        .ok_or_else(|| {
+            anyhow!("neither the request nor the state of the world states the current time")
+        })?;
     let mut world = World::at(now);
     for (s, o) in g.pairs(&odrl("partOf")) {
         if let Some(k) = o.key() {
             world.part_of.entry(s.to_string()).or_default().push(k);
         }
     }
-    for (s, o) in g.pairs(&format!("{RDF}type")) {
-        if let Some(k) = o.key() {
-            world.types.entry(s.to_string()).or_default().push(k);
-        }
-    }
+    add_types(g, &mut world);
     for (s, o) in g.pairs(&format!("{REPORT}rule")) {
         let state = match iri_of(g, s, &format!("{REPORT}deonticState")).as_deref() {
             Some(x) if x == format!("{REPORT}Violated") => DeonticState::Violated,

@@ -168,9 +168,8 @@ pub fn compile(agreement: &Policy) -> Result<EnforcementPlan, CompileError> {
         .iter()
         .enumerate()
         .filter(|(_, r)| {
-            r.action
-                .as_ref()
-                .is_some_and(|a| a.iri == vocab::odrl("use") || a.iri == vocab::odrl("read"))
+            r.actions()
+                .any(|a| a.iri == vocab::odrl("use") || a.iri == vocab::odrl("read"))
         })
         .collect();
     let (index, permission) = match readable.as_slice() {
@@ -189,11 +188,7 @@ pub fn compile(agreement: &Policy) -> Result<EnforcementPlan, CompileError> {
         }
     };
     let path = format!("permission[{index}]");
-    if permission
-        .action
-        .as_ref()
-        .is_some_and(|a| !a.refinement.is_empty())
-    {
+    if permission.actions().any(|a| !a.refinement.is_empty()) {
         return Err(cerr(
             &format!("{path}.action"),
             "action refinements are not enforceable",
@@ -456,6 +451,7 @@ impl Builder<'_> {
         if !d.consequences.is_empty()
             || d.target.is_some()
             || d.action.as_ref().is_some_and(|a| !a.refinement.is_empty())
+            || !d.composite_actions.is_empty()
         {
             return Err(cerr(
                 path,
@@ -482,7 +478,11 @@ impl Builder<'_> {
                 "a prohibition of every action leaves nothing to read",
             ));
         };
-        if !vocab::action_included_in(&vocab::odrl("read"), &action.iri) {
+        let read = vocab::odrl("read");
+        if !r
+            .actions()
+            .any(|a| vocab::action_included_in(&read, &a.iri))
+        {
             let action = out_of_band_action(r, path)?;
             self.plan.out_of_band.push(format!("prohibition {action}"));
             return Ok(());
@@ -491,7 +491,8 @@ impl Builder<'_> {
             [Constraint::Atomic(a)]
                 if a.left_operand == vocab::sluis("column")
                     && matches!(a.operator, Operator::IsAnyOf | Operator::Eq)
-                    && action.refinement.is_empty() =>
+                    && action.refinement.is_empty()
+                    && r.composite_actions.is_empty() =>
             {
                 let cols = column_list(&a.right_operand, &format!("{path}.constraint[0]"))?;
                 self.deny.extend(cols);
@@ -537,10 +538,14 @@ impl Builder<'_> {
 
 /// The compact action of a rule the data plane leaves to the agreement.
 fn out_of_band_action(r: &Rule, path: &str) -> Result<String, CompileError> {
-    r.action
-        .as_ref()
-        .map(|a| vocab::compact(&a.iri))
-        .ok_or_else(|| cerr(path, "a rule without an action applies to reading too"))
+    if r.action.is_none() {
+        return Err(cerr(
+            path,
+            "a rule without an action applies to reading too",
+        ));
+    }
+    let names: Vec<String> = r.actions().map(|a| vocab::compact(&a.iri)).collect();
+    Ok(names.join("+"))
 }
 
 fn unsupported_op(op: Operator, left: &str, path: &str) -> CompileError {

@@ -44,11 +44,8 @@ fn canonical_rule(r: &Rule, p: &Policy) -> String {
         items.join(",")
     };
     format!(
-        "{{{}|{}|t={}|a={}|e={}|c={}|d=[{}]|r=[{}]|q=[{}]}}",
-        r.action.as_ref().map_or("*", |a| a.iri.as_str()),
-        r.action
-            .as_ref()
-            .map_or_else(String::new, |a| conjunction(&a.refinement)),
+        "{{{}|t={}|a={}|e={}|c={}|d=[{}]|r=[{}]|q=[{}]}}",
+        actions(r),
         own(&r.target, &p.target),
         own(&r.assigner, &p.assigner),
         own(&r.assignee, &p.assignee),
@@ -57,6 +54,20 @@ fn canonical_rule(r: &Rule, p: &Policy) -> String {
         nested(&r.remedies),
         nested(&r.consequences),
     )
+}
+
+/// A rule's actions with their refinements, as a sorted set (`*` for any action).
+fn actions(r: &Rule) -> String {
+    let mut items: Vec<String> = r
+        .actions()
+        .map(|a| format!("{}{}", a.iri, conjunction(&a.refinement)))
+        .collect();
+    if items.is_empty() {
+        return "*".into();
+    }
+    items.sort();
+    items.dedup();
+    items.join("+")
 }
 
 fn canonical_ref(r: &Reference) -> String {

@@ -201,8 +201,7 @@ impl<'p> Evaluator<'p> {
                 let mut constraints = Vec::new();
                 // refinements of the action, target and assignee are premises too
                 let refinements = rule
-                    .action
-                    .iter()
+                    .actions()
                     .flat_map(|a| a.refinement.iter())
                     .chain(
                         rule.target
@@ -340,11 +339,13 @@ impl<'p> Evaluator<'p> {
                 .is_some_and(|x| world.is_part_of(x, &p.uid));
             note(ok, PremiseReport::Party, &mut sink);
         }
-        if let Some(a) = &r.rule.action {
-            let ok = req
-                .action
-                .as_deref()
-                .is_some_and(|x| vocab::action_included_in(x, &a.iri));
+        if r.rule.action.is_some() {
+            // a composite rule applies to each of its actions
+            let ok = req.action.as_deref().is_some_and(|x| {
+                r.rule
+                    .actions()
+                    .any(|a| vocab::action_included_in(x, &a.iri))
+            });
             note(ok, PremiseReport::Action, &mut sink);
         }
         if sink.is_none() && !all {

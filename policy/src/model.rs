@@ -119,6 +119,9 @@ pub struct Rule {
     pub uid: Option<String>,
     /// What the rule is about; `None` (only possible from Turtle) means any action.
     pub action: Option<Action>,
+    /// Further actions of a composite rule (ODRL 2.2 §2.7.2: the rule applies to each of
+    /// its actions, as if it were one rule per action). Empty for an atomic rule.
+    pub composite_actions: Vec<Action>,
     /// The asset (inherits the policy's when absent).
     pub target: Option<Reference>,
     /// The assigner (inherits the policy's when absent).
@@ -136,11 +139,17 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// The rule's actions: its action and those of a composite rule.
+    pub fn actions(&self) -> impl Iterator<Item = &Action> {
+        self.action.iter().chain(self.composite_actions.iter())
+    }
+
     /// A rule with just an action.
     pub fn new(action: Action) -> Rule {
         Rule {
             uid: None,
             action: Some(action),
+            composite_actions: Vec::new(),
             target: None,
             assigner: None,
             assignee: None,

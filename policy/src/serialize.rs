@@ -74,8 +74,27 @@ fn reference(r: &Reference, key: &str) -> Json {
 
 fn put_rules(o: &mut Map<String, Json>, key: &str, rules: &[Rule]) {
     if !rules.is_empty() {
-        o.insert(key.into(), Json::Array(rules.iter().map(rule).collect()));
+        o.insert(
+            key.into(),
+            Json::Array(rules.iter().flat_map(atomic_rules).collect()),
+        );
     }
+}
+
+/// DSP has one action per rule: a composite rule is written as one rule per action, which
+/// ODRL 2.2 defines as its meaning.
+fn atomic_rules(r: &Rule) -> Vec<Json> {
+    if r.composite_actions.is_empty() {
+        return vec![rule(r)];
+    }
+    r.actions()
+        .map(|a| {
+            let mut one = r.clone();
+            one.action = Some(a.clone());
+            one.composite_actions.clear();
+            rule(&one)
+        })
+        .collect()
 }
 
 fn rule(r: &Rule) -> Json {

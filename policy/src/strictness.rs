@@ -19,14 +19,17 @@ pub fn at_least_as_strict(narrow: &Policy, wide: &Policy) -> bool {
     if !wide.prohibitions.is_empty() && strategy(narrow) != strategy(wide) {
         return false;
     }
-    let permissions = narrow.permissions.iter().all(|pn| {
-        wide.permissions
+    // a composite rule means one rule per action (ODRL 2.2 §2.7.2)
+    let (narrow_perms, wide_perms) = (atomic(&narrow.permissions), atomic(&wide.permissions));
+    let permissions = narrow_perms.iter().all(|pn| {
+        wide_perms
             .iter()
             .any(|pw| permission_within(pn, narrow, pw, wide))
     });
     // every prohibition of the wide policy is kept (or broadened) by the narrow one
-    let prohibitions = wide.prohibitions.iter().all(|hw| {
-        narrow.prohibitions.iter().any(|hn| {
+    let (narrow_bans, wide_bans) = (atomic(&narrow.prohibitions), atomic(&wide.prohibitions));
+    let prohibitions = wide_bans.iter().all(|hw| {
+        narrow_bans.iter().any(|hn| {
             rule_within(hw, wide, hn, narrow) && implies_all(&hw.constraints, &hn.constraints)
         })
     });
@@ -38,6 +41,25 @@ pub fn at_least_as_strict(narrow: &Policy, wide: &Policy) -> bool {
             .any(|on| canonical_rule_of(on, narrow) == c)
     });
     permissions && prohibitions && obligations
+}
+
+/// The rules with every composite rule split into one rule per action.
+fn atomic(rules: &[Rule]) -> Vec<Rule> {
+    rules
+        .iter()
+        .flat_map(|r| {
+            if r.composite_actions.is_empty() {
+                return vec![r.clone()];
+            }
+            r.actions()
+                .map(|a| Rule {
+                    action: Some(a.clone()),
+                    composite_actions: Vec::new(),
+                    ..r.clone()
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// `pn` (of `narrow`) grants a subset of what `pw` (of `wide`) grants.
@@ -54,13 +76,15 @@ fn permission_within(pn: &Rule, narrow: &Policy, pw: &Rule, wide: &Policy) -> bo
 
 /// Same or narrower action, same asset and parties (a rule without them covers any).
 fn rule_within(n: &Rule, np: &Policy, w: &Rule, wp: &Policy) -> bool {
-    let action = match (&n.action, &w.action) {
-        (_, None) => true,
-        (None, Some(_)) => false,
-        (Some(a), Some(b)) => {
-            vocab::action_included_in(&a.iri, &b.iri) && implies_all(&a.refinement, &b.refinement)
-        }
-    };
+    // every action of the narrow rule lies under some action of the wide one
+    let action = w.action.is_none()
+        || (n.action.is_some()
+            && n.actions().all(|a| {
+                w.actions().any(|b| {
+                    vocab::action_included_in(&a.iri, &b.iri)
+                        && implies_all(&a.refinement, &b.refinement)
+                })
+            }));
     let same = |x: Option<&Reference>, y: Option<&Reference>| match (x, y) {
         (_, None) => true,
         (Some(a), Some(b)) => a == b,

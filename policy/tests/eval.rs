@@ -333,3 +333,29 @@ fn report_serialises_to_force_turtle_that_parses_back() {
         3
     );
 }
+
+#[test]
+fn composite_rules_apply_to_each_action_and_serialise_as_atomic_rules() {
+    let p = Policy::from_turtle(
+        r#"@prefix odrl: <http://www.w3.org/ns/odrl/2/> .
+        <urn:p> a odrl:Set ; odrl:permission [ odrl:action odrl:modify, odrl:read ; odrl:target <urn:x> ] ."#,
+    )
+    .unwrap();
+    let world = World::at(at("2026-01-10T00:00:00Z"));
+    assert_eq!(decide(&p, &alice_reads(vec![]), &world), Decision::Permit);
+    let mut sell = alice_reads(vec![]);
+    sell.action = Some(odrl("sell"));
+    assert_eq!(decide(&p, &sell, &world), Decision::Deny);
+    let json = p.to_dsp_json();
+    assert_eq!(
+        json["permission"].as_array().map(Vec::len),
+        Some(2),
+        "{json}"
+    );
+    let atomic = Policy::from_json(&json).unwrap();
+    assert_eq!(
+        decide(&atomic, &alice_reads(vec![]), &world),
+        Decision::Permit
+    );
+    assert!(atomic.at_least_as_strict_as(&p) && p.at_least_as_strict_as(&atomic));
+}

@@ -264,6 +264,22 @@ impl Builder<'_> {
                 }
             }),
         };
+        let mut permissions = self.rules(s, "permission", 1)?;
+        let mut prohibitions = self.rules(s, "prohibition", 1)?;
+        let mut obligations = self.rules(s, "obligation", 1)?;
+        // a compact policy states the action once for all its rules
+        if let Some(o) = g.object(s, &odrl("action")).cloned() {
+            let action = self.action(s, &o, 0)?;
+            for r in permissions
+                .iter_mut()
+                .chain(prohibitions.iter_mut())
+                .chain(obligations.iter_mut())
+            {
+                if r.action.is_none() {
+                    r.action = Some(action.clone());
+                }
+            }
+        }
         Ok(Policy {
             kind,
             uid,
@@ -276,9 +292,9 @@ impl Builder<'_> {
                 .filter_map(|o| o.iri().map(str::to_string))
                 .collect(),
             conflict,
-            permissions: self.rules(s, "permission", 1)?,
-            prohibitions: self.rules(s, "prohibition", 1)?,
-            obligations: self.rules(s, "obligation", 1)?,
+            permissions,
+            prohibitions,
+            obligations,
         })
     }
 
@@ -321,13 +337,16 @@ impl Builder<'_> {
 
     fn rule(&mut self, s: &str, key: &str, depth: usize) -> Result<Rule, PolicyError> {
         self.tick(s, depth)?;
-        let action = match self.g.object(s, &odrl("action")).cloned() {
-            None => None,
-            Some(o) => Some(self.action(s, &o, depth)?),
-        };
+        let objects: Vec<Object> = self.g.objects(s, &odrl("action")).cloned().collect();
+        let mut actions = objects
+            .iter()
+            .map(|o| self.action(s, o, depth))
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter();
         let mut rule = Rule {
             uid: (!s.starts_with("_:")).then(|| s.to_string()),
-            action,
+            action: actions.next(),
+            composite_actions: actions.collect(),
             target: self.reference(s, "target", depth)?,
             assigner: self.reference(s, "assigner", depth)?,
             assignee: self.reference(s, "assignee", depth)?,
