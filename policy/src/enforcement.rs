@@ -357,6 +357,9 @@ impl Builder<'_> {
 
     fn date_time(&mut self, a: &AtomicConstraint, path: &str) -> Result<(), CompileError> {
         let text = a.right_operand.text().unwrap_or_default();
+        if let Some(day) = crate::value::parse_date(text) {
+            return self.date(day, a.operator, path);
+        }
         let t = parse_datetime(text).ok_or_else(|| {
             cerr(
                 &format!("{path}.rightOperand"),
@@ -369,6 +372,26 @@ impl Builder<'_> {
             Operator::Gt => self.not_before(t + tick),
             Operator::Lteq => self.not_after(t),
             Operator::Lt => self.not_after(t - tick),
+            other => return Err(unsupported_op(other, "dateTime", path)),
+        }
+        Ok(())
+    }
+
+    /// Bounds by a whole UTC day, as the evaluator reads a date (`lteq` includes the day).
+    fn date(
+        &mut self,
+        day: chrono::NaiveDate,
+        op: Operator,
+        path: &str,
+    ) -> Result<(), CompileError> {
+        let start = day.and_time(chrono::NaiveTime::MIN).and_utc();
+        let next = start + chrono::TimeDelta::days(1);
+        let tick = chrono::TimeDelta::nanoseconds(1);
+        match op {
+            Operator::Gteq => self.not_before(start),
+            Operator::Gt => self.not_before(next),
+            Operator::Lteq => self.not_after(next - tick),
+            Operator::Lt => self.not_after(start - tick),
             other => return Err(unsupported_op(other, "dateTime", path)),
         }
         Ok(())

@@ -140,6 +140,7 @@ impl Extensions {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Typed<'a> {
     Time(DateTime<Utc>),
+    Date(chrono::NaiveDate),
     Num(f64),
     Text(&'a str),
 }
@@ -572,6 +573,10 @@ fn compile<'p>(
             for m in a.right_operand.members() {
                 match left {
                     Left::DateTime => {
+                        if let Some(day) = m.text().and_then(crate::value::parse_date) {
+                            right.push(Typed::Date(day));
+                            continue;
+                        }
                         let t = m.text().and_then(parse_datetime).ok_or_else(|| {
                             err(format!(
                                 "'{}' is not an xsd:dateTime",
@@ -661,6 +666,9 @@ fn typed_like<'a>(m: &'a Value, like: Option<&Typed<'_>>) -> Typed<'a> {
 fn order(a: &Typed<'_>, b: &Typed<'_>) -> Option<Ordering> {
     match (a, b) {
         (Typed::Time(x), Typed::Time(y)) => Some(x.cmp(y)),
+        (Typed::Time(x), Typed::Date(d)) => Some(x.date_naive().cmp(d)),
+        (Typed::Date(d), Typed::Time(x)) => Some(d.cmp(&x.date_naive())),
+        (Typed::Date(x), Typed::Date(y)) => Some(x.cmp(y)),
         (Typed::Num(x), Typed::Num(y)) => x.partial_cmp(y),
         (Typed::Text(x), Typed::Text(y)) if x == y => Some(Ordering::Equal),
         _ => None,

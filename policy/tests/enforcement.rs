@@ -266,3 +266,15 @@ fn and_and_and_sequence_flatten_into_the_plan() {
     assert_eq!(plan.row_filters.len(), 1);
     assert_eq!(plan.max_rows_per_query, Some(10));
 }
+
+#[test]
+fn date_bounds_cover_whole_days_like_the_evaluator() {
+    let plan = compile(&agreement(json!({"action":"use","constraint":[
+        {"leftOperand":"dateTime","operator":"gt","rightOperand":{"@value":"2026-01-10","@type":"xsd:date"}},
+        {"leftOperand":"dateTime","operator":"lteq","rightOperand":{"@value":"2026-01-20","@type":"xsd:date"}}]}))).unwrap();
+    assert_eq!(plan.not_before, Some(at("2026-01-11T00:00:00Z")));
+    assert_eq!(
+        plan.not_after,
+        Some(at("2026-01-21T00:00:00Z") - chrono::TimeDelta::nanoseconds(1))
+    );
+}

@@ -359,3 +359,31 @@ fn composite_rules_apply_to_each_action_and_serialise_as_atomic_rules() {
     );
     assert!(atomic.at_least_as_strict_as(&p) && p.at_least_as_strict_as(&atomic));
 }
+
+#[test]
+fn a_date_right_operand_means_the_whole_utc_day() {
+    let on = |op: &str| {
+        policy(
+            json!({"@type":"Set","permission":[{"action":"read","constraint":[
+            {"leftOperand":"dateTime","operator":op,"rightOperand":{"@value":"2024-02-12","@type":"xsd:date"}}]}]}),
+        )
+    };
+    let req = alice_reads(vec![]);
+    let at_time = |t: &str| World::at(at(t));
+    for (op, time, expected) in [
+        ("eq", "2024-02-12T00:00:00Z", Decision::Permit),
+        ("eq", "2024-02-12T23:59:59Z", Decision::Permit),
+        ("eq", "2024-02-13T00:00:00Z", Decision::Deny),
+        ("lteq", "2024-02-12T18:00:00Z", Decision::Permit),
+        ("lt", "2024-02-12T18:00:00Z", Decision::Deny),
+        ("gt", "2024-02-12T18:00:00Z", Decision::Deny),
+        ("gt", "2024-02-13T00:00:00Z", Decision::Permit),
+        ("gteq", "2024-02-12T00:00:00Z", Decision::Permit),
+    ] {
+        assert_eq!(
+            decide(&on(op), &req, &at_time(time)),
+            expected,
+            "{op} at {time}"
+        );
+    }
+}
