@@ -404,3 +404,19 @@ fn serialised_agreements_and_offers_satisfy_the_contract_schema() {
     let a = typed.to_agreement("urn:a", "urn:d", "urn:p", "urn:c", ts);
     assert_schema_valid(&v, &a.to_dsp_json(), "typed agreement");
 }
+
+#[test]
+fn keys_with_unknown_prefixes_are_not_ignored() {
+    let e = parse_err(
+        json!({"@type":"Offer","permission":[{"action":"use","odlr:constraint":[
+        {"leftOperand":"purpose","operator":"eq","rightOperand":"x"}]}]}),
+    );
+    assert_eq!(
+        e,
+        "permission[0].odlr:constraint: unknown property 'odlr:constraint' in a permission"
+    );
+    // annotations in known namespaces are fine
+    p(
+        json!({"@type":"Offer","dct:description":"meters","http://example.org/note":"x","permission":[{"action":"use"}]}),
+    );
+}
