@@ -128,7 +128,9 @@ fn canonical_constraint(c: &Constraint) -> String {
 /// A value's canonical text; lists of set operators are sets.
 pub fn canonical_value(v: &Value, is_set: bool) -> String {
     match v {
-        Value::Iri(i) => format!("<{i}>"),
+        // an IRI and a plain string with the same text compare equal, as in evaluation
+        // (DSP compact JSON writes IRIs in right operands as plain strings)
+        Value::Iri(i) => format!("\"{i}\""),
         Value::Literal { lexical, datatype } => canonical_literal(lexical, datatype.as_deref()),
         Value::List(items) if items.len() == 1 => canonical_value(&items[0], is_set),
         Value::List(items) => {

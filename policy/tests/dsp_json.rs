@@ -420,3 +420,120 @@ fn keys_with_unknown_prefixes_are_not_ignored() {
         json!({"@type":"Offer","dct:description":"meters","http://example.org/note":"x","permission":[{"action":"use"}]}),
     );
 }
+
+#[test]
+fn an_iri_and_a_string_of_it_mean_the_same_right_operand() {
+    let as_string = p(
+        json!({"@type":"Offer","permission":[{"action":"use","constraint":[
+        {"leftOperand":"spatial","operator":"eq","rightOperand":"http://example.org/EU"}]}]}),
+    );
+    let as_iri = p(
+        json!({"@type":"Offer","permission":[{"action":"use","constraint":[
+        {"leftOperand":"spatial","operator":"eq","rightOperand":{"@id":"http://example.org/EU"}}]}]}),
+    );
+    assert!(as_string.equivalent(&as_iri));
+}
+
+/// A deterministic random walk over ODRL-shaped JSON: parsing never panics, and whatever
+/// parses serialises and parses again to the same policy.
+#[test]
+fn arbitrary_json_never_panics_and_round_trips() {
+    let keys = [
+        "@id",
+        "@type",
+        "permission",
+        "prohibition",
+        "obligation",
+        "action",
+        "constraint",
+        "duty",
+        "leftOperand",
+        "operator",
+        "rightOperand",
+        "and",
+        "or",
+        "xone",
+        "andSequence",
+        "target",
+        "assignee",
+        "refinement",
+        "remedy",
+        "consequence",
+        "profile",
+        "conflict",
+        "@value",
+        "@list",
+        "odrl:permission",
+        "unit",
+        "timestamp",
+    ];
+    let atoms = [
+        json!("use"),
+        json!("read"),
+        json!("eq"),
+        json!("isAnyOf"),
+        json!("purpose"),
+        json!("dateTime"),
+        json!("sluis:row.a"),
+        json!("sluis:column"),
+        json!("Offer"),
+        json!("Agreement"),
+        json!(1),
+        json!(null),
+        json!(true),
+        json!("2024-01-01T00:00:00Z"),
+        json!({"@id":"urn:x"}),
+        json!([]),
+        json!({"@value":"3","@type":"xsd:integer"}),
+        json!("perm"),
+    ];
+    let mut seed: u64 = 0x5EED;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    fn build(
+        depth: usize,
+        next: &mut dyn FnMut(usize) -> usize,
+        keys: &[&str],
+        atoms: &[Value],
+    ) -> Value {
+        match (depth, next(4)) {
+            (0, _) | (_, 0) => atoms[next(atoms.len())].clone(),
+            (_, 1) => Value::Array(
+                (0..next(3))
+                    .map(|_| build(depth - 1, next, keys, atoms))
+                    .collect(),
+            ),
+            _ => {
+                let mut o = serde_json::Map::new();
+                for _ in 0..next(5) {
+                    o.insert(
+                        keys[next(keys.len())].to_string(),
+                        build(depth - 1, next, keys, atoms),
+                    );
+                }
+                Value::Object(o)
+            }
+        }
+    }
+    let mut parsed = 0;
+    for _ in 0..5000 {
+        let mut v = build(5, &mut next, &keys, &atoms);
+        if let Some(o) = v.as_object_mut() {
+            o.insert("@type".into(), json!("Offer"));
+        }
+        if let Ok(policy) = Policy::from_json(&v) {
+            parsed += 1;
+            let again =
+                Policy::from_json(&policy.to_dsp_json()).unwrap_or_else(|e| panic!("{e}: {v}"));
+            assert!(again.equivalent(&policy), "{v}");
+        }
+    }
+    assert!(
+        parsed > 10,
+        "the walk should produce some valid policies ({parsed})"
+    );
+}
