@@ -13,6 +13,8 @@
 //! assert_eq!(offer.id(), Some("urn:offer:1"));
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod enforcement;
 pub mod equality;
 pub mod error;

@@ -537,3 +537,27 @@ fn arbitrary_json_never_panics_and_round_trips() {
         "the walk should produce some valid policies ({parsed})"
     );
 }
+
+#[test]
+fn dsp_2024_1_prefixed_offer_with_single_objects_and_lists() {
+    let prefixed = p(json!({
+        "@context": "https://w3id.org/dspace/2024/1/context.json",
+        "@id": "urn:offer:1", "@type": "odrl:Offer",
+        "odrl:permission": {
+            "odrl:action": {"@id": "odrl:use"},
+            "odrl:constraint": {"odrl:and": {"@list": [
+                {"odrl:leftOperand": "odrl:purpose", "odrl:operator": {"@id": "odrl:isAnyOf"},
+                 "odrl:rightOperand": [{"@id": "https://w3id.org/dpv#ResearchAndDevelopment"}, {"@id": "https://w3id.org/dpv#Marketing"}]},
+                {"odrl:leftOperand": {"@id": "odrl:dateTime"}, "odrl:operator": {"@id": "odrl:lt"},
+                 "odrl:rightOperand": {"@value": "2027-01-01T00:00:00Z", "@type": "xsd:dateTime"}}
+            ]}}
+        }
+    }));
+    let compact = p(
+        json!({"@type":"Offer","permission":[{"action":"use","constraint":[
+        {"leftOperand":"dateTime","operator":"lt","rightOperand":{"@value":"2027-01-01T00:00:00Z","@type":"xsd:dateTime"}},
+        {"leftOperand":"purpose","operator":"isAnyOf","rightOperand":["https://w3id.org/dpv#Marketing","https://w3id.org/dpv#ResearchAndDevelopment"]}]}]}),
+    );
+    assert!(prefixed.equivalent(&compact));
+    assert_eq!(prefixed.id(), Some("urn:offer:1"));
+}
