@@ -45,6 +45,36 @@ pub struct Request {
     pub context: Vec<(String, Value)>,
 }
 
+impl Request {
+    /// A request by `assignee` to perform `action` (a compact ODRL term such as `read`, a
+    /// prefixed name or an IRI) on `target`.
+    pub fn new(assignee: &str, action: &str, target: &str) -> Request {
+        let action = if action.contains(':') {
+            action.replacen("odrl:", vocab::ODRL, 1)
+        } else {
+            vocab::odrl(action)
+        };
+        Request {
+            uid: None,
+            assignee: Some(assignee.to_string()),
+            action: Some(action),
+            target: Some(target.to_string()),
+            context: Vec::new(),
+        }
+    }
+
+    /// Declares the value of a left operand (e.g. `odrl:purpose`) for this request.
+    pub fn with(mut self, left_operand: &str, value: Value) -> Request {
+        let iri = if left_operand.contains(':') {
+            left_operand.replacen("odrl:", vocab::ODRL, 1)
+        } else {
+            vocab::odrl(left_operand)
+        };
+        self.context.push((iri, value));
+        self
+    }
+}
+
 /// The state of the world the request is judged in. "Now" is here, never read from a clock.
 #[derive(Debug, Clone, PartialEq)]
 pub struct World {

@@ -387,3 +387,19 @@ fn a_date_right_operand_means_the_whole_utc_day() {
         );
     }
 }
+
+#[test]
+fn request_builder_reads_compact_terms() {
+    let p = demo();
+    let world = World::at(at("2026-01-10T00:00:00Z"));
+    let req = Request::new("urn:alice", "read", "urn:x")
+        .with("purpose", Value::Iri("urn:research".into()));
+    assert_eq!(
+        req.action.as_deref(),
+        Some("http://www.w3.org/ns/odrl/2/read")
+    );
+    assert_eq!(decide(&p, &req, &world), Decision::Permit);
+    let prefixed = Request::new("urn:alice", "odrl:read", "urn:x")
+        .with("odrl:purpose", Value::Iri("urn:research".into()));
+    assert_eq!(prefixed, req);
+}
