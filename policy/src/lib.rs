@@ -54,6 +54,11 @@ impl Policy {
         serialize::to_dsp_json(self)
     }
 
+    /// The policy as Turtle (fails for bare, non-IRI extension terms).
+    pub fn to_turtle(&self) -> Result<String, PolicyError> {
+        serialize::to_turtle(self)
+    }
+
     /// Set, Offer, Agreement or Request.
     pub fn kind(&self) -> PolicyKind {
         self.kind

@@ -154,6 +154,13 @@ impl Graph {
         })
     }
 
+    /// Whether `o` is an RDF list (`rdf:nil` or a node with `rdf:first`).
+    pub fn is_list(&self, o: &Object) -> bool {
+        o.iri() == Some(&format!("{RDF}nil"))
+            || o.key()
+                .is_some_and(|k| self.object(&k, &format!("{RDF}first")).is_some())
+    }
+
     /// The members of `o`: an RDF list's items, or `o` itself.
     pub fn list_items(&self, o: &Object) -> Vec<Object> {
         let first = format!("{RDF}first");
@@ -455,15 +462,17 @@ impl Builder<'_> {
                 format!("unknown operator '{}'", vocab::compact(op_iri)),
             )
         })?;
-        let rights: Vec<Value> = self
-            .g
-            .objects(&k, &odrl("rightOperand"))
+        let objects: Vec<&Object> = self.g.objects(&k, &odrl("rightOperand")).collect();
+        // an RDF list stays a list even with one member (as a one-member JSON array does)
+        let is_list = objects.len() == 1 && self.g.is_list(objects[0]);
+        let rights: Vec<Value> = objects
+            .iter()
             .flat_map(|x| self.g.list_items(x))
             .map(|x| value(&x))
             .collect();
         let right_operand = match rights.len() {
-            0 => return Err(PolicyError::new(&k, "a constraint needs a rightOperand")),
-            1 => rights.into_iter().next().unwrap_or(Value::List(Vec::new())),
+            0 if !is_list => return Err(PolicyError::new(&k, "a constraint needs a rightOperand")),
+            1 if !is_list => rights.into_iter().next().unwrap_or(Value::List(Vec::new())),
             _ => Value::List(rights),
         };
         Ok(Constraint::Atomic(AtomicConstraint {
