@@ -60,3 +60,44 @@ fn bare_extension_terms_cannot_be_written_as_turtle() {
     let e = p.to_turtle().unwrap_err().to_string();
     assert!(e.contains("'partner' is not an absolute IRI"), "{e}");
 }
+
+#[test]
+fn cycles_and_huge_inputs_are_bounded() {
+    let cyclic = r#"@prefix odrl: <http://www.w3.org/ns/odrl/2/> .
+        <urn:p> a odrl:Set ; odrl:permission [ odrl:action odrl:use ; odrl:constraint <urn:c> ] .
+        <urn:c> odrl:and <urn:c> ."#;
+    let e = Policy::from_turtle(cyclic)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("nested too deeply"), "{e}");
+    let cyclic_list = r#"@prefix odrl: <http://www.w3.org/ns/odrl/2/> .
+        @prefix rdf: <http://www.w3.org/1999/02/22-rdf-syntax-ns#> .
+        <urn:p> a odrl:Set ; odrl:permission [ odrl:action odrl:use ; odrl:constraint [
+            odrl:leftOperand odrl:purpose ; odrl:operator odrl:isAnyOf ; odrl:rightOperand <urn:l> ] ] .
+        <urn:l> rdf:first "a" ; rdf:rest <urn:l> ."#;
+    // a cyclic RDF list ends at the size bound instead of looping forever
+    let e = Policy::from_turtle(cyclic_list)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        e.contains("policy too large"),
+        "expected a size error, got '{e}'"
+    );
+    let mut many = String::from(
+        "@prefix odrl: <http://www.w3.org/ns/odrl/2/> .\n<urn:p> a odrl:Set ; odrl:permission [ odrl:action odrl:use ; odrl:constraint [ odrl:leftOperand odrl:purpose ; odrl:operator odrl:isAnyOf ; odrl:rightOperand ",
+    );
+    many.push_str(
+        &(0..30_000)
+            .map(|i| format!("\"p{i}\""))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    many.push_str(" ] ] .");
+    let e = Policy::from_turtle(&many).unwrap_err().to_string();
+    assert!(
+        e.contains("policy too large") || e.contains("triples"),
+        "{e}"
+    );
+}

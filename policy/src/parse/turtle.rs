@@ -470,6 +470,11 @@ impl Builder<'_> {
             .flat_map(|x| self.g.list_items(x))
             .map(|x| value(&x))
             .collect();
+        // values count against the size bound like every other node
+        self.nodes += rights.len();
+        if self.nodes > limits::MAX_NODES {
+            return Err(PolicyError::new(&k, "policy too large"));
+        }
         let right_operand = match rights.len() {
             0 if !is_list => return Err(PolicyError::new(&k, "a constraint needs a rightOperand")),
             1 if !is_list => rights.into_iter().next().unwrap_or(Value::List(Vec::new())),
