@@ -89,6 +89,16 @@ impl Graph {
                     ));
                 }
             };
+            let too_long = match &object {
+                Object::Iri(s) | Object::Blank(s) => s.len(),
+                Object::Literal { lexical, .. } => lexical.len(),
+            } > limits::MAX_STRING;
+            if too_long || subject.len() > limits::MAX_STRING {
+                return Err(PolicyError::new(
+                    "turtle",
+                    format!("a term is longer than {} bytes", limits::MAX_STRING),
+                ));
+            }
             self.triples += 1;
             if self.triples > MAX_TRIPLES {
                 return Err(PolicyError::new(
