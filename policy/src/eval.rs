@@ -428,7 +428,7 @@ impl<'p> Evaluator<'p> {
             }
             Compiled::Logical { src, operands } => {
                 let reporting = sink.is_some();
-                let mut reports = Vec::new();
+                let mut reports = Vec::with_capacity(if reporting { operands.len() } else { 0 });
                 let mut satisfied = 0usize;
                 let mut all = true;
                 for o in operands {
