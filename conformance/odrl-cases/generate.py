@@ -24,6 +24,8 @@ def lit(v):
         return v
     if v.startswith('P'):
         return f'"{v}"^^xsd:duration'
+    if len(v) == 10:
+        return f'"{v}"^^xsd:date'
     return f'"{v}"^^xsd:dateTime'
 
 class Case:
@@ -222,6 +224,12 @@ for name, op, d, now, st in [
     c.issued = '2024-01-01T00:00:00Z'
     rule(c, 'perm', constraints=[atomic('c1', 'odrl:elapsedTime', f'odrl:{op}', d)], expect='Active' if st == S else 'Inactive', states={'c1': st})
     c.world['now'] = now
+
+# ---- a date compared with now means the whole UTC day ----------------------------------------
+for name, op, st in [('date-eq-same-day', 'eq', S), ('date-gt-same-day', 'gt', U), ('date-lteq-same-day', 'lteq', S)]:
+    c = new(name, f'Alice may read x while dateTime {op} 2024-06-01 (a date); now is noon that day.')
+    rule(c, 'perm', constraints=[atomic('c1', 'odrl:dateTime', f'odrl:{op}', '2024-06-01')],
+         expect='Active' if st == S else 'Inactive', states={'c1': st})
 
 # ---- xone, or, andSequence ------------------------------------------------------------------
 for name, op, decl, where, s1, s2, st in [
