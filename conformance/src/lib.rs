@@ -1,1 +1,3 @@
-//! placeholder
+//! Conformance suites for Sluis.
+
+pub mod odrl;

@@ -122,6 +122,12 @@ pub struct EnforcementPlan {
     pub not_after: Option<DateTime<Utc>>,
     /// When set, a query must declare one of these purposes (IRIs or profile terms).
     pub purposes: Option<Vec<String>>,
+    /// Prohibitions and obligations of actions other than reading (e.g. `distribute`,
+    /// `compensate`), as `prohibition distribute` / `obligation compensate`. The data plane
+    /// cannot enforce them and they do not widen what a query may read; the consumer is
+    /// bound by them through the agreement. Listed so that nothing is dropped silently.
+    #[serde(default)]
+    pub out_of_band: Vec<String>,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -153,14 +159,18 @@ fn cerr(path: &str, message: impl Into<String>) -> CompileError {
 /// Compiles an agreement into the plan the data plane applies beneath every query.
 ///
 /// The agreement must have exactly one permission whose action is `use` or `read`; its
-/// constraints and its `sluis:hash`/`sluis:redact` duties become the plan. Prohibitions,
-/// obligations and other constraints the data plane cannot enforce are errors.
+/// constraints and its `sluis:hash`/`sluis:redact` duties become the plan. A prohibition of
+/// reading may deny columns; prohibitions and obligations of other actions are listed in
+/// `out_of_band`. Everything else the data plane cannot enforce is an error.
 pub fn compile(agreement: &Policy) -> Result<EnforcementPlan, CompileError> {
     let readable: Vec<(usize, &Rule)> = agreement
         .permissions
         .iter()
         .enumerate()
-        .filter(|(_, r)| r.action.iri == vocab::odrl("use") || r.action.iri == vocab::odrl("read"))
+        .filter(|(_, r)| {
+            r.actions()
+                .any(|a| a.iri == vocab::odrl("use") || a.iri == vocab::odrl("read"))
+        })
         .collect();
     let (index, permission) = match readable.as_slice() {
         [one] => *one,
@@ -177,20 +187,8 @@ pub fn compile(agreement: &Policy) -> Result<EnforcementPlan, CompileError> {
             ));
         }
     };
-    if let Some(i) = agreement.prohibitions.iter().position(|_| true) {
-        return Err(cerr(
-            &format!("prohibition[{i}]"),
-            "prohibitions are not enforceable by the data plane",
-        ));
-    }
-    if !agreement.obligations.is_empty() {
-        return Err(cerr(
-            "obligation[0]",
-            "obligations are not enforceable by the data plane",
-        ));
-    }
     let path = format!("permission[{index}]");
-    if !permission.action.refinement.is_empty() {
+    if permission.actions().any(|a| !a.refinement.is_empty()) {
         return Err(cerr(
             &format!("{path}.action"),
             "action refinements are not enforceable",
@@ -208,6 +206,13 @@ pub fn compile(agreement: &Policy) -> Result<EnforcementPlan, CompileError> {
     }
     for (i, d) in permission.duties.iter().enumerate() {
         b.duty(d, &format!("{path}.duty[{i}]"))?;
+    }
+    for (i, r) in agreement.prohibitions.iter().enumerate() {
+        b.prohibition(r, &format!("prohibition[{i}]"))?;
+    }
+    for (i, r) in agreement.obligations.iter().enumerate() {
+        let action = out_of_band_action(r, &format!("obligation[{i}]"))?;
+        b.plan.out_of_band.push(format!("obligation {action}"));
     }
     b.finish();
     Ok(plan)
@@ -352,6 +357,9 @@ impl Builder<'_> {
 
     fn date_time(&mut self, a: &AtomicConstraint, path: &str) -> Result<(), CompileError> {
         let text = a.right_operand.text().unwrap_or_default();
+        if let Some(day) = crate::value::parse_date(text) {
+            return self.date(day, a.operator, path);
+        }
         let t = parse_datetime(text).ok_or_else(|| {
             cerr(
                 &format!("{path}.rightOperand"),
@@ -364,6 +372,26 @@ impl Builder<'_> {
             Operator::Gt => self.not_before(t + tick),
             Operator::Lteq => self.not_after(t),
             Operator::Lt => self.not_after(t - tick),
+            other => return Err(unsupported_op(other, "dateTime", path)),
+        }
+        Ok(())
+    }
+
+    /// Bounds by a whole UTC day, as the evaluator reads a date (`lteq` includes the day).
+    fn date(
+        &mut self,
+        day: chrono::NaiveDate,
+        op: Operator,
+        path: &str,
+    ) -> Result<(), CompileError> {
+        let start = day.and_time(chrono::NaiveTime::MIN).and_utc();
+        let next = start + chrono::TimeDelta::days(1);
+        let tick = chrono::TimeDelta::nanoseconds(1);
+        match op {
+            Operator::Gteq => self.not_before(start),
+            Operator::Gt => self.not_before(next),
+            Operator::Lteq => self.not_after(next - tick),
+            Operator::Lt => self.not_after(start - tick),
             other => return Err(unsupported_op(other, "dateTime", path)),
         }
         Ok(())
@@ -415,7 +443,8 @@ impl Builder<'_> {
     }
 
     fn duty(&mut self, d: &Rule, path: &str) -> Result<(), CompileError> {
-        let kind = match d.action.iri.strip_prefix(SLUIS) {
+        let action = d.action.as_ref().map_or("", |a| a.iri.as_str());
+        let kind = match action.strip_prefix(SLUIS) {
             Some("hash") => MaskKind::Hash,
             Some("redact") => MaskKind::Redact,
             _ => {
@@ -423,7 +452,7 @@ impl Builder<'_> {
                     &format!("{path}.action"),
                     format!(
                         "duty '{}' is not enforceable by the data plane (only sluis:hash and sluis:redact)",
-                        vocab::compact(&d.action.iri)
+                        vocab::compact(action)
                     ),
                 ));
             }
@@ -442,7 +471,11 @@ impl Builder<'_> {
                 ));
             }
         };
-        if !d.consequences.is_empty() || d.target.is_some() || !d.action.refinement.is_empty() {
+        if !d.consequences.is_empty()
+            || d.target.is_some()
+            || d.action.as_ref().is_some_and(|a| !a.refinement.is_empty())
+            || !d.composite_actions.is_empty()
+        {
             return Err(cerr(
                 path,
                 "a mask duty cannot have a target, refinement or consequence",
@@ -457,6 +490,49 @@ impl Builder<'_> {
             }
         }
         Ok(())
+    }
+
+    /// A prohibition of reading may only deny columns (`sluis:column isAnyOf [..]`);
+    /// prohibitions of other actions are out of band.
+    fn prohibition(&mut self, r: &Rule, path: &str) -> Result<(), CompileError> {
+        let Some(action) = &r.action else {
+            return Err(cerr(
+                path,
+                "a prohibition of every action leaves nothing to read",
+            ));
+        };
+        let read = vocab::odrl("read");
+        if !r
+            .actions()
+            .any(|a| vocab::action_included_in(&read, &a.iri))
+        {
+            let action = out_of_band_action(r, path)?;
+            self.plan.out_of_band.push(format!("prohibition {action}"));
+            return Ok(());
+        }
+        match r.constraints.as_slice() {
+            [Constraint::Atomic(a)]
+                if a.left_operand == vocab::sluis("column")
+                    && matches!(a.operator, Operator::IsAnyOf | Operator::Eq)
+                    && action.refinement.is_empty()
+                    && r.composite_actions.is_empty() =>
+            {
+                let cols = column_list(&a.right_operand, &format!("{path}.constraint[0]"))?;
+                self.deny.extend(cols);
+                Ok(())
+            }
+            [] => Err(cerr(
+                path,
+                format!(
+                    "the agreement prohibits '{}' outright",
+                    vocab::compact(&action.iri)
+                ),
+            )),
+            _ => Err(cerr(
+                path,
+                "a prohibition of use/read is enforceable only as one constraint 'sluis:column isAnyOf [columns]'",
+            )),
+        }
     }
 
     fn not_before(&mut self, t: DateTime<Utc>) {
@@ -481,6 +557,18 @@ impl Builder<'_> {
             }
         };
     }
+}
+
+/// The compact action of a rule the data plane leaves to the agreement.
+fn out_of_band_action(r: &Rule, path: &str) -> Result<String, CompileError> {
+    if r.action.is_none() {
+        return Err(cerr(
+            path,
+            "a rule without an action applies to reading too",
+        ));
+    }
+    let names: Vec<String> = r.actions().map(|a| vocab::compact(&a.iri)).collect();
+    Ok(names.join("+"))
 }
 
 fn unsupported_op(op: Operator, left: &str, path: &str) -> CompileError {

@@ -26,6 +26,11 @@ pub fn canonical(p: &Policy) -> String {
     )
 }
 
+/// The canonical form of one rule of `p` (used to compare duties and obligations).
+pub fn canonical_rule_of(r: &Rule, p: &Policy) -> String {
+    canonical_rule(r, p)
+}
+
 fn canonical_rule(r: &Rule, p: &Policy) -> String {
     // a rule-level party or asset equal to the policy's adds nothing
     let own = |rule: &Option<Reference>, policy: &Option<Reference>| match rule {
@@ -39,9 +44,8 @@ fn canonical_rule(r: &Rule, p: &Policy) -> String {
         items.join(",")
     };
     format!(
-        "{{{}|{}|t={}|a={}|e={}|c={}|d=[{}]|r=[{}]|q=[{}]}}",
-        r.action.iri,
-        conjunction(&r.action.refinement),
+        "{{{}|t={}|a={}|e={}|c={}|d=[{}]|r=[{}]|q=[{}]}}",
+        actions(r),
         own(&r.target, &p.target),
         own(&r.assigner, &p.assigner),
         own(&r.assignee, &p.assignee),
@@ -50,6 +54,20 @@ fn canonical_rule(r: &Rule, p: &Policy) -> String {
         nested(&r.remedies),
         nested(&r.consequences),
     )
+}
+
+/// A rule's actions with their refinements, as a sorted set (`*` for any action).
+fn actions(r: &Rule) -> String {
+    let mut items: Vec<String> = r
+        .actions()
+        .map(|a| format!("{}{}", a.iri, conjunction(&a.refinement)))
+        .collect();
+    if items.is_empty() {
+        return "*".into();
+    }
+    items.sort();
+    items.dedup();
+    items.join("+")
 }
 
 fn canonical_ref(r: &Reference) -> String {
@@ -110,7 +128,9 @@ fn canonical_constraint(c: &Constraint) -> String {
 /// A value's canonical text; lists of set operators are sets.
 pub fn canonical_value(v: &Value, is_set: bool) -> String {
     match v {
-        Value::Iri(i) => format!("<{i}>"),
+        // an IRI and a plain string with the same text compare equal, as in evaluation
+        // (DSP compact JSON writes IRIs in right operands as plain strings)
+        Value::Iri(i) => format!("\"{i}\""),
         Value::Literal { lexical, datatype } => canonical_literal(lexical, datatype.as_deref()),
         Value::List(items) if items.len() == 1 => canonical_value(&items[0], is_set),
         Value::List(items) => {

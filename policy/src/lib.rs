@@ -13,12 +13,18 @@
 //! assert_eq!(offer.id(), Some("urn:offer:1"));
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod enforcement;
 pub mod equality;
 pub mod error;
+pub mod eval;
 pub mod model;
 pub mod parse;
+pub mod profile;
+pub mod report;
 pub mod serialize;
+pub mod strictness;
 pub mod token;
 pub mod value;
 pub mod vocab;
@@ -38,9 +44,19 @@ impl Policy {
         parse::json::parse_policy(v)
     }
 
+    /// Parses the one policy of a Turtle document.
+    pub fn from_turtle(ttl: &str) -> Result<Policy, PolicyError> {
+        parse::turtle::parse_policy(ttl)
+    }
+
     /// The DSP 2025-1 compact JSON of this policy (without `@context`).
     pub fn to_dsp_json(&self) -> serde_json::Value {
         serialize::to_dsp_json(self)
+    }
+
+    /// The policy as Turtle (fails for bare, non-IRI extension terms).
+    pub fn to_turtle(&self) -> Result<String, PolicyError> {
+        serialize::to_turtle(self)
     }
 
     /// Set, Offer, Agreement or Request.
@@ -73,6 +89,13 @@ impl Policy {
     /// irrelevant; compact, prefixed and expanded terms are equal.
     pub fn equivalent(&self, other: &Policy) -> bool {
         equality::canonical(self) == equality::canonical(other)
+    }
+
+    /// Whether this policy permits nothing that `other` does not permit: same or narrower
+    /// actions, assets and parties, constraints that imply `other`'s, and all of `other`'s
+    /// duties, prohibitions and obligations. Sound, not complete (see [`strictness`]).
+    pub fn at_least_as_strict_as(&self, other: &Policy) -> bool {
+        strictness::at_least_as_strict(self, other)
     }
 
     /// The agreement a provider issues for this offer or request: the same rules, with the

@@ -117,8 +117,11 @@ impl Reference {
 pub struct Rule {
     /// The rule's IRI, if it has one.
     pub uid: Option<String>,
-    /// What the rule is about.
-    pub action: Action,
+    /// What the rule is about; `None` (only possible from Turtle) means any action.
+    pub action: Option<Action>,
+    /// Further actions of a composite rule (ODRL 2.2 §2.7.2: the rule applies to each of
+    /// its actions, as if it were one rule per action). Empty for an atomic rule.
+    pub composite_actions: Vec<Action>,
     /// The asset (inherits the policy's when absent).
     pub target: Option<Reference>,
     /// The assigner (inherits the policy's when absent).
@@ -136,11 +139,17 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// The rule's actions: its action and those of a composite rule.
+    pub fn actions(&self) -> impl Iterator<Item = &Action> {
+        self.action.iter().chain(self.composite_actions.iter())
+    }
+
     /// A rule with just an action.
     pub fn new(action: Action) -> Rule {
         Rule {
             uid: None,
-            action,
+            action: Some(action),
+            composite_actions: Vec::new(),
             target: None,
             assigner: None,
             assignee: None,
@@ -168,6 +177,21 @@ impl Action {
             iri: iri.into(),
             refinement: Vec::new(),
         }
+    }
+
+    /// An action after checking that it is known (an unknown action is an error at `path`).
+    pub fn checked(
+        iri: String,
+        refinement: Vec<Constraint>,
+        path: &str,
+    ) -> Result<Action, crate::PolicyError> {
+        if !vocab::is_known_action(&iri) {
+            return Err(crate::PolicyError::new(
+                path,
+                format!("unknown action '{}'", vocab::compact(&iri)),
+            ));
+        }
+        Ok(Action { iri, refinement })
     }
 
     /// Whether this action is the same as, or included in, `other` (ODRL `includedIn`).

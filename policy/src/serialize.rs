@@ -74,8 +74,27 @@ fn reference(r: &Reference, key: &str) -> Json {
 
 fn put_rules(o: &mut Map<String, Json>, key: &str, rules: &[Rule]) {
     if !rules.is_empty() {
-        o.insert(key.into(), Json::Array(rules.iter().map(rule).collect()));
+        o.insert(
+            key.into(),
+            Json::Array(rules.iter().flat_map(atomic_rules).collect()),
+        );
     }
+}
+
+/// DSP has one action per rule: a composite rule is written as one rule per action, which
+/// ODRL 2.2 defines as its meaning.
+fn atomic_rules(r: &Rule) -> Vec<Json> {
+    if r.composite_actions.is_empty() {
+        return vec![rule(r)];
+    }
+    r.actions()
+        .map(|a| {
+            let mut one = r.clone();
+            one.action = Some(a.clone());
+            one.composite_actions.clear();
+            rule(&one)
+        })
+        .collect()
 }
 
 fn rule(r: &Rule) -> Json {
@@ -83,7 +102,9 @@ fn rule(r: &Rule) -> Json {
     if let Some(id) = &r.uid {
         o.insert("@id".into(), json!(id));
     }
-    o.insert("action".into(), action(&r.action));
+    if let Some(a) = &r.action {
+        o.insert("action".into(), action(a));
+    }
     put_refs(&mut o, &r.target, &r.assigner, &r.assignee);
     if !r.constraints.is_empty() {
         o.insert("constraint".into(), constraints(&r.constraints));
@@ -149,5 +170,221 @@ pub fn value(v: &Value) -> Json {
             datatype: Some(dt),
         } => json!({"@value": lexical, "@type": vocab::compact(dt)}),
         Value::List(items) => Json::Array(items.iter().map(value).collect()),
+    }
+}
+
+/// The policy as Turtle (ODRL 2.2 vocabulary). Rules and constraints without an IRI become
+/// blank nodes; list right operands and `andSequence` operands become RDF lists. Fails for
+/// terms that are not absolute IRIs (e.g. bare extension left operands from compact JSON).
+pub fn to_turtle(p: &Policy) -> Result<String, crate::PolicyError> {
+    let mut w = TurtleWriter::default();
+    let subject = match &p.uid {
+        Some(u) => w.iri(u)?,
+        None => "[]".to_string(),
+    };
+    let mut props = vec![format!("a odrl:{}", p.kind.term())];
+    if let Some(u) = &p.uid {
+        props.push(format!("odrl:uid {}", w.iri(u)?));
+    }
+    for prof in &p.profiles {
+        props.push(format!("odrl:profile {}", w.iri(prof)?));
+    }
+    if let Some(ts) = p.timestamp {
+        props.push(format!(
+            "dct:issued \"{}\"^^xsd:dateTime",
+            ts.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+        ));
+    }
+    if let Some(c) = p.conflict {
+        props.push(format!("odrl:conflict odrl:{}", c.term()));
+    }
+    w.refs(&mut props, &p.target, &p.assigner, &p.assignee)?;
+    for (key, rules) in [
+        ("permission", &p.permissions),
+        ("prohibition", &p.prohibitions),
+        ("obligation", &p.obligations),
+    ] {
+        for r in rules {
+            props.push(format!("odrl:{key} {}", w.rule(r)?));
+        }
+    }
+    Ok(format!(
+        "@prefix odrl: <{}> .\n@prefix xsd: <{XSD}> .\n@prefix dct: <{}> .\n@prefix rdf: <{}> .\n\n{subject} {} .\n{}",
+        vocab::ODRL,
+        vocab::DCT,
+        vocab::RDF,
+        props.join(" ;\n    "),
+        w.extra
+    ))
+}
+
+#[derive(Default)]
+struct TurtleWriter {
+    /// Statements about collections (their type and refinements), written after the policy.
+    extra: String,
+}
+
+impl TurtleWriter {
+    fn iri(&self, s: &str) -> Result<String, crate::PolicyError> {
+        let bad = |c: char| {
+            matches!(c, '<' | '>' | '"' | '{' | '}' | '|' | '^' | '`' | '\\') || c.is_whitespace()
+        };
+        if !vocab::is_absolute_iri(s) || s.chars().any(bad) {
+            return Err(crate::PolicyError::new(
+                "turtle",
+                format!("'{s}' is not an absolute IRI and cannot be written as Turtle"),
+            ));
+        }
+        Ok(format!("<{s}>"))
+    }
+
+    fn refs(
+        &mut self,
+        props: &mut Vec<String>,
+        target: &Option<Reference>,
+        assigner: &Option<Reference>,
+        assignee: &Option<Reference>,
+    ) -> Result<(), crate::PolicyError> {
+        for (key, r) in [
+            ("target", target),
+            ("assigner", assigner),
+            ("assignee", assignee),
+        ] {
+            let Some(r) = r else { continue };
+            let node = self.iri(&r.uid)?;
+            props.push(format!("odrl:{key} {node}"));
+            if r.collection || !r.refinement.is_empty() {
+                let ty = if key == "target" {
+                    "AssetCollection"
+                } else {
+                    "PartyCollection"
+                };
+                let mut about = vec![format!("a odrl:{ty}")];
+                for c in &r.refinement {
+                    about.push(format!("odrl:refinement {}", self.constraint(c)?));
+                }
+                self.extra
+                    .push_str(&format!("{node} {} .\n", about.join(" ; ")));
+            }
+        }
+        Ok(())
+    }
+
+    fn rule(&mut self, r: &Rule) -> Result<String, crate::PolicyError> {
+        let mut props = Vec::new();
+        for a in r.actions() {
+            if a.refinement.is_empty() {
+                props.push(format!("odrl:action {}", self.iri(&a.iri)?));
+            } else {
+                let refinements = a
+                    .refinement
+                    .iter()
+                    .map(|c| self.constraint(c))
+                    .collect::<Result<Vec<_>, _>>()?;
+                props.push(format!(
+                    "odrl:action [ rdf:value {} ; odrl:refinement {} ]",
+                    self.iri(&a.iri)?,
+                    refinements.join(", ")
+                ));
+            }
+        }
+        self.refs(&mut props, &r.target, &r.assigner, &r.assignee)?;
+        for c in &r.constraints {
+            props.push(format!("odrl:constraint {}", self.constraint(c)?));
+        }
+        for (key, rules) in [
+            ("duty", &r.duties),
+            ("remedy", &r.remedies),
+            ("consequence", &r.consequences),
+        ] {
+            for d in rules {
+                props.push(format!("odrl:{key} {}", self.rule(d)?));
+            }
+        }
+        self.node(r.uid.as_deref(), props)
+    }
+
+    fn constraint(&mut self, c: &Constraint) -> Result<String, crate::PolicyError> {
+        match c {
+            Constraint::Atomic(a) => {
+                let mut props = vec![
+                    format!("odrl:leftOperand {}", self.iri(&a.left_operand)?),
+                    format!("odrl:operator odrl:{}", a.operator.term()),
+                ];
+                let right = match &a.right_operand {
+                    Value::List(items) => format!(
+                        "( {} )",
+                        items
+                            .iter()
+                            .map(|v| self.value(v))
+                            .collect::<Result<Vec<_>, _>>()?
+                            .join(" ")
+                    ),
+                    v => self.value(v)?,
+                };
+                props.push(format!("odrl:rightOperand {right}"));
+                if let Some(u) = &a.unit {
+                    props.push(format!("odrl:unit {}", self.iri(u)?));
+                }
+                self.node(a.uid.as_deref(), props)
+            }
+            Constraint::Logical(l) => {
+                let operands = l
+                    .operands
+                    .iter()
+                    .map(|o| self.constraint(o))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let objects = if l.operator == LogicalOperator::AndSequence {
+                    format!("( {} )", operands.join(" "))
+                } else {
+                    operands.join(", ")
+                };
+                let props = vec![
+                    "a odrl:LogicalConstraint".to_string(),
+                    format!("odrl:{} {objects}", l.operator.term()),
+                ];
+                self.node(l.uid.as_deref(), props)
+            }
+        }
+    }
+
+    /// A node: a blank node with its properties inline, or an IRI described after the policy.
+    fn node(
+        &mut self,
+        uid: Option<&str>,
+        props: Vec<String>,
+    ) -> Result<String, crate::PolicyError> {
+        match uid {
+            None => Ok(format!("[ {} ]", props.join(" ; "))),
+            Some(u) => {
+                let node = self.iri(u)?;
+                if !props.is_empty() {
+                    self.extra
+                        .push_str(&format!("{node} {} .\n", props.join(" ;\n    ")));
+                }
+                Ok(node)
+            }
+        }
+    }
+
+    fn value(&self, v: &Value) -> Result<String, crate::PolicyError> {
+        match v {
+            Value::Iri(i) => self.iri(i),
+            Value::Literal { lexical, datatype } => {
+                let escaped = lexical
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n")
+                    .replace('\r', "\\r");
+                match datatype {
+                    None => Ok(format!("\"{escaped}\"")),
+                    Some(dt) => Ok(format!("\"{escaped}\"^^{}", self.iri(dt)?)),
+                }
+            }
+            Value::List(_) => Err(crate::PolicyError::new(
+                "turtle",
+                "nested lists cannot be written",
+            )),
+        }
     }
 }

@@ -38,7 +38,8 @@ pub enum TokenError {
     InvalidKey(String),
     /// An attenuation that would not narrow the token (e.g. no columns).
     InvalidAttenuation(String),
-    /// Any other refusal by the token's checks.
+    /// Any other refusal by the token's checks; the detail is for the provider's log only
+    /// (`Display` does not show it).
     Denied(String),
 }
 
@@ -61,7 +62,8 @@ impl fmt::Display for TokenError {
             }
             TokenError::InvalidKey(m) => write!(f, "invalid key: {m}"),
             TokenError::InvalidAttenuation(m) => write!(f, "invalid attenuation: {m}"),
-            TokenError::Denied(m) => write!(f, "the access token does not allow this request: {m}"),
+            // the detail names the token's internal checks: for the operator's log, not the consumer
+            TokenError::Denied(_) => write!(f, "the access token does not allow this request"),
         }
     }
 }

@@ -26,6 +26,13 @@ pub fn parse_datetime(s: &str) -> Option<DateTime<Utc>> {
         .map(|t| t.and_utc())
 }
 
+/// The day of an xsd:date literal (`2024-02-12`, optionally with `Z`): a dateTime compared
+/// with a date is compared by its UTC day ("eq 2024-02-12" holds all that day).
+pub fn parse_date(s: &str) -> Option<NaiveDate> {
+    let s = s.trim();
+    NaiveDate::parse_from_str(s.strip_suffix('Z').unwrap_or(s), "%Y-%m-%d").ok()
+}
+
 /// An xsd:duration: calendar months plus an exact time span.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Duration {

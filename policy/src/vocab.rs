@@ -211,15 +211,30 @@ pub fn action_parent(iri: &str) -> Option<String> {
     None
 }
 
-/// Whether `action` is `ancestor` or transitively `includedIn` it.
+/// Whether `action` is `ancestor` or transitively `includedIn` it (no allocation: this runs
+/// on every decision).
 pub fn action_included_in(action: &str, ancestor: &str) -> bool {
-    let mut current = action.to_string();
+    if action == ancestor {
+        return true;
+    }
+    let Some(target) = ancestor.strip_prefix(ODRL) else {
+        return false;
+    };
+    let mut local = match (action.strip_prefix(ODRL), action.strip_prefix(SLUIS)) {
+        (Some(l), _) => l,
+        (_, Some(l)) if SLUIS_ACTIONS.contains(&l) => "anonymize",
+        _ => return false,
+    };
     for _ in 0..16 {
-        if current == ancestor {
+        if local == target {
             return true;
         }
-        match action_parent(&current) {
-            Some(p) => current = p,
+        match ACTIONS
+            .iter()
+            .find(|(a, _)| *a == local)
+            .and_then(|(_, p)| *p)
+        {
+            Some(parent) => local = parent,
             None => return false,
         }
     }

@@ -357,3 +357,253 @@ fn size_is_bounded() {
     let e = parse_err(json!({"@type":"Offer","permission":[{"action":"use","constraint":cs}]}));
     assert!(e.contains("policy too large"), "{e}");
 }
+
+// ----- the DSP 2025-1 contract schema accepts what we write -------------------------------
+
+fn contract_schema() -> jsonschema::Validator {
+    jsonschema::validator_for(&spec("negotiation/contract-schema.json")).expect("schema compiles")
+}
+
+fn assert_schema_valid(v: &jsonschema::Validator, json: &Value, what: &str) {
+    let errors: Vec<String> = v
+        .iter_errors(json)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{what}: {errors:?}\n{json:#}");
+}
+
+#[test]
+fn serialised_agreements_and_offers_satisfy_the_contract_schema() {
+    let v = contract_schema();
+    let ts = chrono::DateTime::parse_from_rfc3339("2026-01-02T03:04:05Z")
+        .unwrap()
+        .to_utc();
+    let offer = p(demo_offer());
+    let agreement = offer.to_agreement(
+        "urn:agreement:1",
+        "urn:dataset:meters",
+        "urn:provider",
+        "urn:consumer",
+        ts,
+    );
+    assert_schema_valid(&v, &agreement.to_dsp_json(), "demo agreement");
+    for (at, json) in example_policies() {
+        let policy = Policy::from_json(&json).unwrap();
+        if policy.kind() == PolicyKind::Agreement {
+            assert_schema_valid(&v, &policy.to_dsp_json(), &at);
+        }
+    }
+    // typed literals, IRIs and lists: never a bare number
+    let typed = p(
+        json!({"@id":"urn:p","@type":"Offer","permission":[{"action":"use","constraint":[
+        {"leftOperand":"count","operator":"lteq","rightOperand":10},
+        {"leftOperand":"sluis:row.ok","operator":"isAnyOf","rightOperand":["a","b"]}],
+        "duty":[{"action":"sluis:hash","constraint":[{"leftOperand":"sluis:column","operator":"isAnyOf","rightOperand":["email"]}]}]}],
+        "prohibition":[{"action":"distribute"}]}),
+    );
+    let a = typed.to_agreement("urn:a", "urn:d", "urn:p", "urn:c", ts);
+    assert_schema_valid(&v, &a.to_dsp_json(), "typed agreement");
+}
+
+#[test]
+fn keys_with_unknown_prefixes_are_not_ignored() {
+    let e = parse_err(
+        json!({"@type":"Offer","permission":[{"action":"use","odlr:constraint":[
+        {"leftOperand":"purpose","operator":"eq","rightOperand":"x"}]}]}),
+    );
+    assert_eq!(
+        e,
+        "permission[0].odlr:constraint: unknown property 'odlr:constraint' in a permission"
+    );
+    // annotations in known namespaces are fine
+    p(
+        json!({"@type":"Offer","dct:description":"meters","http://example.org/note":"x","permission":[{"action":"use"}]}),
+    );
+}
+
+#[test]
+fn an_iri_and_a_string_of_it_mean_the_same_right_operand() {
+    let as_string = p(
+        json!({"@type":"Offer","permission":[{"action":"use","constraint":[
+        {"leftOperand":"spatial","operator":"eq","rightOperand":"http://example.org/EU"}]}]}),
+    );
+    let as_iri = p(
+        json!({"@type":"Offer","permission":[{"action":"use","constraint":[
+        {"leftOperand":"spatial","operator":"eq","rightOperand":{"@id":"http://example.org/EU"}}]}]}),
+    );
+    assert!(as_string.equivalent(&as_iri));
+}
+
+/// A deterministic random walk over ODRL-shaped JSON: parsing never panics, and whatever
+/// parses serialises and parses again to the same policy.
+#[test]
+fn arbitrary_json_never_panics_and_round_trips() {
+    let keys = [
+        "@id",
+        "@type",
+        "permission",
+        "prohibition",
+        "obligation",
+        "action",
+        "constraint",
+        "duty",
+        "leftOperand",
+        "operator",
+        "rightOperand",
+        "and",
+        "or",
+        "xone",
+        "andSequence",
+        "target",
+        "assignee",
+        "refinement",
+        "remedy",
+        "consequence",
+        "profile",
+        "conflict",
+        "@value",
+        "@list",
+        "odrl:permission",
+        "unit",
+        "timestamp",
+    ];
+    let atoms = [
+        json!("use"),
+        json!("read"),
+        json!("eq"),
+        json!("isAnyOf"),
+        json!("purpose"),
+        json!("dateTime"),
+        json!("sluis:row.a"),
+        json!("sluis:column"),
+        json!("Offer"),
+        json!("Agreement"),
+        json!(1),
+        json!(null),
+        json!(true),
+        json!("2024-01-01T00:00:00Z"),
+        json!({"@id":"urn:x"}),
+        json!([]),
+        json!({"@value":"3","@type":"xsd:integer"}),
+        json!("perm"),
+    ];
+    let mut seed: u64 = 0x5EED;
+    let mut next = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    fn build(
+        depth: usize,
+        next: &mut dyn FnMut(usize) -> usize,
+        keys: &[&str],
+        atoms: &[Value],
+    ) -> Value {
+        match (depth, next(4)) {
+            (0, _) | (_, 0) => atoms[next(atoms.len())].clone(),
+            (_, 1) => Value::Array(
+                (0..next(3))
+                    .map(|_| build(depth - 1, next, keys, atoms))
+                    .collect(),
+            ),
+            _ => {
+                let mut o = serde_json::Map::new();
+                for _ in 0..next(5) {
+                    o.insert(
+                        keys[next(keys.len())].to_string(),
+                        build(depth - 1, next, keys, atoms),
+                    );
+                }
+                Value::Object(o)
+            }
+        }
+    }
+    let mut parsed = 0;
+    for _ in 0..5000 {
+        let mut v = build(5, &mut next, &keys, &atoms);
+        if let Some(o) = v.as_object_mut() {
+            o.insert("@type".into(), json!("Offer"));
+        }
+        if let Ok(policy) = Policy::from_json(&v) {
+            parsed += 1;
+            let again =
+                Policy::from_json(&policy.to_dsp_json()).unwrap_or_else(|e| panic!("{e}: {v}"));
+            assert!(again.equivalent(&policy), "{v}");
+        }
+    }
+    assert!(
+        parsed > 10,
+        "the walk should produce some valid policies ({parsed})"
+    );
+}
+
+#[test]
+fn dsp_2024_1_prefixed_offer_with_single_objects_and_lists() {
+    let prefixed = p(json!({
+        "@context": "https://w3id.org/dspace/2024/1/context.json",
+        "@id": "urn:offer:1", "@type": "odrl:Offer",
+        "odrl:permission": {
+            "odrl:action": {"@id": "odrl:use"},
+            "odrl:constraint": {"odrl:and": {"@list": [
+                {"odrl:leftOperand": "odrl:purpose", "odrl:operator": {"@id": "odrl:isAnyOf"},
+                 "odrl:rightOperand": [{"@id": "https://w3id.org/dpv#ResearchAndDevelopment"}, {"@id": "https://w3id.org/dpv#Marketing"}]},
+                {"odrl:leftOperand": {"@id": "odrl:dateTime"}, "odrl:operator": {"@id": "odrl:lt"},
+                 "odrl:rightOperand": {"@value": "2027-01-01T00:00:00Z", "@type": "xsd:dateTime"}}
+            ]}}
+        }
+    }));
+    let compact = p(
+        json!({"@type":"Offer","permission":[{"action":"use","constraint":[
+        {"leftOperand":"dateTime","operator":"lt","rightOperand":{"@value":"2027-01-01T00:00:00Z","@type":"xsd:dateTime"}},
+        {"leftOperand":"purpose","operator":"isAnyOf","rightOperand":["https://w3id.org/dpv#Marketing","https://w3id.org/dpv#ResearchAndDevelopment"]}]}]}),
+    );
+    assert!(prefixed.equivalent(&compact));
+    assert_eq!(prefixed.id(), Some("urn:offer:1"));
+}
+
+/// Resolves `https://w3id.org/dspace/2025/1/…` schema ids to the shared copies (no network).
+struct LocalDsp;
+
+impl jsonschema::Retrieve for LocalDsp {
+    fn retrieve(
+        &self,
+        uri: &jsonschema::Uri<String>,
+    ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+        let rel = uri
+            .as_str()
+            .strip_prefix("https://w3id.org/dspace/2025/1/")
+            .ok_or_else(|| format!("no local copy of {uri}"))?;
+        Ok(spec(rel))
+    }
+}
+
+fn validator(schema: Value) -> jsonschema::Validator {
+    jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft201909)
+        .with_retriever(LocalDsp)
+        .build(&schema)
+        .expect("schema compiles")
+}
+
+#[test]
+fn serialised_offers_satisfy_the_catalog_and_message_schemas() {
+    // a catalogue offer (no target): the `Offer` definition that dataset-schema.json uses
+    let catalog_offer = validator(
+        json!({"$ref": "https://w3id.org/dspace/2025/1/negotiation/contract-schema.json#/definitions/Offer"}),
+    );
+    let demo = p(demo_offer());
+    assert_schema_valid(&catalog_offer, &demo.to_dsp_json(), "catalogue offer");
+    // an offer in a contract request message, with its target
+    let request_message = validator(spec("negotiation/contract-request-message-schema.json"));
+    let mut offer = demo.clone();
+    offer.target = Some(sluis_policy::Reference::new("urn:dataset:meters"));
+    let message = json!({
+        "@context": ["https://w3id.org/dspace/2025/1/context.jsonld"],
+        "@type": "ContractRequestMessage",
+        "consumerPid": "urn:uuid:32541fe6-c580-409e-85a8-8a9a32fbe833",
+        "offer": offer.to_dsp_json(),
+        "callbackAddress": "https://consumer.example/callback"
+    });
+    assert_schema_valid(&request_message, &message, "contract request message");
+}

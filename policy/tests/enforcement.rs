@@ -185,7 +185,7 @@ fn constraints_the_data_plane_cannot_enforce_are_errors() {
 }
 
 #[test]
-fn prohibitions_obligations_and_several_permissions_are_errors() {
+fn several_permissions_and_prohibitions_of_reading_are_errors() {
     let two = Policy::from_json(&json!({"@type":"Agreement","permission":[{"action":"use"},{"action":"read","constraint":[{"leftOperand":"purpose","operator":"eq","rightOperand":"x"}]}]})).unwrap();
     assert!(
         compile(&two)
@@ -193,19 +193,51 @@ fn prohibitions_obligations_and_several_permissions_are_errors() {
             .to_string()
             .contains("more than one use/read permission")
     );
-    let prohibition = Policy::from_json(&json!({"@type":"Agreement","permission":[{"action":"use"}],"prohibition":[{"action":"distribute"}]})).unwrap();
-    assert!(
-        compile(&prohibition)
-            .unwrap_err()
-            .to_string()
-            .starts_with("prohibition[0]")
+    for (prohibition, message) in [
+        (
+            json!({"action":"use"}),
+            "prohibition[0]: the agreement prohibits 'use' outright",
+        ),
+        (
+            json!({"action":"read","constraint":[{"leftOperand":"purpose","operator":"eq","rightOperand":"ads"}]}),
+            "prohibition[0]: a prohibition of use/read is enforceable only as one constraint 'sluis:column isAnyOf [columns]'",
+        ),
+    ] {
+        let p = Policy::from_json(&json!({"@type":"Agreement","permission":[{"action":"use"}],"prohibition":[prohibition]})).unwrap();
+        assert_eq!(compile(&p).unwrap_err().to_string(), message);
+    }
+}
+
+#[test]
+fn prohibited_columns_are_denied() {
+    let p = Policy::from_json(&json!({"@type":"Agreement",
+        "permission":[{"action":"use","constraint":[{"leftOperand":"sluis:column","operator":"isPartOf","rightOperand":["a","b","c"]}]}],
+        "prohibition":[{"action":"read","constraint":[{"leftOperand":"sluis:column","operator":"isAnyOf","rightOperand":["b"]}]}]})).unwrap();
+    assert_eq!(
+        compile(&p).unwrap().columns,
+        ColumnAccess::Allow(vec!["a".into(), "c".into()])
     );
-    let obligation = Policy::from_json(&json!({"@type":"Agreement","permission":[{"action":"use"}],"obligation":[{"action":"compensate"}]})).unwrap();
-    assert!(
-        compile(&obligation)
-            .unwrap_err()
-            .to_string()
-            .starts_with("obligation[0]")
+}
+
+#[test]
+fn other_prohibitions_and_obligations_are_listed_out_of_band() {
+    let p = Policy::from_json(&json!({"@type":"Agreement","permission":[{"action":"use"}],
+        "prohibition":[{"action":"distribute"}],"obligation":[{"action":"compensate"}]}))
+    .unwrap();
+    let plan = compile(&p).unwrap();
+    assert_eq!(
+        plan.out_of_band,
+        vec![
+            "prohibition distribute".to_string(),
+            "obligation compensate".to_string()
+        ]
+    );
+    assert_eq!(
+        EnforcementPlan {
+            out_of_band: vec![],
+            ..plan
+        },
+        EnforcementPlan::default()
     );
 }
 
@@ -233,4 +265,16 @@ fn and_and_and_sequence_flatten_into_the_plan() {
     .unwrap();
     assert_eq!(plan.row_filters.len(), 1);
     assert_eq!(plan.max_rows_per_query, Some(10));
+}
+
+#[test]
+fn date_bounds_cover_whole_days_like_the_evaluator() {
+    let plan = compile(&agreement(json!({"action":"use","constraint":[
+        {"leftOperand":"dateTime","operator":"gt","rightOperand":{"@value":"2026-01-10","@type":"xsd:date"}},
+        {"leftOperand":"dateTime","operator":"lteq","rightOperand":{"@value":"2026-01-20","@type":"xsd:date"}}]}))).unwrap();
+    assert_eq!(plan.not_before, Some(at("2026-01-11T00:00:00Z")));
+    assert_eq!(
+        plan.not_after,
+        Some(at("2026-01-21T00:00:00Z") - chrono::TimeDelta::nanoseconds(1))
+    );
 }

@@ -472,13 +472,7 @@ impl Parser {
             }
             _ => (self.iri(v, path)?, Vec::new()),
         };
-        if !vocab::is_known_action(&iri) {
-            return Err(err(
-                path,
-                format!("unknown action '{}'", vocab::compact(&iri)),
-            ));
-        }
-        Ok(Action { iri, refinement })
+        Action::checked(iri, refinement, path)
     }
 
     fn constraints(
@@ -686,8 +680,13 @@ impl Parser {
 }
 
 /// Keys outside ODRL that may annotate a policy node (descriptions, DSP fields, etc.).
+/// Only full IRIs (after prefix expansion) count: a key with an unknown prefix, say a typo
+/// of `odrl:`, is an error rather than ignored metadata.
 fn is_metadata_key(iri: &str) -> bool {
-    vocab::is_absolute_iri(iri) || iri == "timestamp"
+    ["http://", "https://", "urn:", "did:"]
+        .iter()
+        .any(|scheme| iri.starts_with(scheme))
+        || iri == "timestamp"
 }
 
 fn kind(v: &Json) -> &'static str {

@@ -1,3 +1,4 @@
-//! Parsers: JSON (DSP compact, JSON-LD prefixed and expanded).
+//! Parsers: JSON (DSP compact, JSON-LD prefixed and expanded) and Turtle.
 
 pub mod json;
+pub mod turtle;
