@@ -26,6 +26,8 @@ pub struct CatalogStore {
     /// it is offerable (has an offer and a distribution). Derived from the graph (rebuilt on
     /// load) and updated under its write lock together with each commit.
     pub(crate) ids: Arc<RwLock<BTreeMap<String, bool>>>,
+    /// SPARQL evaluations still running (see `sparql::MAX_RUNNING_QUERIES`).
+    pub(crate) running_queries: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for CatalogStore {
@@ -70,6 +72,7 @@ impl CatalogStore {
         CatalogStore {
             store,
             ids: Arc::new(RwLock::new(BTreeMap::new())),
+            running_queries: Arc::default(),
         }
     }
 
