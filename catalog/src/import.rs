@@ -258,7 +258,7 @@ impl CatalogStore {
         tx.commit()?;
         for (node, _, offerable) in prepared {
             report.datasets.push(node.as_str().to_string());
-            ids.insert(node.into_string(), offerable);
+            ids.insert(node.into_string(), crate::store::Entry::new(offerable));
         }
         report.datasets.sort();
         Ok(report)

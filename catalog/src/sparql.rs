@@ -148,8 +148,10 @@ impl CatalogStore {
         std::thread::Builder::new()
             .name("sluis-sparql".into())
             .spawn(move || {
-                let _slot = slot;
-                let _ = tx.send(store.evaluate(&query, syntax, limits, token2));
+                let answer = store.evaluate(&query, syntax, limits, token2);
+                // Free the slot before answering, so the caller's next query finds it free.
+                drop(slot);
+                let _ = tx.send(answer);
             })
             .map_err(|e| CatalogError::Sparql(format!("cannot start the query: {e}")))?;
         match rx.recv_timeout(limits.timeout) {

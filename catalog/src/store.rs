@@ -1,7 +1,7 @@
 //! [`CatalogStore`]: the oxigraph-backed catalogue.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use oxigraph::io::{RdfFormat, RdfParseError, RdfParser, RdfSerializer};
 use oxigraph::model::vocab::rdf;
@@ -23,9 +23,9 @@ use crate::vocab::*;
 pub struct CatalogStore {
     pub(crate) store: Store,
     /// Ids of the local datasets, sorted (the order of DSP catalogue pages), each with whether
-    /// it is offerable (has an offer and a distribution). Derived from the graph (rebuilt on
-    /// load) and updated under its write lock together with each commit.
-    pub(crate) ids: Arc<RwLock<BTreeMap<String, bool>>>,
+    /// it is offerable and a lazily filled [`Summary`]. Derived from the graph (rebuilt on
+    /// load) and replaced under its write lock together with each commit.
+    pub(crate) ids: Arc<RwLock<BTreeMap<String, Entry>>>,
     /// SPARQL evaluations still running (see `sparql::MAX_RUNNING_QUERIES`).
     pub(crate) running_queries: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -35,6 +35,53 @@ impl std::fmt::Debug for CatalogStore {
         f.debug_struct("CatalogStore")
             .field("datasets", &self.ids.read().map(|i| i.len()).unwrap_or(0))
             .finish()
+    }
+}
+
+/// An entry of the id index.
+pub(crate) struct Entry {
+    /// Has an offer and a distribution (DSP lists only such datasets).
+    pub offerable: bool,
+    /// What filters and visibility need, read from the graph on first use. A write replaces
+    /// the whole entry, so a summary never outlives the graph state it was read from.
+    pub summary: OnceLock<Arc<Summary>>,
+}
+
+impl Entry {
+    pub(crate) fn new(offerable: bool) -> Self {
+        Entry {
+            offerable,
+            summary: OnceLock::new(),
+        }
+    }
+}
+
+/// The parts of a dataset that catalogue filters and visibility predicates look at.
+#[derive(Debug)]
+pub(crate) struct Summary {
+    pub id: String,
+    pub offers: Vec<Value>,
+    pub has_distribution: bool,
+    pub title: String,
+    pub description: String,
+    pub keywords: Vec<String>,
+    pub themes: Vec<String>,
+    pub formats: Vec<String>,
+}
+
+impl Summary {
+    /// Lower-cases the text fields once, for case-insensitive filters.
+    pub(crate) fn of(ds: &Dataset) -> Self {
+        Summary {
+            id: ds.id.clone(),
+            offers: ds.offers.clone(),
+            has_distribution: !ds.distributions.is_empty(),
+            title: ds.title.to_lowercase(),
+            description: ds.description.as_deref().unwrap_or("").to_lowercase(),
+            keywords: ds.keywords.iter().map(|k| k.to_lowercase()).collect(),
+            themes: ds.themes.clone(),
+            formats: ds.distributions.iter().map(|d| d.format.clone()).collect(),
+        }
     }
 }
 
@@ -101,7 +148,7 @@ impl CatalogStore {
         tx.commit()?;
         ids.insert(
             ds.id.clone(),
-            !ds.offers.is_empty() && !ds.distributions.is_empty(),
+            Entry::new(!ds.offers.is_empty() && !ds.distributions.is_empty()),
         );
         Ok(())
     }
@@ -308,7 +355,7 @@ impl CatalogStore {
                 && is_dataset_graph(g.as_str())
             {
                 let offerable = self.is_offerable(g)?;
-                ids.insert(g.as_str().to_string(), offerable);
+                ids.insert(g.as_str().to_string(), Entry::new(offerable));
             }
         }
         Ok(())
