@@ -18,7 +18,7 @@ fn dataset(i: usize) -> Dataset {
         description: Some(format!("Quarter-hour smart meter readings of district {i}")),
         keywords: vec![
             "energy".into(),
-            if i % 2 == 0 { "even" } else { "odd" }.into(),
+            if i.is_multiple_of(2) { "even" } else { "odd" }.into(),
         ],
         themes: vec!["http://publications.europa.eu/resource/authority/data-theme/ENER".into()],
         publisher: Some("did:web:provider.example".into()),
@@ -287,5 +287,18 @@ fn probe(dump_path: &std::path::Path) {
     println!("extend: {:.2} s", start.elapsed().as_secs_f64());
     drop(quads);
     drop(store2);
+    drop(store);
+    let store3 = oxigraph::store::Store::new().unwrap();
+    let start = Instant::now();
+    store3.load_from_slice(RdfFormat::NQuads, &bytes).unwrap();
+    println!(
+        "Store::load_from_slice (parse + insert): {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+    drop(store3);
+    let start = Instant::now();
+    let cat = CatalogStore::load(&bytes).unwrap();
+    println!("CatalogStore::load: {:.2} s", start.elapsed().as_secs_f64());
+    drop(cat);
     println!("rss with one store: {}", status("VmRSS:"));
 }

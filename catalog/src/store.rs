@@ -326,14 +326,37 @@ impl CatalogStore {
             .map_err(|e| CatalogError::Store(e.to_string()))
     }
 
-    /// Rebuilds a catalogue from a [`CatalogStore::dump`]. All or nothing.
+    /// Rebuilds a catalogue from a [`CatalogStore::dump`]. All or nothing: on an error the
+    /// half-built store is dropped.
+    ///
+    /// Parsing and inserting overlap: one thread parses N-Quads into chunks while this one
+    /// inserts them (each step takes about half of the time).
     pub fn load(bytes: &[u8]) -> Result<Self, CatalogError> {
+        const CHUNK: usize = 16 * 1024;
         let store = Store::new()?;
-        let mut loader = store.bulk_loader();
-        loader
-            .load_from_slice(RdfParser::from_format(RdfFormat::NQuads), bytes)
-            .map_err(loader_error)?;
-        loader.commit()?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Quad>, CatalogError>>(8);
+        std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let mut chunk = Vec::with_capacity(CHUNK);
+                for q in RdfParser::from_format(RdfFormat::NQuads).for_slice(bytes) {
+                    match q {
+                        Ok(q) => chunk.push(q),
+                        Err(e) => {
+                            let _ = tx.send(Err(loader_error(LoaderError::Parsing(e.into()))));
+                            return;
+                        }
+                    }
+                    if chunk.len() == CHUNK && tx.send(Ok(std::mem::take(&mut chunk))).is_err() {
+                        return; // the inserter gave up
+                    }
+                }
+                let _ = tx.send(Ok(chunk));
+            });
+            for chunk in rx {
+                store.extend(chunk?)?;
+            }
+            Ok::<(), CatalogError>(())
+        })?;
         let cat = Self::from_store(store);
         cat.rebuild_index()?;
         Ok(cat)

@@ -317,14 +317,23 @@ fn filters_see_every_write_after_the_summaries_are_cached() {
     let cat = store_with(4);
     let filter = |v: Value| CatalogFilter::parse(&v).unwrap();
     let ids = |f: &CatalogFilter, vis: &dyn sluis_catalog::OfferVisibility| {
-        let page = cat.dsp_catalog_for(&svc(), Page::default(), f, vis).unwrap();
+        let page = cat
+            .dsp_catalog_for(&svc(), Page::default(), f, vis)
+            .unwrap();
         page.catalog["dataset"]
             .as_array()
-            .map(|a| a.iter().map(|d| d["@id"].as_str().unwrap().to_string()).collect::<Vec<_>>())
+            .map(|a| {
+                a.iter()
+                    .map(|d| d["@id"].as_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
+            })
             .unwrap_or_default()
     };
     let odd = filter(json!([{"keyword": "odd"}]));
-    assert_eq!(ids(&odd, &sluis_catalog::visible_to_all), vec!["urn:sluis:dataset:001", "urn:sluis:dataset:003"]);
+    assert_eq!(
+        ids(&odd, &sluis_catalog::visible_to_all),
+        vec!["urn:sluis:dataset:001", "urn:sluis:dataset:003"]
+    );
     // a replace changes keywords: the cached summary must not be used
     let mut ds0 = cat.dataset("urn:sluis:dataset:000").unwrap().unwrap();
     ds0.keywords = vec!["odd".into()];
@@ -333,15 +342,25 @@ fn filters_see_every_write_after_the_summaries_are_cached() {
     // an import replaces one too
     let ttl = r#"<urn:sluis:dataset:003> a <http://www.w3.org/ns/dcat#Dataset> ; <http://purl.org/dc/terms/title> "x" ;
         <http://www.w3.org/ns/dcat#keyword> "even" ."#;
-    cat.import(ttl.as_bytes(), sluis_catalog::RdfSyntax::Turtle).unwrap();
-    assert_eq!(ids(&odd, &sluis_catalog::visible_to_all), vec!["urn:sluis:dataset:000", "urn:sluis:dataset:001"]);
+    cat.import(ttl.as_bytes(), sluis_catalog::RdfSyntax::Turtle)
+        .unwrap();
+    assert_eq!(
+        ids(&odd, &sluis_catalog::visible_to_all),
+        vec!["urn:sluis:dataset:000", "urn:sluis:dataset:001"]
+    );
     // visibility over new offers
     let hide_new = |o: &Value| o["@id"] != "urn:sluis:offer:new";
     assert_eq!(ids(&CatalogFilter::default(), &hide_new).len(), 3);
     let mut ds1 = cat.dataset("urn:sluis:dataset:001").unwrap().unwrap();
     ds1.offers = vec![json!({"@id": "urn:sluis:offer:new", "permission": [{"action": "use"}]})];
     cat.put_dataset(&ds1).unwrap();
-    assert_eq!(ids(&CatalogFilter::default(), &hide_new), vec!["urn:sluis:dataset:000", "urn:sluis:dataset:002"]);
+    assert_eq!(
+        ids(&CatalogFilter::default(), &hide_new),
+        vec!["urn:sluis:dataset:000", "urn:sluis:dataset:002"]
+    );
     cat.remove_dataset("urn:sluis:dataset:000").unwrap();
-    assert_eq!(ids(&CatalogFilter::default(), &hide_new), vec!["urn:sluis:dataset:002"]);
+    assert_eq!(
+        ids(&CatalogFilter::default(), &hide_new),
+        vec!["urn:sluis:dataset:002"]
+    );
 }
