@@ -285,10 +285,6 @@ impl CatalogStore {
             Quad::new(graph.clone(), SLUIS_PEER, peer, peers.clone()),
             Quad::new(graph.clone(), SLUIS_FETCHED_AT, when, peers.clone()),
         ];
-        let _ids = self
-            .ids
-            .write()
-            .map_err(|_| CatalogError::Store("index lock poisoned".into()))?;
         let mut tx = self.store.start_transaction()?;
         let old: Vec<Quad> = tx
             .quads_for_pattern(
@@ -314,10 +310,6 @@ impl CatalogStore {
         iri(peer_id, "peer")?;
         let graph = NamedNode::new_unchecked(peer_graph_name(peer_id));
         let peers = GraphName::NamedNode(NamedNode::new_unchecked(PEERS_GRAPH));
-        let _ids = self
-            .ids
-            .write()
-            .map_err(|_| CatalogError::Store("index lock poisoned".into()))?;
         let mut tx = self.store.start_transaction()?;
         let old: Vec<Quad> = tx
             .quads_for_pattern(

@@ -273,7 +273,7 @@ impl CatalogStore {
                 };
                 if !summary.has_distribution
                     || !filter.matches_summary(&summary)
-                    || !summary.offers.iter().any(|o| visible.is_visible(o))
+                    || !any_visible(&summary, visible)
                 {
                     continue;
                 }
@@ -305,4 +305,16 @@ impl CatalogStore {
                 .clone(),
         ))
     }
+}
+
+/// Whether the caller sees at least one offer of the summarised dataset.
+fn any_visible(summary: &Summary, visible: &dyn OfferVisibility) -> bool {
+    if visible.sees_everything() {
+        return !summary.offers.is_empty();
+    }
+    summary.offers.iter().any(|o| {
+        serde_json::from_str::<Value>(o)
+            .map(|offer| visible.is_visible(&offer))
+            .unwrap_or(false)
+    })
 }
