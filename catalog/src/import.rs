@@ -19,7 +19,8 @@ const RDFS_RESOURCE: oxigraph::model::NamedNodeRef<'static> =
     oxigraph::model::NamedNodeRef::new_unchecked("http://www.w3.org/2000/01/rdf-schema#Resource");
 
 /// RDF syntaxes accepted by [`CatalogStore::import`] and produced by [`CatalogStore::export`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum RdfSyntax {
     /// `text/turtle`.
     Turtle,

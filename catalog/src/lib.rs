@@ -6,6 +6,7 @@
 //! produced from the graph. Data-source locations are stored under a Sluis-internal namespace
 //! and never leave through DSP JSON or partner exports. See `README.md` for the graph layout.
 
+mod change;
 mod dcatap;
 mod dsp;
 mod error;
@@ -19,6 +20,7 @@ mod sparql;
 mod store;
 pub mod vocab;
 
+pub use change::CatalogChange;
 pub use dcatap::MissingProperty;
 pub use dsp::{DSP_CONTEXT, catalog_error_json};
 pub use error::CatalogError;
