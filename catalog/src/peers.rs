@@ -8,6 +8,7 @@ use oxigraph::model::vocab::{rdf, xsd};
 use oxigraph::model::{
     BlankNode, GraphName, GraphNameRef, Literal, NamedNode, NamedOrBlankNode, Quad, Term,
 };
+use oxigraph::store::Transaction;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -257,6 +258,24 @@ fn literal(v: &Value) -> Option<Literal> {
     }
 }
 
+/// Clears a peer graph and its bookkeeping in `tx`; `false` when no catalogue was stored.
+fn forget_peer(tx: &mut Transaction<'_>, graph: &NamedNode) -> Result<bool, CatalogError> {
+    let peers = NamedNode::new_unchecked(PEERS_GRAPH);
+    let old: Vec<Quad> = tx
+        .quads_for_pattern(
+            Some(graph.as_ref().into()),
+            None,
+            None,
+            Some(GraphNameRef::NamedNode(peers.as_ref())),
+        )
+        .collect::<Result<_, _>>()?;
+    for q in &old {
+        tx.remove(q);
+    }
+    tx.clear_graph(graph.as_ref())?;
+    Ok(!old.is_empty())
+}
+
 impl CatalogStore {
     /// Stores (replacing) the DSP catalogue fetched from `peer_id` at `fetched_at` in the
     /// peer's own named graph. Malformed datasets and offers are left out and counted; a body
@@ -286,18 +305,7 @@ impl CatalogStore {
             Quad::new(graph.clone(), SLUIS_FETCHED_AT, when, peers.clone()),
         ];
         let mut tx = self.store.start_transaction()?;
-        let old: Vec<Quad> = tx
-            .quads_for_pattern(
-                Some(graph.as_ref().into()),
-                None,
-                None,
-                Some(peers.as_ref()),
-            )
-            .collect::<Result<_, _>>()?;
-        for q in &old {
-            tx.remove(q);
-        }
-        tx.clear_graph(graph.as_ref())?;
+        forget_peer(&mut tx, &graph)?;
         tx.insert_named_graph(graph.as_ref());
         tx.extend(w.quads.iter());
         tx.extend(meta.iter());
@@ -309,23 +317,10 @@ impl CatalogStore {
     pub fn remove_peer_catalog(&self, peer_id: &str) -> Result<bool, CatalogError> {
         iri(peer_id, "peer")?;
         let graph = NamedNode::new_unchecked(peer_graph_name(peer_id));
-        let peers = GraphName::NamedNode(NamedNode::new_unchecked(PEERS_GRAPH));
         let mut tx = self.store.start_transaction()?;
-        let old: Vec<Quad> = tx
-            .quads_for_pattern(
-                Some(graph.as_ref().into()),
-                None,
-                None,
-                Some(peers.as_ref()),
-            )
-            .collect::<Result<_, _>>()?;
-        if old.is_empty() {
+        if !forget_peer(&mut tx, &graph)? {
             return Ok(false);
         }
-        for q in &old {
-            tx.remove(q);
-        }
-        tx.clear_graph(graph.as_ref())?;
         tx.remove_named_graph(graph.as_ref())?;
         tx.commit()?;
         Ok(true)

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock, RwLock};
 
-use oxigraph::io::{RdfFormat, RdfParseError, RdfParser, RdfSerializer};
+use oxigraph::io::{RdfFormat, RdfParseError, RdfParser};
 use oxigraph::model::vocab::rdf;
 use oxigraph::model::{GraphName, GraphNameRef, NamedNode, NamedOrBlankNode, Quad, Term};
 use oxigraph::store::{LoaderError, Store};
@@ -286,20 +286,7 @@ impl CatalogStore {
 
     /// All local datasets (without internal data sources) as Turtle, for partners.
     pub fn export_turtle(&self) -> Result<String, CatalogError> {
-        let mut ser = RdfSerializer::from_format(RdfFormat::Turtle);
-        for (p, ns) in PREFIXES {
-            if *p != "sluiscat" {
-                ser = ser
-                    .with_prefix(*p, *ns)
-                    .map_err(|e| CatalogError::Store(e.to_string()))?;
-            }
-        }
-        let mut w = ser.for_writer(Vec::new());
-        for q in self.public_quads()? {
-            w.serialize_triple(q.as_ref())
-                .map_err(|e| CatalogError::Store(e.to_string()))?;
-        }
-        let bytes = w.finish().map_err(|e| CatalogError::Store(e.to_string()))?;
+        let bytes = self.export(crate::RdfSyntax::Turtle, None)?;
         String::from_utf8(bytes).map_err(|e| CatalogError::Store(e.to_string()))
     }
 

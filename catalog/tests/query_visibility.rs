@@ -24,6 +24,12 @@ fn store_with(n: usize) -> CatalogStore {
     cat
 }
 
+/// A 200 ms limit for runaway queries.
+const SHORT: SparqlLimits = SparqlLimits {
+    timeout: Duration::from_millis(200),
+    max_bytes: 1 << 20,
+};
+
 const LIMITS: SparqlLimits = SparqlLimits {
     timeout: Duration::from_secs(5),
     max_bytes: 1 << 20,
@@ -100,14 +106,7 @@ fn a_runaway_query_is_cancelled_at_its_time_limit() {
         "SELECT (COUNT(*) AS ?n) WHERE { ?a ?b ?c . ?d ?e ?f . ?g ?h ?i . ?j ?k ?l . ?m ?n2 ?o }";
     let start = std::time::Instant::now();
     let err = cat
-        .sparql_query(
-            q,
-            SparqlResultsSyntax::Json,
-            SparqlLimits {
-                timeout: Duration::from_millis(200),
-                max_bytes: 1 << 20,
-            },
-        )
+        .sparql_query(q, SparqlResultsSyntax::Json, SHORT)
         .unwrap_err();
     assert!(matches!(err, CatalogError::Timeout(200)), "{err}");
     assert!(
@@ -118,14 +117,7 @@ fn a_runaway_query_is_cancelled_at_its_time_limit() {
     // a query that reads as it goes is really cancelled: its slot frees up
     let scan = "SELECT (COUNT(*) AS ?n) WHERE { ?a ?b ?c . ?d ?e ?f . FILTER NOT EXISTS { ?g ?h ?i . ?j ?k ?l FILTER(?i = ?c && ?l = ?f && STR(?a) = \"x\") } }";
     let err = cat
-        .sparql_query(
-            scan,
-            SparqlResultsSyntax::Json,
-            SparqlLimits {
-                timeout: Duration::from_millis(200),
-                max_bytes: 1 << 20,
-            },
-        )
+        .sparql_query(scan, SparqlResultsSyntax::Json, SHORT)
         .unwrap_err();
     assert!(matches!(err, CatalogError::Timeout(200)), "{err}");
     // two evaluations run at most: the first runaway still holds its slot, the second frees
@@ -250,14 +242,7 @@ fn the_filter_form_selects_datasets() {
             .dsp_catalog_for(&svc(), Page::default(), &f, &all)
             .unwrap();
         assert_valid("catalog/catalog-schema.json", &page.catalog);
-        page.catalog["dataset"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|d| d["@id"].as_str().unwrap().to_string())
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default()
+        dataset_ids(&page.catalog)
     };
     assert_eq!(
         run(json!([{"keyword": "ODD"}])),
@@ -320,14 +305,7 @@ fn filters_see_every_write_after_the_summaries_are_cached() {
         let page = cat
             .dsp_catalog_for(&svc(), Page::default(), f, vis)
             .unwrap();
-        page.catalog["dataset"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .map(|d| d["@id"].as_str().unwrap().to_string())
-                    .collect::<Vec<_>>()
-            })
-            .unwrap_or_default()
+        dataset_ids(&page.catalog)
     };
     let odd = filter(json!([{"keyword": "odd"}]));
     assert_eq!(
