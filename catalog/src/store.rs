@@ -102,10 +102,18 @@ fn lock_err<T>(_: T) -> CatalogError {
 /// Maps an oxigraph parse/load error to [`CatalogError::Syntax`] with a 1-based line and column.
 pub(crate) fn loader_error(e: LoaderError) -> CatalogError {
     match e {
-        LoaderError::Parsing(RdfParseError::Syntax(s)) => CatalogError::Syntax {
-            location: s.location().map(|r| (r.start.line + 1, r.start.column + 1)),
-            message: s.to_string(),
-        },
+        LoaderError::Parsing(RdfParseError::Syntax(s)) => {
+            let location = s.location().map(|r| (r.start.line + 1, r.start.column + 1));
+            let text = s.to_string();
+            // The parser's text repeats the location ("Parser error at line …: msg"); keep msg.
+            let message = match (location, text.split_once(": ")) {
+                (Some(_), Some((head, msg))) if head.starts_with("Parser error at") => {
+                    msg.to_string()
+                }
+                _ => text,
+            };
+            CatalogError::Syntax { location, message }
+        }
         LoaderError::Parsing(other) => CatalogError::Syntax {
             location: None,
             message: other.to_string(),
