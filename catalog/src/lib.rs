@@ -30,4 +30,4 @@ pub use model::{CatalogPage, DataSource, Dataset, Distribution, Page, ServiceInf
 pub use peers::{PeerCatalogInfo, PeerStoreReport, SearchHit, peer_graph_name};
 pub use request::{CatalogFilter, FilterTerm, OfferVisibility, VisibleToAll, visible_to_all};
 pub use sparql::{MAX_RUNNING_QUERIES, SparqlAnswer, SparqlLimits, SparqlResultsSyntax};
-pub use store::CatalogStore;
+pub use store::{CatalogStore, ScopeMarker};

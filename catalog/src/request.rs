@@ -142,7 +142,7 @@ impl CatalogFilter {
 
     /// Whether `ds` matches every term.
     pub fn matches(&self, ds: &Dataset) -> bool {
-        self.matches_summary(&Summary::of(ds))
+        self.matches_summary(&Summary::of(ds, None))
     }
 
     pub(crate) fn matches_summary(&self, s: &Summary) -> bool {
@@ -230,12 +230,14 @@ impl CatalogStore {
         ids: Vec<String>,
         visible: &dyn OfferVisibility,
     ) -> Result<Vec<Value>, CatalogError> {
+        let marker = self.scope_marker()?;
         let mut items = Vec::with_capacity(ids.len());
         for id in ids {
             let Some(ds) = self.read_dataset(&NamedNode::new_unchecked(id))? else {
                 continue;
             };
-            if let Some(json) = dsp::dataset_json(&ds, visible_offers(&ds, visible), svc, false) {
+            let offers = visible_offers(&ds, visible, marker.as_ref());
+            if let Some(json) = dsp::dataset_json(&ds, offers, svc, false) {
                 items.push(json);
             }
         }
@@ -298,21 +300,22 @@ impl CatalogStore {
         let Some(ds) = self.read_dataset(&NamedNode::new_unchecked(id))? else {
             return Ok(None);
         };
+        let marker = self.scope_marker()?;
         Ok(Some(
             entry
                 .summary
-                .get_or_init(|| Arc::new(Summary::of(&ds)))
+                .get_or_init(|| Arc::new(Summary::of(&ds, marker.as_ref())))
                 .clone(),
         ))
     }
 }
 
-/// Whether the caller sees at least one offer of the summarised dataset.
+/// Whether the caller sees at least one offer of the summarised (offerable) dataset.
 fn any_visible(summary: &Summary, visible: &dyn OfferVisibility) -> bool {
-    if visible.sees_everything() {
-        return !summary.offers.is_empty();
+    if visible.sees_everything() || summary.open {
+        return true;
     }
-    summary.offers.iter().any(|o| {
+    summary.restricted.iter().any(|o| {
         serde_json::from_str::<Value>(o)
             .map(|offer| visible.is_visible(&offer))
             .unwrap_or(false)

@@ -28,7 +28,13 @@ pub struct CatalogStore {
     pub(crate) ids: Arc<RwLock<BTreeMap<String, Entry>>>,
     /// SPARQL evaluations still running (see `sparql::MAX_RUNNING_QUERIES`).
     pub(crate) running_queries: Arc<std::sync::atomic::AtomicUsize>,
+    /// Tells offers with catalogue-scope constraints from offers everyone may see.
+    pub(crate) scope_marker: Arc<RwLock<Option<ScopeMarker>>>,
 }
+
+/// Returns `true` for an offer that carries catalogue-scope constraints, so that the
+/// caller's [`crate::OfferVisibility`] must decide; `false` for an offer everyone may see.
+pub type ScopeMarker = Arc<dyn Fn(&Value) -> bool + Send + Sync>;
 
 impl std::fmt::Debug for CatalogStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -60,8 +66,10 @@ impl Entry {
 #[derive(Debug)]
 pub(crate) struct Summary {
     pub id: String,
-    /// Compact JSON text: a tenth of the memory of `serde_json::Value`s; parsed per scan.
-    pub offers: Vec<Box<str>>,
+    /// Some offer needs no visibility check (see [`ScopeMarker`]).
+    pub open: bool,
+    /// The offers that do, as compact JSON text: a tenth of the memory of `Value`s.
+    pub restricted: Vec<Box<str>>,
     pub has_distribution: bool,
     pub title: String,
     pub description: String,
@@ -72,11 +80,13 @@ pub(crate) struct Summary {
 
 impl Summary {
     /// Lower-cases the text fields once, for case-insensitive filters.
-    pub(crate) fn of(ds: &Dataset) -> Self {
+    pub(crate) fn of(ds: &Dataset, marker: Option<&ScopeMarker>) -> Self {
+        let (restricted, open): (Vec<&Value>, Vec<&Value>) =
+            ds.offers.iter().partition(|o| marker.is_none_or(|m| m(o)));
         Summary {
             id: ds.id.clone(),
-            offers: ds
-                .offers
+            open: !open.is_empty(),
+            restricted: restricted
                 .iter()
                 .map(|o| o.to_string().into_boxed_str())
                 .collect(),
@@ -133,7 +143,23 @@ impl CatalogStore {
             store,
             ids: Arc::new(RwLock::new(BTreeMap::new())),
             running_queries: Arc::default(),
+            scope_marker: Arc::default(),
         }
+    }
+
+    /// Installs the [`ScopeMarker`]: visibility predicates are then asked only about offers
+    /// it marks, and other offers are shown to everyone. Drops the cached summaries.
+    pub fn set_scope_marker(&self, marker: ScopeMarker) -> Result<(), CatalogError> {
+        let mut ids = self.ids.write().map_err(lock_err)?;
+        *self.scope_marker.write().map_err(lock_err)? = Some(marker);
+        for entry in ids.values_mut() {
+            *entry = Entry::new(entry.offerable);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn scope_marker(&self) -> Result<Option<ScopeMarker>, CatalogError> {
+        Ok(self.scope_marker.read().map_err(lock_err)?.clone())
     }
 
     /// The underlying oxigraph store (read it; write only through this type).
@@ -288,7 +314,7 @@ impl CatalogStore {
         let Some(ds) = self.dataset(id)? else {
             return Ok(None);
         };
-        let offers = visible_offers(&ds, visible);
+        let offers = visible_offers(&ds, visible, self.scope_marker()?.as_ref());
         Ok(dsp::dataset_json(&ds, offers, svc, true))
     }
 
@@ -426,11 +452,18 @@ fn offer_owner(quads: &[Quad], graph: &GraphName) -> Option<String> {
         })
 }
 
-/// The offers of `ds` that the caller may see.
-pub(crate) fn visible_offers(ds: &Dataset, visible: &dyn crate::OfferVisibility) -> Vec<Value> {
+/// The offers of `ds` that the caller may see: those without catalogue-scope constraints
+/// (per the marker) and those the caller's predicate accepts.
+pub(crate) fn visible_offers(
+    ds: &Dataset,
+    visible: &dyn crate::OfferVisibility,
+    marker: Option<&ScopeMarker>,
+) -> Vec<Value> {
     ds.offers
         .iter()
-        .filter(|o| visible.is_visible(o))
+        .filter(|o| {
+            visible.sees_everything() || marker.is_some_and(|m| !m(o)) || visible.is_visible(o)
+        })
         .cloned()
         .collect()
 }

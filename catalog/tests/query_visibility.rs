@@ -342,3 +342,80 @@ fn filters_see_every_write_after_the_summaries_are_cached() {
         vec!["urn:sluis:dataset:002"]
     );
 }
+
+#[test]
+fn a_scope_marker_limits_the_predicate_to_marked_offers() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let cat = store_with(3);
+    // dataset 002 gets a second offer that carries (pretend) catalogue-scope constraints
+    let mut ds2 = cat.dataset("urn:sluis:dataset:002").unwrap().unwrap();
+    ds2.offers = vec![json!({"@id": "urn:sluis:offer:secret", "permission": [{"action": "use"}]})];
+    cat.put_dataset(&ds2).unwrap();
+    let mut ds1 = cat.dataset("urn:sluis:dataset:001").unwrap().unwrap();
+    ds1.offers
+        .push(json!({"@id": "urn:sluis:offer:secret-1", "permission": [{"action": "use"}]}));
+    cat.put_dataset(&ds1).unwrap();
+    // a first request before the marker fills summaries that the marker must drop
+    let deny = |_: &Value| false;
+    assert_eq!(
+        cat.dsp_catalog_for(&svc(), Page::default(), &CatalogFilter::default(), &deny)
+            .unwrap()
+            .total,
+        0
+    );
+
+    cat.set_scope_marker(Arc::new(|o: &Value| {
+        o["@id"].as_str().is_some_and(|id| id.contains("secret"))
+    }))
+    .unwrap();
+    let asked = AtomicUsize::new(0);
+    let deny_counting = |o: &Value| {
+        asked.fetch_add(1, Ordering::SeqCst);
+        assert!(
+            o["@id"].as_str().unwrap().contains("secret"),
+            "asked about an unmarked offer: {o}"
+        );
+        false
+    };
+    let page = cat
+        .dsp_catalog_for(
+            &svc(),
+            Page::default(),
+            &CatalogFilter::default(),
+            &deny_counting,
+        )
+        .unwrap();
+    assert_valid("catalog/catalog-schema.json", &page.catalog);
+    assert_eq!(
+        dataset_ids(&page.catalog),
+        vec!["urn:sluis:dataset:000", "urn:sluis:dataset:001"]
+    );
+    assert_eq!(page.total, 2);
+    assert!(
+        !page.catalog.to_string().contains("secret"),
+        "{}",
+        page.catalog
+    );
+    assert!(
+        asked.load(Ordering::SeqCst) >= 2,
+        "the marked offers were checked"
+    );
+    assert!(
+        cat.dsp_dataset_for("urn:sluis:dataset:002", &svc(), &deny_counting)
+            .unwrap()
+            .is_none()
+    );
+    let allow = |_: &Value| true;
+    let one = cat
+        .dsp_dataset_for("urn:sluis:dataset:001", &svc(), &allow)
+        .unwrap()
+        .unwrap();
+    assert_eq!(one["hasPolicy"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        cat.dsp_catalog_for(&svc(), Page::default(), &CatalogFilter::default(), &allow)
+            .unwrap()
+            .total,
+        3
+    );
+}
