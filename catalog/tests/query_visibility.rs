@@ -109,6 +109,7 @@ fn a_runaway_query_is_cancelled_at_its_time_limit() {
         .sparql_query(q, SparqlResultsSyntax::Json, SHORT)
         .unwrap_err();
     assert!(matches!(err, CatalogError::Timeout(200)), "{err}");
+    assert_eq!(err.http_status(), 503);
     assert!(
         start.elapsed() < Duration::from_secs(2),
         "answered at the deadline: {:?}",
@@ -282,7 +283,9 @@ fn the_filter_form_selects_datasets() {
         let err = CatalogFilter::parse(&bad).unwrap_err();
         assert!(matches!(err, CatalogError::UnsupportedFilter(_)), "{bad}");
         // the connector answers 400 with this body
-        let body = catalog_error_json("400", &err.to_string());
+        assert_eq!(err.http_status(), 400);
+        let body = err.to_dsp_error();
+        assert_eq!(body, catalog_error_json("400", &err.to_string()));
         assert_valid("catalog/catalog-error-schema.json", &body);
     }
     let msg = std::fs::read_to_string(
@@ -418,4 +421,13 @@ fn a_scope_marker_limits_the_predicate_to_marked_offers() {
             .total,
         3
     );
+}
+
+#[test]
+fn internal_errors_do_not_leak_to_partners() {
+    let err = CatalogError::Store("/var/lib/sluis/secret path exploded".into());
+    assert_eq!(err.http_status(), 500);
+    let body = err.to_dsp_error();
+    assert_valid("catalog/catalog-error-schema.json", &body);
+    assert!(!body.to_string().contains("secret"), "{body}");
 }
