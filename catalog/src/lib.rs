@@ -6,6 +6,8 @@
 //! produced from the graph. Data-source locations are stored under a Sluis-internal namespace
 //! and never leave through DSP JSON or partner exports. See `README.md` for the graph layout.
 
+#![deny(missing_docs)]
+
 mod change;
 mod dcatap;
 mod dsp;
