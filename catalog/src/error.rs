@@ -66,6 +66,29 @@ pub enum CatalogError {
 }
 
 impl CatalogError {
+    /// The HTTP status this error maps to: 400 for bad input, 409 for an offer id in use,
+    /// 503 for a query past its time limit, 500 for store failures.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            CatalogError::OfferIdInUse { .. } => 409,
+            CatalogError::Timeout(_) => 503,
+            CatalogError::Store(_) | CatalogError::Corrupt(_) => 500,
+            _ => 400,
+        }
+    }
+
+    /// A DSP `CatalogError` body for a partner: the message for input errors, a generic
+    /// reason for internal ones (nothing internal leaks).
+    pub fn to_dsp_error(&self) -> serde_json::Value {
+        let status = self.http_status();
+        let reason = if status >= 500 && !matches!(self, CatalogError::Timeout(_)) {
+            "internal catalogue error".to_string()
+        } else {
+            self.to_string()
+        };
+        crate::dsp::catalog_error_json(&status.to_string(), &reason)
+    }
+
     pub(crate) fn invalid_id(what: &'static str, id: &str, reason: impl ToString) -> Self {
         CatalogError::InvalidId {
             what,

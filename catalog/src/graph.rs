@@ -136,11 +136,16 @@ pub(crate) fn dataset_to_quads(ds: &Dataset) -> Result<DatasetQuads, CatalogErro
     for t in &ds.themes {
         add(&s, DCAT_THEME, iri(t, "theme")?.into());
     }
+    // Range types (DCAT-AP range shapes) are stated, so the export conforms without vocabularies.
     for l in &ds.languages {
-        add(&s, DCT_LANGUAGE, iri(l, "language")?.into());
+        let lang: NamedOrBlankNode = iri(l, "language")?.into();
+        add(&s, DCT_LANGUAGE, lang.clone().into());
+        add(&lang, rdf::TYPE, DCT_LINGUISTIC_SYSTEM.into_owned().into());
     }
     if let Some(p) = &ds.landing_page {
-        add(&s, DCAT_LANDING_PAGE, iri(p, "landing page")?.into());
+        let page: NamedOrBlankNode = iri(p, "landing page")?.into();
+        add(&s, DCAT_LANDING_PAGE, page.clone().into());
+        add(&page, rdf::TYPE, FOAF_DOCUMENT.into_owned().into());
     }
     if let Some(p) = &ds.publisher {
         let agent: NamedOrBlankNode = iri(p, "publisher")?.into();
@@ -187,7 +192,13 @@ pub(crate) fn dataset_to_quads(ds: &Dataset) -> Result<DatasetQuads, CatalogErro
         };
         add(&s, DCAT_DISTRIBUTION_P, d.clone().into());
         add(&d, rdf::TYPE, DCAT_DISTRIBUTION.into_owned().into());
-        add(&d, DCT_FORMAT, format_node(&dist.format)?.into());
+        let format: NamedOrBlankNode = format_node(&dist.format)?.into();
+        add(&d, DCT_FORMAT, format.clone().into());
+        add(
+            &format,
+            rdf::TYPE,
+            DCT_MEDIA_TYPE_OR_EXTENT.into_owned().into(),
+        );
         if let Some(svc) = &dist.access_service {
             add(&d, DCAT_ACCESS_SERVICE, iri(svc, "access service")?.into());
         }

@@ -181,6 +181,21 @@ impl Writer<'_> {
         }
     }
 
+    /// `assigner` and `assignee` of a policy or rule.
+    fn parties(
+        &mut self,
+        node: &NamedOrBlankNode,
+        obj: &Map<String, Value>,
+    ) -> Result<(), CatalogError> {
+        for party in ["assigner", "assignee"] {
+            if let Some(p) = obj.get(party) {
+                let party_iri = iri(as_str(p, party)?, "party")?;
+                self.add(node, odrl(party), party_iri);
+            }
+        }
+        Ok(())
+    }
+
     fn policy(&mut self, v: &Value) -> Result<NamedNode, CatalogError> {
         let obj = as_object(v, "an offer")?;
         check_keys(
@@ -222,12 +237,7 @@ impl Writer<'_> {
                 self.add(&node, odrl("profile"), profile);
             }
         }
-        for party in ["assigner", "assignee"] {
-            if let Some(p) = obj.get(party) {
-                let party_iri = iri(as_str(p, party)?, "party")?;
-                self.add(&node, odrl(party), party_iri);
-            }
-        }
+        self.parties(&node, obj)?;
         for key in ["permission", "prohibition", "obligation"] {
             self.rules(&node, obj, key, 0)?;
         }
@@ -290,12 +300,7 @@ impl Writer<'_> {
             .ok_or_else(|| invalid(format!("{kind} has no action")))?;
         let action = expand_term(as_str(action, "action")?, "action")?;
         self.add(&node, odrl("action"), action);
-        for party in ["assigner", "assignee"] {
-            if let Some(p) = obj.get(party) {
-                let party_iri = iri(as_str(p, party)?, "party")?;
-                self.add(&node, odrl(party), party_iri);
-            }
-        }
+        self.parties(&node, obj)?;
         self.constraints(&node, obj.get("constraint"), "constraint", depth)?;
         for key in nested {
             self.rules(&node, obj, key, depth)?;
@@ -579,9 +584,20 @@ impl Reader<'_> {
         obj: &mut Map<String, Value>,
         depth: usize,
     ) -> Result<(), CatalogError> {
+        self.children(s, key, obj, |child| self.rule(child, key, depth + 1))
+    }
+
+    /// Reads the nodes under `key` of `s` with `read` into a sorted array (ODRL sets).
+    fn children(
+        &self,
+        s: &NamedOrBlankNode,
+        key: &str,
+        obj: &mut Map<String, Value>,
+        read: impl Fn(NamedOrBlankNode) -> Result<Value, CatalogError>,
+    ) -> Result<(), CatalogError> {
         let mut items = Vec::new();
         for t in self.objects(s, key) {
-            items.push(self.rule(as_subject(t)?, key, depth + 1)?);
+            items.push(read(as_subject(t)?)?);
         }
         if !items.is_empty() {
             obj.insert(key.into(), sorted(items));
@@ -621,14 +637,7 @@ impl Reader<'_> {
         obj: &mut Map<String, Value>,
         depth: usize,
     ) -> Result<(), CatalogError> {
-        let mut items = Vec::new();
-        for t in self.objects(s, key) {
-            items.push(self.constraint(as_subject(t)?, depth + 1)?);
-        }
-        if !items.is_empty() {
-            obj.insert(key.into(), sorted(items));
-        }
-        Ok(())
+        self.children(s, key, obj, |child| self.constraint(child, depth + 1))
     }
 
     fn constraint(&self, s: NamedOrBlankNode, depth: usize) -> Result<Value, CatalogError> {

@@ -1,12 +1,14 @@
 //! DSP catalogue requests: the filter form, catalogue-scope visibility and pagination.
 
+use std::sync::Arc;
+
 use oxigraph::model::NamedNode;
 use serde_json::Value;
 
 use crate::dsp::{self, DSP_CONTEXT};
 use crate::error::{CatalogError, truncate};
 use crate::model::{CatalogPage, Dataset, Page, ServiceInfo};
-use crate::store::{CatalogStore, visible_offers};
+use crate::store::{CatalogStore, Summary, visible_offers};
 
 /// Decides whether the caller may see an offer (catalogue-scope constraints).
 ///
@@ -140,21 +142,19 @@ impl CatalogFilter {
 
     /// Whether `ds` matches every term.
     pub fn matches(&self, ds: &Dataset) -> bool {
+        self.matches_summary(&Summary::of(ds, None))
+    }
+
+    pub(crate) fn matches_summary(&self, s: &Summary) -> bool {
         self.terms.iter().all(|t| match t {
-            FilterTerm::Id(id) => &ds.id == id,
-            FilterTerm::Keyword(k) => ds.keywords.iter().any(|w| w.to_lowercase() == *k),
-            FilterTerm::Theme(th) => ds.themes.contains(th),
-            FilterTerm::Format(f) => ds.distributions.iter().any(|d| &d.format == f),
+            FilterTerm::Id(id) => &s.id == id,
+            FilterTerm::Keyword(k) => s.keywords.contains(k),
+            FilterTerm::Theme(th) => s.themes.contains(th),
+            FilterTerm::Format(f) => s.formats.contains(f),
             FilterTerm::Text(q) => {
-                ds.title.to_lowercase().contains(q.as_str())
-                    || ds
-                        .description
-                        .as_ref()
-                        .is_some_and(|d| d.to_lowercase().contains(q.as_str()))
-                    || ds
-                        .keywords
-                        .iter()
-                        .any(|w| w.to_lowercase().contains(q.as_str()))
+                s.title.contains(q.as_str())
+                    || s.description.contains(q.as_str())
+                    || s.keywords.iter().any(|w| w.contains(q.as_str()))
             }
         })
     }
@@ -211,10 +211,10 @@ impl CatalogStore {
                 .ids
                 .read()
                 .map_err(|_| CatalogError::Store("index lock poisoned".into()))?;
-            let total = index.values().filter(|o| **o).count();
+            let total = index.values().filter(|e| e.offerable).count();
             let ids: Vec<String> = index
                 .iter()
-                .filter(|(_, o)| **o)
+                .filter(|(_, e)| e.offerable)
                 .skip(page.offset)
                 .take(page.limit)
                 .map(|(id, _)| id.clone())
@@ -230,19 +230,22 @@ impl CatalogStore {
         ids: Vec<String>,
         visible: &dyn OfferVisibility,
     ) -> Result<Vec<Value>, CatalogError> {
+        let marker = self.scope_marker()?;
         let mut items = Vec::with_capacity(ids.len());
         for id in ids {
             let Some(ds) = self.read_dataset(&NamedNode::new_unchecked(id))? else {
                 continue;
             };
-            if let Some(json) = dsp::dataset_json(&ds, visible_offers(&ds, visible), svc, false) {
+            let offers = visible_offers(&ds, visible, marker.as_ref());
+            if let Some(json) = dsp::dataset_json(&ds, offers, svc, false) {
                 items.push(json);
             }
         }
         Ok(items)
     }
 
-    /// Reads every dataset, keeping those the filter and visibility let through.
+    /// Checks every offerable dataset's [`Summary`] (read from the graph once, then cached)
+    /// against the filter and visibility; renders the page's datasets fresh from the graph.
     fn scanned_page(
         &self,
         svc: &ServiceInfo,
@@ -250,44 +253,71 @@ impl CatalogStore {
         filter: &CatalogFilter,
         visible: &dyn OfferVisibility,
     ) -> Result<(usize, Vec<Value>), CatalogError> {
-        let ids: Vec<String> = match filter.terms.iter().find_map(|t| match t {
-            crate::FilterTerm::Id(id) => Some(id.clone()),
+        let wanted_id = filter.terms.iter().find_map(|t| match t {
+            FilterTerm::Id(id) => Some(id.as_str()),
             _ => None,
-        }) {
-            Some(id) => vec![id],
-            None => self
+        });
+        let mut total = 0;
+        let mut page_ids = Vec::new();
+        {
+            let index = self
                 .ids
                 .read()
-                .map_err(|_| CatalogError::Store("index lock poisoned".into()))?
-                .iter()
-                .filter(|(_, o)| **o)
-                .map(|(id, _)| id.clone())
-                .collect(),
-        };
-        let mut total = 0;
-        let mut items = Vec::new();
-        for id in ids {
-            let Ok(node) = NamedNode::new(id) else {
-                continue;
-            };
-            let Some(ds) = self.read_dataset(&node)? else {
-                continue;
-            };
-            if !filter.matches(&ds) {
-                continue;
-            }
-            let offers = visible_offers(&ds, visible);
-            if offers.is_empty() || ds.distributions.is_empty() {
-                continue;
-            }
-            if total >= page.offset
-                && items.len() < page.limit
-                && let Some(json) = dsp::dataset_json(&ds, offers, svc, false)
+                .map_err(|_| CatalogError::Store("index lock poisoned".into()))?;
+            let entries: Box<dyn Iterator<Item = (&String, &crate::store::Entry)>> = match wanted_id
             {
-                items.push(json);
+                Some(id) => Box::new(index.get_key_value(id).into_iter()),
+                None => Box::new(index.iter()),
+            };
+            for (id, entry) in entries.filter(|(_, e)| e.offerable) {
+                let Some(summary) = self.summary(id, entry)? else {
+                    continue;
+                };
+                if !summary.has_distribution
+                    || !filter.matches_summary(&summary)
+                    || !any_visible(&summary, visible)
+                {
+                    continue;
+                }
+                if total >= page.offset && page_ids.len() < page.limit {
+                    page_ids.push(id.clone());
+                }
+                total += 1;
             }
-            total += 1;
         }
-        Ok((total, items))
+        Ok((total, self.render(svc, page_ids, visible)?))
     }
+
+    /// The cached summary of `id`, reading the graph on first use; `None` if it vanished.
+    fn summary(
+        &self,
+        id: &str,
+        entry: &crate::store::Entry,
+    ) -> Result<Option<Arc<Summary>>, CatalogError> {
+        if let Some(s) = entry.summary.get() {
+            return Ok(Some(s.clone()));
+        }
+        let Some(ds) = self.read_dataset(&NamedNode::new_unchecked(id))? else {
+            return Ok(None);
+        };
+        let marker = self.scope_marker()?;
+        Ok(Some(
+            entry
+                .summary
+                .get_or_init(|| Arc::new(Summary::of(&ds, marker.as_ref())))
+                .clone(),
+        ))
+    }
+}
+
+/// Whether the caller sees at least one offer of the summarised (offerable) dataset.
+fn any_visible(summary: &Summary, visible: &dyn OfferVisibility) -> bool {
+    if visible.sees_everything() || summary.open {
+        return true;
+    }
+    summary.restricted.iter().any(|o| {
+        serde_json::from_str::<Value>(o)
+            .map(|offer| visible.is_visible(&offer))
+            .unwrap_or(false)
+    })
 }

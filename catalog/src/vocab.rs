@@ -87,6 +87,7 @@ terms! {
     DCAT_DISTRIBUTION = DCAT + "Distribution";
     DCAT_DATA_SERVICE = DCAT + "DataService";
     DCAT_DATASET_P = DCAT + "dataset";
+    DCAT_SERVICE = DCAT + "service";
     DCAT_DISTRIBUTION_P = DCAT + "distribution";
     DCAT_ACCESS_SERVICE = DCAT + "accessService";
     DCAT_ACCESS_URL = DCAT + "accessURL";
@@ -103,6 +104,8 @@ terms! {
     DCT_MODIFIED = DCT + "modified";
     DCT_LANGUAGE = DCT + "language";
     DCT_MEDIA_TYPE_OR_EXTENT = DCT + "MediaTypeOrExtent";
+    DCT_LINGUISTIC_SYSTEM = DCT + "LinguisticSystem";
+    FOAF_DOCUMENT = FOAF + "Document";
     ODRL_HAS_POLICY = ODRL + "hasPolicy";
     ODRL_OFFER = ODRL + "Offer";
     FOAF_AGENT = FOAF + "Agent";

@@ -122,3 +122,15 @@ fn normalise_in(v: &Value, key: &str) -> Value {
         other => other.clone(),
     }
 }
+
+/// The `@id`s of a DSP catalogue's datasets, in order.
+pub fn dataset_ids(catalog: &Value) -> Vec<String> {
+    catalog["dataset"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|d| d["@id"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
