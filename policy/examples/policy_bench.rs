@@ -1,6 +1,6 @@
 //! Evaluation benchmarks (recorded in BENCHMARKS.md):
 //!
-//!     cargo run --release -p sluis-policy --example bench
+//!     cargo run --release -p sluis-policy --example policy_bench
 //!
 //! 1. decisions per second on one core for a typical 3-constraint policy;
 //! 2. latency of the 262-branch policy of the shared ODRL suite (policy-20), with and
