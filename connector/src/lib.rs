@@ -1,1 +1,4 @@
 //! placeholder
+
+pub mod dataplane;
+pub mod sample;

@@ -1,0 +1,173 @@
+//! The data plane: an Arrow Flight service that runs a consumer's SQL over the one dataset its
+//! transfer grants, with the agreement's [`EnforcementPlan`] applied beneath the query inside
+//! DataFusion.
+//!
+//! The flow of every call:
+//! 1. the bearer token from the `authorization` metadata is checked by [`AccessControl`],
+//!    which returns the [`ActiveGrant`];
+//! 2. a fresh, sandboxed DataFusion session is built (see [`sandbox`]) in which the only
+//!    table is a view over the source with the enforcement plan applied (see [`enforce`]);
+//! 3. the consumer's SQL is parsed, checked (a single query, only the granted table) and
+//!    planned over that view; query-level rules (aggregate-only, row limits) wrap the plan;
+//! 4. `DoGet` streams the result batch by batch, under a memory limit and a deadline.
+//!
+//! [`EnforcementPlan`]: sluis_policy::enforcement::EnforcementPlan
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arrow_flight::flight_service_server::FlightServiceServer;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Identity, Server, ServerTlsConfig};
+
+pub mod enforce;
+mod error;
+mod mask;
+mod query;
+pub mod sandbox;
+mod service;
+mod source;
+
+pub use error::QueryError;
+pub use query::{PreparedQuery, ResultStream, prepare, select_all};
+pub use service::FlightDataPlane;
+
+/// What a verified token grants: one transfer of one dataset under one agreement.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActiveGrant {
+    /// The agreement the transfer runs under.
+    pub agreement_id: String,
+    /// The transfer process the token was minted for.
+    pub transfer_id: String,
+    /// The dataset (DCAT) the agreement is about.
+    pub dataset_id: String,
+    /// The consumer participant.
+    pub consumer: String,
+    /// The only table name the consumer's SQL can use.
+    pub table_name: String,
+    /// Where the data is.
+    pub source: DataSource,
+    /// What must be enforced beneath every query.
+    pub plan: sluis_policy::enforcement::EnforcementPlan,
+}
+
+/// The format of a data source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceKind {
+    /// Apache Parquet files.
+    Parquet,
+    /// CSV files with a header row.
+    Csv,
+    /// Newline-delimited JSON files.
+    Json,
+    /// Arrow IPC files.
+    ArrowIpc,
+}
+
+/// Where a dataset's data is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataSource {
+    /// The file format.
+    pub kind: SourceKind,
+    /// A file, or a directory whose files (with the kind's extension) form the table.
+    pub location: PathBuf,
+}
+
+/// Why a call is not allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AccessError {
+    /// The token is missing, malformed, expired or revoked (gRPC `UNAUTHENTICATED`).
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    /// The token is valid but does not allow this (gRPC `PERMISSION_DENIED`).
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+}
+
+/// Decides who may query what; implemented by the connector with Biscuit tokens and the
+/// transfer store.
+pub trait AccessControl: Send + Sync + 'static {
+    /// Verify the bearer token of a call. `columns`: the dataset columns the query reads,
+    /// once planned (None before planning).
+    fn authorize(
+        &self,
+        token: &str,
+        columns: Option<&[String]>,
+    ) -> Result<ActiveGrant, AccessError>;
+    /// Called once per query before it runs; Err refuses it (e.g. query count exhausted).
+    /// Also the audit hook.
+    fn record_query(&self, grant: &ActiveGrant, sql: &str) -> Result<(), AccessError>;
+}
+
+/// Resource limits of the data plane.
+#[derive(Debug, Clone)]
+pub struct DataPlaneConfig {
+    /// Deadline for one query, from the call's arrival to the last batch.
+    pub query_timeout: Duration,
+    /// Memory one query may use (DataFusion memory pool; no spilling to disk).
+    pub memory_limit_bytes: usize,
+    /// Rows per record batch.
+    pub batch_size: usize,
+    /// Parallelism of one query.
+    pub target_partitions: usize,
+    /// Longest SQL text accepted (bytes).
+    pub max_sql_bytes: usize,
+    /// Queries running at once across all consumers; more wait for a slot.
+    pub max_concurrent_queries: usize,
+}
+
+impl Default for DataPlaneConfig {
+    fn default() -> Self {
+        Self {
+            query_timeout: Duration::from_secs(300),
+            memory_limit_bytes: 512 * 1024 * 1024,
+            batch_size: 8192,
+            target_partitions: 2,
+            max_sql_bytes: 64 * 1024,
+            max_concurrent_queries: 16,
+        }
+    }
+}
+
+/// The server's TLS certificate chain and private key, PEM encoded.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    /// Certificate chain (PEM).
+    pub cert_pem: Vec<u8>,
+    /// Private key (PEM).
+    pub key_pem: Vec<u8>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // never print the key
+        f.debug_struct("TlsIdentity").finish_non_exhaustive()
+    }
+}
+
+/// Largest gRPC message a client may send (tickets and descriptors carry SQL only).
+const MAX_REQUEST_MESSAGE_BYTES: usize = 1024 * 1024;
+
+/// Serves the Flight data plane on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<TlsIdentity>,
+    access: Arc<dyn AccessControl>,
+    cfg: DataPlaneConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let service = FlightServiceServer::new(FlightDataPlane::new(access, cfg))
+        .max_decoding_message_size(MAX_REQUEST_MESSAGE_BYTES);
+    let mut builder = Server::builder();
+    if let Some(tls) = tls {
+        let identity = Identity::from_pem(tls.cert_pem, tls.key_pem);
+        builder = builder.tls_config(ServerTlsConfig::new().identity(identity))?;
+    }
+    builder
+        .add_service(service)
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,200 @@
+//! The sandbox a consumer's SQL runs in.
+//!
+//! - Only a single `SELECT` query is accepted: no DDL, DML, `COPY`, `EXPLAIN`, `SET`, and no
+//!   second statement ([`parse`], then [`verify`] on the plan as a second line).
+//! - The session is built by hand ([`session_state`]): scalar, aggregate and window functions
+//!   only; no table functions (nothing like `read_parquet`), no URL tables, no
+//!   `information_schema`, no table factories, no spilling to disk, a memory pool per query.
+//! - The only table the query may name is the granted one ([`check_tables`]).
+
+use std::sync::Arc;
+
+use datafusion::common::TableReference;
+use datafusion::error::Result as DfResult;
+use datafusion::execution::SessionStateDefaults;
+use datafusion::execution::context::SQLOptions;
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::GreedyMemoryPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionConfig;
+use datafusion::sql::parser::{DFParserBuilder, Statement};
+use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+
+use super::{DataPlaneConfig, QueryError};
+
+/// Deepest expression nesting the parser accepts (DataFusion's default).
+const PARSER_RECURSION_LIMIT: usize = 50;
+/// The default catalog and schema every bare table name resolves into.
+const DEFAULT_CATALOG: &str = "datafusion";
+const DEFAULT_SCHEMA: &str = "public";
+
+/// A DataFusion session with only what a query over one view needs.
+pub fn session_state(cfg: &DataPlaneConfig) -> DfResult<SessionState> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_pool(Arc::new(GreedyMemoryPool::new(cfg.memory_limit_bytes)))
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        )
+        .build_arc()?;
+    let mut config = SessionConfig::new()
+        .with_batch_size(cfg.batch_size.max(1))
+        .with_target_partitions(cfg.target_partitions.max(1))
+        .with_information_schema(false)
+        .with_create_default_catalog_and_schema(true)
+        .with_default_catalog_and_schema(DEFAULT_CATALOG, DEFAULT_SCHEMA);
+    let options = config.options_mut();
+    // plain Utf8 on the wire: every Flight client reads it, not all read Utf8View
+    options.execution.parquet.schema_force_view_types = false;
+    options.sql_parser.map_string_types_to_utf8view = false;
+    Ok(SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_scalar_functions(SessionStateDefaults::default_scalar_functions())
+        .with_aggregate_functions(SessionStateDefaults::default_aggregate_functions())
+        .with_window_functions(SessionStateDefaults::default_window_functions())
+        .with_expr_planners(SessionStateDefaults::default_expr_planners())
+        .build())
+}
+
+/// Parses `sql` and accepts it only if it is exactly one query.
+pub fn parse(sql: &str, max_bytes: usize) -> Result<Statement, QueryError> {
+    if sql.len() > max_bytes {
+        return Err(QueryError::Invalid(format!(
+            "the SQL text has {} bytes; at most {max_bytes} are accepted",
+            sql.len()
+        )));
+    }
+    let dialect = GenericDialect {};
+    let mut statements = DFParserBuilder::new(sql)
+        .with_dialect(&dialect)
+        .with_recursion_limit(PARSER_RECURSION_LIMIT)
+        .build()
+        .and_then(|mut parser| parser.parse_statements())
+        .map_err(|e| QueryError::Invalid(format!("SQL syntax: {}", e.strip_backtrace())))?;
+    if statements.len() != 1 {
+        return Err(QueryError::refused(
+            "single-query",
+            format!(
+                "send exactly one SELECT query, not {} statements",
+                statements.len()
+            ),
+        ));
+    }
+    let statement = statements.pop_front().expect("one statement");
+    match &statement {
+        Statement::Statement(s) if matches!(s.as_ref(), SqlStatement::Query(_)) => Ok(statement),
+        _ => Err(QueryError::refused(
+            "select-only",
+            format!(
+                "only a SELECT query is allowed, not {}",
+                statement_kind(sql)
+            ),
+        )),
+    }
+}
+
+/// The leading keyword of a statement, for refusal messages (at most 24 letters).
+fn statement_kind(sql: &str) -> String {
+    let word: String = sql
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .take(24)
+        .collect();
+    if word.is_empty() {
+        "this statement".into()
+    } else {
+        word.to_ascii_uppercase()
+    }
+}
+
+/// Refuses a query naming any table but `granted` (CTE names are not table references).
+pub fn check_tables(
+    state: &SessionState,
+    statement: &Statement,
+    granted: &str,
+) -> Result<(), QueryError> {
+    let references = state
+        .resolve_table_references(statement)
+        .map_err(|e| QueryError::Invalid(e.strip_backtrace()))?;
+    if references.iter().all(|r| is_granted(r, granted)) {
+        Ok(())
+    } else {
+        Err(QueryError::refused(
+            "granted-table",
+            format!("the only table this transfer can query is `{granted}`"),
+        ))
+    }
+}
+
+fn is_granted(reference: &TableReference, granted: &str) -> bool {
+    reference.table() == granted
+        && reference.schema().is_none_or(|s| s == DEFAULT_SCHEMA)
+        && reference.catalog().is_none_or(|c| c == DEFAULT_CATALOG)
+}
+
+/// Second line of defence: the planned query must not be DDL, DML or a statement
+/// (`SELECT ... INTO` plans to DDL, `WITH ... INSERT` to DML).
+pub fn verify(plan: &LogicalPlan) -> Result<(), QueryError> {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+        .verify_plan(plan)
+        .map_err(|_| QueryError::refused("select-only", "only a SELECT query is allowed"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(sql: &str) -> &'static str {
+        match parse(sql, 1024) {
+            Err(QueryError::Refused { rule, .. }) => rule,
+            Err(QueryError::Invalid(_)) => "syntax",
+            Err(other) => panic!("unexpected {other:?}"),
+            Ok(_) => "accepted",
+        }
+    }
+
+    #[test]
+    fn only_single_queries_pass() {
+        assert_eq!(rule("SELECT * FROM t WHERE a = 1"), "accepted");
+        assert_eq!(rule("WITH x AS (SELECT 1) SELECT * FROM x"), "accepted");
+        assert_eq!(rule("SELECT 1; SELECT 2"), "single-query");
+        assert_eq!(rule(""), "single-query");
+        assert_eq!(
+            rule("CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '/etc/passwd'"),
+            "select-only"
+        );
+        assert_eq!(rule("COPY t TO '/tmp/x.csv'"), "select-only");
+        assert_eq!(rule("INSERT INTO t VALUES (1)"), "select-only");
+        assert_eq!(rule("DROP TABLE t"), "select-only");
+        assert_eq!(
+            rule("SET datafusion.execution.batch_size = 1"),
+            "select-only"
+        );
+        assert_eq!(rule("EXPLAIN ANALYZE SELECT * FROM t"), "select-only");
+        assert_eq!(rule("EXPLAIN SELECT * FROM t"), "select-only");
+        assert_eq!(rule("SELEC * FROM t"), "syntax");
+    }
+
+    #[test]
+    fn oversized_and_deeply_nested_sql_is_invalid() {
+        assert!(matches!(
+            parse(&"x".repeat(2000), 1024),
+            Err(QueryError::Invalid(_))
+        ));
+        let deep = format!("SELECT {}1{}", "(".repeat(500), ")".repeat(500));
+        assert!(matches!(parse(&deep, 4096), Err(QueryError::Invalid(_))));
+    }
+
+    #[test]
+    fn refusal_names_the_statement_kind() {
+        let e = parse("  drop table t", 1024).unwrap_err();
+        assert!(e.to_string().contains("DROP"), "{e}");
+    }
+}
