@@ -116,6 +116,14 @@ struct Server {
 
 impl Server {
     async fn start(grants: Grants) -> Server {
+        let cfg = DataPlaneConfig {
+            query_timeout: Duration::from_secs(60),
+            ..Default::default()
+        };
+        Server::start_with(grants, cfg).await
+    }
+
+    async fn start_with(grants: Grants, cfg: DataPlaneConfig) -> Server {
         let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
         let cert_pem = key.cert.pem();
         let tls = TlsIdentity {
@@ -126,10 +134,6 @@ impl Server {
         let port = listener.local_addr().unwrap().port();
         let access = Arc::new(grants);
         let (stop, stopped) = oneshot::channel::<()>();
-        let cfg = DataPlaneConfig {
-            query_timeout: Duration::from_secs(60),
-            ..Default::default()
-        };
         let shutdown = async move {
             let _ = stopped.await;
         };
@@ -493,4 +497,71 @@ async fn aggregate_only_and_row_limits_are_enforced() {
     assert_eq!(row_count(&batches), 1234);
     let names = batches[0].column_by_name("customer_name").unwrap();
     assert_eq!(names.null_count(), names.len());
+}
+
+#[tokio::test]
+async fn memory_and_time_limits_stop_queries() {
+    let mut grants = Grants::default();
+    grants
+        .by_token
+        .insert("tok".into(), grant("t-limits", EnforcementPlan::default()));
+    let small_memory = DataPlaneConfig {
+        memory_limit_bytes: 256 * 1024,
+        ..Default::default()
+    };
+    let server = Server::start_with(grants, small_memory).await;
+    let mut client = server.client(Some("tok")).await;
+    // a full sort must hold every row: far more than 256 KiB, and spilling is disabled
+    let e = fetch(
+        &mut client,
+        &format!("SELECT * FROM {TABLE} ORDER BY kwh, meter_id"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    // a streaming scan needs little memory and passes
+    let batches = fetch(&mut client, &format!("SELECT kwh FROM {TABLE}"))
+        .await
+        .unwrap();
+    assert_eq!(row_count(&batches), ROWS);
+
+    let mut grants = Grants::default();
+    grants
+        .by_token
+        .insert("tok".into(), grant("t-limits", EnforcementPlan::default()));
+    let no_time = DataPlaneConfig {
+        query_timeout: Duration::from_millis(1),
+        ..Default::default()
+    };
+    let server = Server::start_with(grants, no_time).await;
+    let mut client = server.client(Some("tok")).await;
+    let e = fetch(&mut client, "").await.unwrap_err();
+    assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
+}
+
+#[tokio::test]
+async fn agreement_period_is_checked_at_every_query() {
+    let now = chrono::Utc::now();
+    let mut grants = Grants::default();
+    let ended = EnforcementPlan {
+        not_after: Some(now - chrono::Duration::minutes(1)),
+        ..Default::default()
+    };
+    let future = EnforcementPlan {
+        not_before: Some(now + chrono::Duration::hours(1)),
+        ..Default::default()
+    };
+    grants
+        .by_token
+        .insert("tok-ended".into(), grant("t-ended", ended));
+    grants
+        .by_token
+        .insert("tok-future".into(), grant("t-future", future));
+    let server = Server::start(grants).await;
+    for (token, rule) in [("tok-ended", "not-after"), ("tok-future", "not-before")] {
+        let mut client = server.client(Some(token)).await;
+        let e = fetch(&mut client, "").await.unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied);
+        assert!(e.message().contains(rule), "{}", e.message());
+    }
 }
