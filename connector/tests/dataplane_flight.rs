@@ -335,6 +335,8 @@ async fn every_sandbox_escape_is_refused() {
         format!("SELECT * FROM datafusion.other.{TABLE}"),
         format!("SELECT * FROM {TABLE} a JOIN secret b ON a.region = b.region"),
         format!("WITH x AS (SELECT * FROM secret) SELECT * FROM {TABLE}"),
+        "WITH RECURSIVE r AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM r) SELECT * FROM r"
+            .to_string(),
     ];
     for sql in &escapes {
         let e = fetch(&mut client, sql).await.unwrap_err();
