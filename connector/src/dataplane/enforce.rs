@@ -341,20 +341,45 @@ fn floored(agg: Aggregate, min_group: u64) -> Result<LogicalPlan, DataFusionErro
 
 /// The visible columns of the view that `plan` references, in the view's column order.
 ///
-/// An over-approximation: any column reference whose name is a view column counts, even if
-/// it resolves to a same-named alias.
+/// The view is inlined into the plan when the SQL is planned; its own projection is skipped,
+/// so only the consumer's references count. An over-approximation: any column reference whose
+/// name is a view column counts, even if it resolves to a same-named alias.
 pub fn columns_read(plan: &LogicalPlan, view: &Schema) -> Vec<String> {
     let mut names = BTreeSet::new();
-    let _ = plan.apply_with_subqueries(|node| {
-        for expr in node.expressions() {
-            names.extend(expr.column_refs().into_iter().map(|c| c.name.clone()));
-        }
-        Ok(TreeNodeRecursion::Continue)
-    });
+    collect_column_refs(plan, &mut names);
     view.fields()
         .iter()
         .map(|f| f.name())
         .filter(|n| names.contains(*n))
         .cloned()
         .collect()
+}
+
+fn collect_column_refs(node: &LogicalPlan, names: &mut BTreeSet<String>) {
+    if is_view_root(node) {
+        return;
+    }
+    for expr in node.expressions() {
+        names.extend(expr.column_refs().into_iter().map(|c| c.name.clone()));
+    }
+    let _ = node.apply_subqueries(|subquery| {
+        collect_column_refs(subquery, names);
+        Ok(TreeNodeRecursion::Continue)
+    });
+    for input in node.inputs() {
+        collect_column_refs(input, names);
+    }
+}
+
+/// The root of an inlined enforcement view: a projection over filters over the source scan
+/// (the source is the only table scan a consumer plan can contain).
+fn is_view_root(node: &LogicalPlan) -> bool {
+    let LogicalPlan::Projection(projection) = node else {
+        return false;
+    };
+    let mut below = projection.input.as_ref();
+    while let LogicalPlan::Filter(filter) = below {
+        below = filter.input.as_ref();
+    }
+    matches!(below, LogicalPlan::TableScan(_))
 }

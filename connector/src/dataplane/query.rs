@@ -207,6 +207,137 @@ mod tests {
         assert!(check_period(&plan, now).is_ok());
     }
 
+    use crate::dataplane::{DataSource, SourceKind};
+    use arrow::array::{Array, Int64Array, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+    use futures::TryStreamExt;
+    use sluis_policy::enforcement::{ColumnAccess, FilterOperator, RowFilter, Scalar};
+    use std::path::Path;
+
+    /// Rows `(city, people)` of a small table, in three formats.
+    fn cities() -> RecordBatch {
+        let schema = Schema::new(vec![
+            Field::new("city", DataType::Utf8, false),
+            Field::new("people", DataType::Int64, false),
+        ]);
+        RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(StringArray::from(vec!["Gent", "Delft", "Brugge"])),
+                Arc::new(Int64Array::from(vec![265, 105, 119])),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn city_grant(kind: SourceKind, location: &Path) -> ActiveGrant {
+        ActiveGrant {
+            agreement_id: "a".into(),
+            transfer_id: "t".into(),
+            dataset_id: "d".into(),
+            consumer: "c".into(),
+            table_name: "cities".into(),
+            source: DataSource {
+                kind,
+                location: location.to_path_buf(),
+            },
+            plan: EnforcementPlan {
+                row_filters: vec![RowFilter {
+                    column: "people".into(),
+                    operator: FilterOperator::Gt,
+                    values: vec![Scalar::Int(110)],
+                }],
+                columns: ColumnAccess::Allow(vec!["city".into()]),
+                ..Default::default()
+            },
+        }
+    }
+
+    async fn visible_cities(grant: &ActiveGrant) -> Vec<String> {
+        let cfg = DataPlaneConfig::default();
+        let prepared = prepare(grant, "SELECT * FROM cities ORDER BY city", &cfg)
+            .await
+            .unwrap();
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        let batches: Vec<RecordBatch> = prepared
+            .execute(deadline)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert!(batches.iter().all(|b| b.num_columns() == 1));
+        batches
+            .iter()
+            .flat_map(|b| {
+                let a = arrow::array::as_string_array(b.column(0)).clone();
+                (0..a.len()).map(move |i| a.value(i).to_string())
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn every_source_kind_serves_the_enforced_view() {
+        let dir = tempfile::tempdir().unwrap();
+        let batch = cities();
+
+        // a directory of CSV files: only `.csv` files belong to the table
+        let csv_dir = dir.path().join("csv");
+        std::fs::create_dir(&csv_dir).unwrap();
+        for (i, rows) in [(0, 0..2), (1, 2..3)] {
+            let file = std::fs::File::create(csv_dir.join(format!("part-{i}.csv"))).unwrap();
+            let mut writer = arrow::csv::Writer::new(file);
+            writer.write(&batch.slice(rows.start, rows.len())).unwrap();
+        }
+        std::fs::write(csv_dir.join("notes.txt"), "city,people\nAntwerpen,530\n").unwrap();
+        let grant = city_grant(SourceKind::Csv, &csv_dir);
+        assert_eq!(visible_cities(&grant).await, ["Brugge", "Gent"]);
+
+        let json = dir.path().join("cities.json");
+        let mut writer =
+            arrow::json::LineDelimitedWriter::new(std::fs::File::create(&json).unwrap());
+        writer.write(&batch).unwrap();
+        writer.finish().unwrap();
+        assert_eq!(
+            visible_cities(&city_grant(SourceKind::Json, &json)).await,
+            ["Brugge", "Gent"]
+        );
+
+        let ipc = dir.path().join("cities.arrow");
+        let file = std::fs::File::create(&ipc).unwrap();
+        let mut writer = arrow::ipc::writer::FileWriter::try_new(file, &batch.schema()).unwrap();
+        writer.write(&batch).unwrap();
+        writer.finish().unwrap();
+        let grant = city_grant(SourceKind::ArrowIpc, &ipc);
+        assert_eq!(visible_cities(&grant).await, ["Brugge", "Gent"]);
+    }
+
+    #[tokio::test]
+    async fn a_plan_that_does_not_match_the_source_fails_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let ipc = dir.path().join("cities.arrow");
+        let batch = cities();
+        let file = std::fs::File::create(&ipc).unwrap();
+        let mut writer = arrow::ipc::writer::FileWriter::try_new(file, &batch.schema()).unwrap();
+        writer.write(&batch).unwrap();
+        writer.finish().unwrap();
+        let cfg = DataPlaneConfig::default();
+        // a misspelt deny must not expose the column it meant to hide
+        let mut grant = city_grant(SourceKind::ArrowIpc, &ipc);
+        grant.plan.columns = ColumnAccess::Deny(vec!["People".into()]);
+        let e = prepare(&grant, "SELECT * FROM cities", &cfg)
+            .await
+            .unwrap_err();
+        assert_eq!(e, QueryError::Unavailable);
+        // a missing source says nothing about where it was looked for
+        let grant = city_grant(SourceKind::Parquet, &dir.path().join("gone.parquet"));
+        let e = prepare(&grant, "SELECT * FROM cities", &cfg)
+            .await
+            .unwrap_err();
+        assert_eq!(e, QueryError::Unavailable);
+        assert!(!e.to_string().contains("gone"));
+    }
+
     #[test]
     fn select_all_quotes_the_table_name() {
         assert_eq!(select_all("a\"b"), "SELECT * FROM \"a\"\"b\"");

@@ -49,6 +49,8 @@ pub fn session_state(cfg: &DataPlaneConfig) -> DfResult<SessionState> {
     // plain Utf8 on the wire: every Flight client reads it, not all read Utf8View
     options.execution.parquet.schema_force_view_types = false;
     options.sql_parser.map_string_types_to_utf8view = false;
+    // a recursive CTE can generate rows without end; nothing a dataset query needs
+    options.execution.enable_recursive_ctes = false;
     Ok(SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)

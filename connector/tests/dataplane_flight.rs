@@ -1,0 +1,569 @@
+//! End-to-end tests of the data plane: a real Parquet file from `sample.rs`, a real TLS Flight
+//! server on 127.0.0.1:0 and a real `arrow_flight::FlightClient` over TLS. The only fixture is
+//! the access control: a map from token to grant.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::datatypes::{Int64Type, Schema};
+use arrow_flight::{FlightClient, FlightDescriptor, Ticket};
+use futures::TryStreamExt;
+use sha2::{Digest, Sha256};
+use sluis_connector::dataplane::{
+    AccessControl, AccessError, ActiveGrant, DataPlaneConfig, DataSource, SourceKind, TlsIdentity,
+    serve,
+};
+use sluis_connector::sample::{SampleSummary, generate_meter_readings};
+use sluis_policy::enforcement::{
+    ColumnAccess, ColumnMask, EnforcementPlan, FilterOperator, MaskKind, RowFilter, Scalar,
+};
+use tokio::sync::oneshot;
+use tonic::Code;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+
+const ROWS: usize = 100_000;
+const TABLE: &str = "meter_readings";
+
+/// The sample file, generated once per test binary.
+fn sample() -> &'static (PathBuf, SampleSummary) {
+    static SAMPLE: OnceLock<(PathBuf, SampleSummary)> = OnceLock::new();
+    SAMPLE.get_or_init(|| {
+        // kept for the whole test run
+        let dir = tempfile::tempdir().unwrap().keep();
+        let path = dir.join("readings.parquet");
+        let summary = generate_meter_readings(&path, ROWS, 42).unwrap();
+        (path, summary)
+    })
+}
+
+/// Access control fixture: tokens map to grants; `refuse_queries` holds transfer ids whose
+/// queries `record_query` refuses.
+#[derive(Default)]
+struct Grants {
+    by_token: HashMap<String, ActiveGrant>,
+    refuse_queries: HashSet<String>,
+    recorded: Mutex<Vec<String>>,
+    columns_seen: Mutex<Vec<Vec<String>>>,
+}
+
+impl AccessControl for Grants {
+    fn authorize(
+        &self,
+        token: &str,
+        columns: Option<&[String]>,
+    ) -> Result<ActiveGrant, AccessError> {
+        if let Some(columns) = columns {
+            self.columns_seen.lock().unwrap().push(columns.to_vec());
+        }
+        self.by_token
+            .get(token)
+            .cloned()
+            .ok_or_else(|| AccessError::Unauthenticated("unknown token".into()))
+    }
+
+    fn record_query(&self, grant: &ActiveGrant, sql: &str) -> Result<(), AccessError> {
+        if self.refuse_queries.contains(&grant.transfer_id) {
+            return Err(AccessError::PermissionDenied(
+                "the agreement's query count is used up".into(),
+            ));
+        }
+        self.recorded.lock().unwrap().push(sql.to_string());
+        Ok(())
+    }
+}
+
+fn grant(transfer: &str, plan: EnforcementPlan) -> ActiveGrant {
+    ActiveGrant {
+        agreement_id: format!("urn:uuid:agreement-{transfer}"),
+        transfer_id: transfer.to_string(),
+        dataset_id: "urn:uuid:dataset-meter-readings".into(),
+        consumer: "did:web:consumer.example".into(),
+        table_name: TABLE.into(),
+        source: DataSource {
+            kind: SourceKind::Parquet,
+            location: sample().0.clone(),
+        },
+        plan,
+    }
+}
+
+/// North only, `customer_name` denied, `meter_id` hashed.
+fn north_plan() -> EnforcementPlan {
+    EnforcementPlan {
+        row_filters: vec![RowFilter {
+            column: "region".into(),
+            operator: FilterOperator::IsAnyOf,
+            values: vec![Scalar::String("north".into())],
+        }],
+        columns: ColumnAccess::Deny(vec!["customer_name".into()]),
+        masks: vec![ColumnMask {
+            column: "meter_id".into(),
+            kind: MaskKind::Hash,
+        }],
+        ..Default::default()
+    }
+}
+
+struct Server {
+    cert_pem: String,
+    port: u16,
+    access: Arc<Grants>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Server {
+    async fn start(grants: Grants) -> Server {
+        let cfg = DataPlaneConfig {
+            query_timeout: Duration::from_secs(60),
+            ..Default::default()
+        };
+        Server::start_with(grants, cfg).await
+    }
+
+    async fn start_with(grants: Grants, cfg: DataPlaneConfig) -> Server {
+        let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let cert_pem = key.cert.pem();
+        let tls = TlsIdentity {
+            cert_pem: cert_pem.clone().into_bytes(),
+            key_pem: key.signing_key.serialize_pem().into_bytes(),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let access = Arc::new(grants);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        tokio::spawn(serve(listener, Some(tls), access.clone(), cfg, shutdown));
+        Server {
+            cert_pem,
+            port,
+            access,
+            _stop: stop,
+        }
+    }
+
+    /// A client over TLS that sends `token` (None: no authorization header).
+    async fn client(&self, token: Option<&str>) -> FlightClient {
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(&self.cert_pem))
+            .domain_name("localhost");
+        let channel = Endpoint::from_shared(format!("https://127.0.0.1:{}", self.port))
+            .unwrap()
+            .tls_config(tls)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let mut client = FlightClient::new(channel);
+        if let Some(token) = token {
+            client
+                .add_header("authorization", &format!("Bearer {token}"))
+                .unwrap();
+        }
+        client
+    }
+}
+
+async fn fetch(client: &mut FlightClient, sql: &str) -> Result<Vec<RecordBatch>, tonic::Status> {
+    let stream = client
+        .do_get(Ticket::new(sql.to_string()))
+        .await
+        .map_err(status)?;
+    stream.try_collect().await.map_err(status)
+}
+
+fn status(e: arrow_flight::error::FlightError) -> tonic::Status {
+    match e {
+        arrow_flight::error::FlightError::Tonic(s) => *s,
+        other => panic!("expected a gRPC status, got {other}"),
+    }
+}
+
+fn row_count(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(RecordBatch::num_rows).sum()
+}
+
+fn field_names(schema: &Schema) -> Vec<String> {
+    schema.fields().iter().map(|f| f.name().clone()).collect()
+}
+
+fn strings(batches: &[RecordBatch], column: &str) -> Vec<String> {
+    batches
+        .iter()
+        .flat_map(|b| {
+            let array = b.column_by_name(column).unwrap().as_string::<i32>().clone();
+            (0..array.len()).map(move |i| array.value(i).to_string())
+        })
+        .collect()
+}
+
+const VISIBLE: [&str; 5] = ["meter_id", "region", "reading_time", "kwh", "tariff"];
+
+async fn north_server() -> Server {
+    let mut grants = Grants::default();
+    grants
+        .by_token
+        .insert("tok-north".into(), grant("t-north", north_plan()));
+    let mut refused = grant("t-spent", north_plan());
+    refused.agreement_id = "urn:uuid:agreement-spent".into();
+    grants.by_token.insert("tok-spent".into(), refused);
+    grants.refuse_queries.insert("t-spent".into());
+    Server::start(grants).await
+}
+
+#[tokio::test]
+async fn do_get_returns_exactly_the_permitted_rows_and_columns() {
+    let server = north_server().await;
+    let mut client = server.client(Some("tok-north")).await;
+    let batches = fetch(&mut client, "").await.unwrap();
+    let north = sample().1.rows_per_region["north"] as usize;
+    assert!(north > 0 && north < ROWS);
+    assert_eq!(row_count(&batches), north);
+    assert_eq!(field_names(&batches[0].schema()), VISIBLE);
+    assert!(strings(&batches, "region").iter().all(|r| r == "north"));
+
+    // meter ids arrive as hex SHA-256 of the real ids, never in clear
+    let fleet: HashSet<String> = (0..ROWS / 100)
+        .map(|i| hex::encode(Sha256::digest(format!("MTR-{i:07}").as_bytes())))
+        .collect();
+    let ids = strings(&batches, "meter_id");
+    assert!(ids.iter().all(|id| id.len() == 64 && fleet.contains(id)));
+    assert_eq!(server.access.recorded.lock().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn sql_runs_over_the_enforced_view() {
+    let server = north_server().await;
+    let mut client = server.client(Some("tok-north")).await;
+    let sql = format!("SELECT region, count(*) AS n FROM {TABLE} GROUP BY region");
+    let batches = fetch(&mut client, &sql).await.unwrap();
+    assert_eq!(row_count(&batches), 1);
+    assert_eq!(strings(&batches, "region"), ["north"]);
+    let n = batches[0]
+        .column_by_name("n")
+        .unwrap()
+        .as_primitive::<Int64Type>()
+        .value(0);
+    assert_eq!(n as u64, sample().1.rows_per_region["north"]);
+
+    // a filter on another region finds nothing: the row filter is beneath the query
+    let sql = format!("SELECT count(*) AS n FROM {TABLE} WHERE region = 'south'");
+    let batches = fetch(&mut client, &sql).await.unwrap();
+    let n = batches[0].column(0).as_primitive::<Int64Type>().value(0);
+    assert_eq!(n, 0);
+    // the columns each planned query reads were handed to access control
+    let seen = server.access.columns_seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![vec!["region".to_string()], vec!["region".to_string()]]
+    );
+}
+
+#[tokio::test]
+async fn denied_column_is_invisible_and_refused_without_being_named() {
+    let server = north_server().await;
+    let mut client = server.client(Some("tok-north")).await;
+    let schema = client
+        .get_schema(FlightDescriptor::new_cmd(""))
+        .await
+        .unwrap();
+    assert_eq!(field_names(&schema), VISIBLE);
+    let schema = client
+        .get_schema(FlightDescriptor::new_path(vec![TABLE.into()]))
+        .await
+        .unwrap();
+    assert_eq!(field_names(&schema), VISIBLE);
+
+    for sql in [
+        format!("SELECT customer_name FROM {TABLE}"),
+        format!("SELECT \"customer_name\" FROM {TABLE}"),
+        format!("SELECT count(*) FROM {TABLE} WHERE customer_name = 'Anna Jansen'"),
+        format!("SELECT m.customer_name FROM {TABLE} m"),
+        format!("SELECT * FROM {TABLE} ORDER BY customer_name"),
+    ] {
+        let e = fetch(&mut client, &sql).await.unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{sql}: {e:?}");
+        assert!(
+            !e.message().contains("customer_name"),
+            "{sql}: {}",
+            e.message()
+        );
+        assert!(e.message().contains("visible-columns"), "{}", e.message());
+        let e = client
+            .get_schema(FlightDescriptor::new_cmd(sql.clone()))
+            .await
+            .unwrap_err();
+        assert!(!status(e).message().contains("customer_name"));
+    }
+    // an unknown column gets the same answer: no oracle for hidden names
+    let e = fetch(&mut client, &format!("SELECT no_such_column FROM {TABLE}"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert!(server.access.recorded.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn every_sandbox_escape_is_refused() {
+    let server = north_server().await;
+    let mut client = server.client(Some("tok-north")).await;
+    let path = sample().0.display().to_string();
+    let escapes = [
+        format!("CREATE EXTERNAL TABLE x STORED AS PARQUET LOCATION '{path}'"),
+        format!("COPY {TABLE} TO '/tmp/sluis-escape.csv'"),
+        format!("COPY (SELECT * FROM {TABLE}) TO '/tmp/sluis-escape.parquet'"),
+        format!("INSERT INTO {TABLE} VALUES ('a', 'north', now(), 1.0, 'x')"),
+        format!("DROP TABLE {TABLE}"),
+        "CREATE TABLE x AS SELECT 1".to_string(),
+        format!("SELECT * INTO copy_of FROM {TABLE}"),
+        "SET datafusion.execution.batch_size = 1".to_string(),
+        format!("EXPLAIN ANALYZE SELECT * FROM {TABLE}"),
+        format!("EXPLAIN SELECT * FROM {TABLE}"),
+        format!("SELECT 1; SELECT * FROM {TABLE}"),
+        "SELECT * FROM information_schema.tables".to_string(),
+        "SELECT * FROM information_schema.columns".to_string(),
+        format!("SELECT * FROM read_parquet('{path}')"),
+        "SELECT * FROM read_csv('/etc/passwd')".to_string(),
+        format!("SELECT * FROM '{path}'"),
+        "SELECT * FROM generate_series(1, 10)".to_string(),
+        "SELECT * FROM range(10)".to_string(),
+        "SELECT * FROM other_table".to_string(),
+        format!("SELECT * FROM datafusion.other.{TABLE}"),
+        format!("SELECT * FROM {TABLE} a JOIN secret b ON a.region = b.region"),
+        format!("WITH x AS (SELECT * FROM secret) SELECT * FROM {TABLE}"),
+        "WITH RECURSIVE r AS (SELECT 1 AS n UNION ALL SELECT n + 1 FROM r) SELECT * FROM r"
+            .to_string(),
+    ];
+    for sql in &escapes {
+        let e = fetch(&mut client, sql).await.unwrap_err();
+        assert!(
+            matches!(e.code(), Code::PermissionDenied | Code::InvalidArgument),
+            "{sql}: {e:?}"
+        );
+        assert!(!e.message().contains(&path), "{sql}: {}", e.message());
+        assert!(
+            !e.message().contains("customer_name"),
+            "{sql}: {}",
+            e.message()
+        );
+    }
+    assert!(!std::path::Path::new("/tmp/sluis-escape.csv").exists());
+    assert!(server.access.recorded.lock().unwrap().is_empty());
+    // the refusal says which rule refused
+    let e = fetch(&mut client, "DROP TABLE meter_readings")
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("select-only"), "{}", e.message());
+    let e = fetch(&mut client, "SELECT * FROM other_table")
+        .await
+        .unwrap_err();
+    assert!(e.message().contains("granted-table"), "{}", e.message());
+}
+
+#[tokio::test]
+async fn tokens_are_required_and_record_query_can_refuse() {
+    let server = north_server().await;
+    let mut anonymous = server.client(None).await;
+    let e = fetch(&mut anonymous, "").await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    let e = anonymous
+        .get_schema(FlightDescriptor::new_cmd(""))
+        .await
+        .unwrap_err();
+    assert_eq!(status(e).code(), Code::Unauthenticated);
+
+    let mut forged = server.client(Some("tok-forged")).await;
+    let e = fetch(&mut forged, "").await.unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+
+    let mut spent = server.client(Some("tok-spent")).await;
+    let e = fetch(&mut spent, "").await.unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied);
+    assert!(e.message().contains("query count"), "{}", e.message());
+}
+
+#[tokio::test]
+async fn flight_info_and_list_flights_describe_the_granted_dataset() {
+    let server = north_server().await;
+    let mut client = server.client(Some("tok-north")).await;
+    let flights: Vec<_> = client
+        .list_flights("")
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(flights.len(), 1);
+    let info = &flights[0];
+    assert_eq!(info.flight_descriptor.as_ref().unwrap().path, [TABLE]);
+    let schema: Schema = info.clone().try_decode_schema().unwrap();
+    assert_eq!(field_names(&schema), VISIBLE);
+
+    let sql = format!("SELECT tariff, sum(kwh) AS total FROM {TABLE} GROUP BY tariff");
+    let info = client
+        .get_flight_info(FlightDescriptor::new_cmd(sql))
+        .await
+        .unwrap();
+    let schema: Schema = info.clone().try_decode_schema().unwrap();
+    assert_eq!(field_names(&schema), ["tariff", "total"]);
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let batches: Vec<RecordBatch> = client
+        .do_get(ticket)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(row_count(&batches), 4);
+
+    let e = client
+        .get_flight_info(FlightDescriptor::new_path(vec!["elsewhere".into()]))
+        .await
+        .unwrap_err();
+    assert_eq!(status(e).code(), Code::PermissionDenied);
+}
+
+#[tokio::test]
+async fn aggregate_only_and_row_limits_are_enforced() {
+    let min_group = 500;
+    let mut grants = Grants::default();
+    let aggregate = EnforcementPlan {
+        aggregate_min_group_size: Some(min_group),
+        ..Default::default()
+    };
+    grants
+        .by_token
+        .insert("tok-agg".into(), grant("t-agg", aggregate));
+    let limited = EnforcementPlan {
+        max_rows_per_query: Some(1234),
+        masks: vec![ColumnMask {
+            column: "customer_name".into(),
+            kind: MaskKind::Redact,
+        }],
+        ..Default::default()
+    };
+    grants
+        .by_token
+        .insert("tok-limit".into(), grant("t-limit", limited));
+    let server = Server::start(grants).await;
+
+    let mut client = server.client(Some("tok-agg")).await;
+    for sql in [
+        format!("SELECT * FROM {TABLE}"),
+        format!("SELECT kwh FROM {TABLE} WHERE region = 'north'"),
+        format!("SELECT meter_id, row_number() OVER () FROM {TABLE}"),
+        format!("SELECT region, array_agg(customer_name) FROM {TABLE} GROUP BY region"),
+        format!(
+            "SELECT a.region, count(*) FROM {TABLE} a JOIN {TABLE} b ON a.meter_id = b.meter_id GROUP BY a.region"
+        ),
+        format!(
+            "SELECT region, count(*) FROM (SELECT * FROM {TABLE} UNION ALL SELECT * FROM {TABLE}) GROUP BY region"
+        ),
+    ] {
+        let e = fetch(&mut client, &sql).await.unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied, "{sql}: {e:?}");
+        assert!(
+            e.message().contains("aggregate-only"),
+            "{sql}: {}",
+            e.message()
+        );
+    }
+    let sql = format!("SELECT region, count(*) AS n FROM {TABLE} GROUP BY region ORDER BY region");
+    let batches = fetch(&mut client, &sql).await.unwrap();
+    let counts: BTreeMap<String, u64> = strings(&batches, "region")
+        .into_iter()
+        .zip(
+            batches[0]
+                .column(1)
+                .as_primitive::<Int64Type>()
+                .values()
+                .iter()
+                .map(|n| *n as u64),
+        )
+        .collect();
+    assert_eq!(counts, sample().1.rows_per_region);
+
+    // per meter the groups have about 100 readings: all fall below the floor and vanish
+    let sql = format!("SELECT meter_id, avg(kwh) FROM {TABLE} GROUP BY meter_id");
+    assert_eq!(row_count(&fetch(&mut client, &sql).await.unwrap()), 0);
+    // a global aggregate over a small selection is suppressed too
+    let sql = format!("SELECT count(*) FROM {TABLE} WHERE meter_id = 'MTR-0000001'");
+    assert_eq!(row_count(&fetch(&mut client, &sql).await.unwrap()), 0);
+
+    let mut client = server.client(Some("tok-limit")).await;
+    let batches = fetch(&mut client, "").await.unwrap();
+    assert_eq!(row_count(&batches), 1234);
+    let names = batches[0].column_by_name("customer_name").unwrap();
+    assert_eq!(names.null_count(), names.len());
+}
+
+#[tokio::test]
+async fn memory_and_time_limits_stop_queries() {
+    let mut grants = Grants::default();
+    grants
+        .by_token
+        .insert("tok".into(), grant("t-limits", EnforcementPlan::default()));
+    let small_memory = DataPlaneConfig {
+        memory_limit_bytes: 256 * 1024,
+        ..Default::default()
+    };
+    let server = Server::start_with(grants, small_memory).await;
+    let mut client = server.client(Some("tok")).await;
+    // a full sort must hold every row: far more than 256 KiB, and spilling is disabled
+    let e = fetch(
+        &mut client,
+        &format!("SELECT * FROM {TABLE} ORDER BY kwh, meter_id"),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    // a streaming scan needs little memory and passes
+    let batches = fetch(&mut client, &format!("SELECT kwh FROM {TABLE}"))
+        .await
+        .unwrap();
+    assert_eq!(row_count(&batches), ROWS);
+
+    let mut grants = Grants::default();
+    grants
+        .by_token
+        .insert("tok".into(), grant("t-limits", EnforcementPlan::default()));
+    let no_time = DataPlaneConfig {
+        query_timeout: Duration::from_millis(1),
+        ..Default::default()
+    };
+    let server = Server::start_with(grants, no_time).await;
+    let mut client = server.client(Some("tok")).await;
+    let e = fetch(&mut client, "").await.unwrap_err();
+    assert_eq!(e.code(), Code::DeadlineExceeded, "{e:?}");
+}
+
+#[tokio::test]
+async fn agreement_period_is_checked_at_every_query() {
+    let now = chrono::Utc::now();
+    let mut grants = Grants::default();
+    let ended = EnforcementPlan {
+        not_after: Some(now - chrono::Duration::minutes(1)),
+        ..Default::default()
+    };
+    let future = EnforcementPlan {
+        not_before: Some(now + chrono::Duration::hours(1)),
+        ..Default::default()
+    };
+    grants
+        .by_token
+        .insert("tok-ended".into(), grant("t-ended", ended));
+    grants
+        .by_token
+        .insert("tok-future".into(), grant("t-future", future));
+    let server = Server::start(grants).await;
+    for (token, rule) in [("tok-ended", "not-after"), ("tok-future", "not-before")] {
+        let mut client = server.client(Some(token)).await;
+        let e = fetch(&mut client, "").await.unwrap_err();
+        assert_eq!(e.code(), Code::PermissionDenied);
+        assert!(e.message().contains(rule), "{}", e.message());
+    }
+}
