@@ -338,6 +338,50 @@ mod tests {
         assert!(!e.to_string().contains("gone"));
     }
 
+    #[tokio::test]
+    async fn row_filters_and_projections_reach_the_parquet_scan() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.parquet");
+        crate::sample::generate_meter_readings(&path, 10_000, 3).unwrap();
+        let grant = ActiveGrant {
+            table_name: "readings".into(),
+            source: DataSource {
+                kind: SourceKind::Parquet,
+                location: path,
+            },
+            plan: EnforcementPlan {
+                row_filters: vec![RowFilter {
+                    column: "region".into(),
+                    operator: FilterOperator::Eq,
+                    values: vec![Scalar::String("north".into())],
+                }],
+                columns: ColumnAccess::Deny(vec!["customer_name".into()]),
+                ..Default::default()
+            },
+            ..city_grant(SourceKind::Parquet, dir.path())
+        };
+        let cfg = DataPlaneConfig::default();
+        let prepared = prepare(&grant, "SELECT avg(kwh) FROM readings", &cfg)
+            .await
+            .unwrap();
+        let physical = prepared
+            .state
+            .create_physical_plan(&prepared.plan)
+            .await
+            .unwrap();
+        let shown = datafusion::physical_plan::displayable(physical.as_ref())
+            .indent(true)
+            .to_string();
+        let scan = shown
+            .lines()
+            .find(|l| l.contains("DataSourceExec"))
+            .unwrap();
+        // only the columns needed are read, and the row filter prunes inside the scan
+        assert!(scan.contains("projection=[region, kwh]"), "{shown}");
+        assert!(scan.contains("predicate=region@"), "{shown}");
+        assert!(!shown.contains("customer_name"), "{shown}");
+    }
+
     #[test]
     fn select_all_quotes_the_table_name() {
         assert_eq!(select_all("a\"b"), "SELECT * FROM \"a\"\"b\"");
