@@ -62,13 +62,20 @@ fn python() -> std::path::PathBuf {
         return p.into();
     }
     let venv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python");
-    if venv.exists() { venv } else { "python3".into() }
+    if venv.exists() {
+        venv
+    } else {
+        "python3".into()
+    }
 }
 
 /// Runs pySHACL with the DCAT-AP 3.0.1 shapes (SHACL + ranges); `None` when pySHACL is not
 /// installed outside CI. In CI (`CI` set) a missing pySHACL fails the test.
 fn pyshacl(data_ttl: &[u8], ranges: bool) -> Option<(bool, String)> {
-    let probe = Command::new(python()).args(["-c", "import pyshacl"]).output().ok();
+    let probe = Command::new(python())
+        .args(["-c", "import pyshacl"])
+        .output()
+        .ok();
     if !probe.is_some_and(|p| p.status.success()) {
         assert!(
             std::env::var_os("CI").is_none(),

@@ -179,6 +179,21 @@ pub struct LogConfig {
 
 const ENV_PREFIX: &str = "SLUIS_";
 
+/// The top-level keys an environment variable may override. Other `SLUIS_` variables
+/// (`SLUIS_CONFIG`, tools' own settings) are not configuration and are left alone; a wrong
+/// key inside one of these sections is still refused by name.
+const OVERRIDABLE: &[&str] = &[
+    "participant_id",
+    "data_dir",
+    "protocol",
+    "management",
+    "data_plane",
+    "tls",
+    "negotiation",
+    "transfer",
+    "log",
+];
+
 impl Config {
     /// Reads `path`, applies environment overrides, resolves paths and validates.
     pub fn load(path: &Path) -> Result<Self> {
@@ -201,7 +216,7 @@ impl Config {
         let mut table: toml::Table = text
             .parse()
             .with_context(|| format!("invalid TOML in {}", origin.display()))?;
-        for (key, value) in env {
+        for (key, value) in env.filter(|(k, _)| overrides_config(k)) {
             apply_override(&mut table, &key, &value)
                 .with_context(|| format!("in environment variable {key}"))?;
         }
@@ -259,6 +274,18 @@ impl Config {
     pub fn state_db(&self) -> PathBuf {
         self.data_dir.join("state.db")
     }
+}
+
+fn overrides_config(var: &str) -> bool {
+    let Some(path) = var.strip_prefix(ENV_PREFIX) else {
+        return false;
+    };
+    let top = path
+        .split("__")
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    OVERRIDABLE.contains(&top.as_str())
 }
 
 fn apply_override(table: &mut toml::Table, key: &str, value: &str) -> Result<()> {
@@ -358,6 +385,24 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.protocol.listen.port(), 9000);
         assert_eq!(cfg.transfer.token_ttl_secs, 60);
+    }
+
+    #[test]
+    fn other_sluis_variables_are_not_configuration() {
+        let cfg = parse(
+            DEFAULT_CONFIG,
+            &[
+                ("SLUIS_CONFIG", "/x.toml"),
+                ("SLUIS_PYTHON", "/usr/bin/python3"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.participant_id, "did:web:connector.example");
+        let err = format!(
+            "{:#}",
+            parse(DEFAULT_CONFIG, &[("SLUIS_PROTOCOL__LISTN", "127.0.0.1:1")]).unwrap_err()
+        );
+        assert!(err.contains("listn"), "{err}");
     }
 
     #[test]
