@@ -61,7 +61,7 @@ pub fn new_pid() -> String {
 /// The table name a dataset is queried by: the last segment of its id, as an SQL identifier.
 pub fn table_name(dataset_id: &str) -> String {
     let last = dataset_id
-        .rsplit(|c| c == ':' || c == '/' || c == '#')
+        .rsplit([':', '/', '#'])
         .find(|s| !s.is_empty())
         .unwrap_or("dataset");
     let mut name: String = last

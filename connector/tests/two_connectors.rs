@@ -281,3 +281,86 @@ fn python() -> PathBuf {
     );
     venv
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_attenuated_token_only_narrows() {
+    use sluis_policy::token::{Attenuation, attenuate};
+    let space = start();
+    let c = space.contract(DATASET_ID, OFFER_ID).await;
+    let table = c.address.property("table").unwrap();
+    let key = c.address.property("tokenPublicKey").unwrap();
+
+    // A colleague gets region and kwh only.
+    let narrow = attenuate(
+        token(&c),
+        key,
+        &Attenuation {
+            expires_at: None,
+            columns: Some(vec!["region".into(), "kwh".into()]),
+        },
+    )
+    .unwrap();
+    let got = summarise(
+        &query(&space, &narrow, &format!("SELECT * FROM {table}"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(got.columns, ["region", "kwh"]);
+    assert_eq!(got.rows, space.north_rows());
+    assert_eq!(got.regions, [ALLOWED_REGION]);
+    assert!(
+        query(&space, &narrow, &format!("SELECT meter_id FROM {table}"))
+            .await
+            .is_err()
+    );
+
+    // Attenuating again cannot bring back a column, nor the hidden one.
+    let wider = attenuate(
+        &narrow,
+        key,
+        &Attenuation {
+            expires_at: None,
+            columns: Some(vec![
+                "region".into(),
+                "kwh".into(),
+                "meter_id".into(),
+                HIDDEN_COLUMN.into(),
+            ]),
+        },
+    )
+    .unwrap();
+    let got = summarise(
+        &query(&space, &wider, &format!("SELECT * FROM {table}"))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(got.columns, ["region", "kwh"]);
+    assert!(
+        query(
+            &space,
+            &wider,
+            &format!("SELECT {HIDDEN_COLUMN} FROM {table}")
+        )
+        .await
+        .is_err()
+    );
+
+    // An attenuated expiry in the past refuses the token.
+    let expired = attenuate(
+        token(&c),
+        key,
+        &Attenuation {
+            expires_at: Some(chrono::Utc::now() - chrono::Duration::minutes(1)),
+            columns: None,
+        },
+    )
+    .unwrap();
+    let err = query(&space, &expired, &format!("SELECT count(*) FROM {table}"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("PermissionDenied") || err.contains("Unauthenticated"),
+        "{err}"
+    );
+}
