@@ -248,3 +248,32 @@ pub fn check_pids(
         }
     }
 }
+
+/// Sends `message` from our side: steps the machine, lets `build` add the message's own
+/// fields (and record side effects), and commits the new state together with the message in
+/// the outbox.
+pub fn send<P: ProcessRecord>(
+    store: &Store,
+    id: &str,
+    message: <P::Machine as StateMachine>::Message,
+    (type_name, purpose): (&str, &str),
+    url: impl FnOnce(&P) -> EngineResult<String>,
+    build: impl FnOnce(&mut Tx<'_>, &mut P) -> EngineResult<Value>,
+) -> EngineResult<P> {
+    store.transact(|tx| {
+        let mut p = P::load(tx, id)?.ok_or(EngineError::NotFound(P::WHAT))?;
+        if let crate::dsp::Step::Moved(s) =
+            crate::dsp::step::<P::Machine>(p.role(), Some(p.state()), message)?
+        {
+            p.set_state(s);
+        }
+        let mut fields = build(tx, &mut p)?;
+        let (provider, consumer) = p.pid_slots();
+        fields["providerPid"] = Value::String(provider.clone().unwrap_or_default());
+        fields["consumerPid"] = Value::String(consumer.clone().unwrap_or_default());
+        let body = crate::dsp::messages::message(type_name, fields);
+        p.save(tx, &format!("sent {type_name}"))?;
+        tx.enqueue(p.id(), purpose, &url(&p)?, &body)?;
+        Ok(p)
+    })
+}

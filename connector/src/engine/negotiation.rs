@@ -7,12 +7,12 @@ use tracing::{info, warn};
 
 use super::{EngineError, EngineResult, join_url, receive_in};
 use crate::config::ProviderMode;
+use crate::dsp::Role;
 use crate::dsp::messages::{
     self, ContractAgreementMessage, ContractNegotiationEventMessage, ContractOfferMessage,
     ContractRequestMessage, ProcessIds, ReasonedMessage,
 };
 use crate::dsp::negotiation::{self as machine, NegotiationMessage as Msg, NegotiationState as S};
-use crate::dsp::{Role, Step};
 use crate::node::{Node, Shared, new_pid};
 use crate::store::{Agreement, Negotiation, Tx};
 
@@ -75,42 +75,21 @@ fn message_url(n: &Negotiation, message: Msg) -> EngineResult<String> {
     Ok(join_url(&n.peer_address, &path))
 }
 
-fn pids(n: &Negotiation) -> Value {
-    json!({
-        "providerPid": n.provider_pid.clone().unwrap_or_default(),
-        "consumerPid": n.consumer_pid.clone().unwrap_or_default(),
-    })
-}
-
-fn merge(mut a: Value, b: Value) -> Value {
-    if let (Value::Object(a), Value::Object(b)) = (&mut a, b) {
-        a.extend(b);
-    }
-    a
-}
-
-/// Sends `message` from our side: steps the machine, lets `build` add the message's own
-/// fields (and record side effects), and commits state and outbox together.
 fn send(
     node: &Node,
     id: &str,
     message: Msg,
-    note: &str,
     build: impl FnOnce(&mut Tx<'_>, &mut Negotiation) -> EngineResult<Value>,
 ) -> EngineResult<Negotiation> {
-    node.store.transact(|tx| {
-        let mut n = tx
-            .negotiation(id)?
-            .ok_or(EngineError::NotFound("negotiation"))?;
-        if let Step::Moved(s) = machine::send(n.role, Some(n.state), message)? {
-            n.state = s;
-        }
-        let fields = build(tx, &mut n)?;
-        let body = messages::message(message_type(message), merge(pids(&n), fields));
-        tx.update_negotiation(&n, note)?;
-        tx.enqueue(&n.id, PURPOSE_MESSAGE, &message_url(&n, message)?, &body)?;
-        Ok(n)
-    })
+    let kind = (message_type(message), PURPOSE_MESSAGE);
+    super::send(
+        &node.store,
+        id,
+        message,
+        kind,
+        |n| message_url(n, message),
+        build,
+    )
 }
 
 fn message_type(m: Msg) -> &'static str {
@@ -494,59 +473,47 @@ fn check_agreement(n: &Negotiation, agreement: &Policy, me: &str) -> EngineResul
 /// The provider agrees: the agreement is the requested offer, bound to both parties.
 pub fn agree(node: &Node, id: &str) -> EngineResult<Negotiation> {
     let assigner = node.participant_id.clone();
-    send(
-        node,
-        id,
-        Msg::Agreement,
-        "sent ContractAgreementMessage",
-        |tx, n| {
-            let offer = parse_policy(&n.offer, "stored offer")?;
-            let agreement_id = new_pid();
-            let policy = offer
-                .to_agreement(
-                    &agreement_id,
-                    &n.dataset_id,
-                    &assigner,
-                    &n.peer_id,
-                    Utc::now(),
-                )
-                .to_dsp_json();
-            tx.insert_agreement(&Agreement {
-                id: agreement_id.clone(),
-                negotiation_id: n.id.clone(),
-                dataset_id: n.dataset_id.clone(),
-                policy: policy.clone(),
-                assigner: assigner.clone(),
-                assignee: n.peer_id.clone(),
-                created_at: Utc::now(),
-            })?;
-            n.agreement_id = Some(agreement_id);
-            Ok(json!({ "agreement": policy }))
-        },
-    )
+    send(node, id, Msg::Agreement, |tx, n| {
+        let offer = parse_policy(&n.offer, "stored offer")?;
+        let agreement_id = new_pid();
+        let policy = offer
+            .to_agreement(
+                &agreement_id,
+                &n.dataset_id,
+                &assigner,
+                &n.peer_id,
+                Utc::now(),
+            )
+            .to_dsp_json();
+        tx.insert_agreement(&Agreement {
+            id: agreement_id.clone(),
+            negotiation_id: n.id.clone(),
+            dataset_id: n.dataset_id.clone(),
+            policy: policy.clone(),
+            assigner: assigner.clone(),
+            assignee: n.peer_id.clone(),
+            created_at: Utc::now(),
+        })?;
+        n.agreement_id = Some(agreement_id);
+        Ok(json!({ "agreement": policy }))
+    })
 }
 
 /// The consumer verifies the agreement it received.
 pub fn verify(node: &Node, id: &str) -> EngineResult<Negotiation> {
-    send(
-        node,
-        id,
-        Msg::Verification,
-        "sent ContractAgreementVerificationMessage",
-        |_, _| Ok(json!({})),
-    )
+    send(node, id, Msg::Verification, |_, _| Ok(json!({})))
 }
 
 /// The provider finalizes a verified agreement.
 pub fn finalize(node: &Node, id: &str) -> EngineResult<Negotiation> {
-    send(node, id, Msg::Finalized, "sent FINALIZED", |_, _| {
+    send(node, id, Msg::Finalized, |_, _| {
         Ok(json!({ "eventType": "FINALIZED" }))
     })
 }
 
 /// The consumer accepts the provider's latest offer.
 pub fn accept(node: &Node, id: &str) -> EngineResult<Negotiation> {
-    send(node, id, Msg::Accepted, "sent ACCEPTED", |_, _| {
+    send(node, id, Msg::Accepted, |_, _| {
         Ok(json!({ "eventType": "ACCEPTED" }))
     })
 }
@@ -554,7 +521,7 @@ pub fn accept(node: &Node, id: &str) -> EngineResult<Negotiation> {
 /// Either party terminates.
 pub fn terminate(node: &Node, id: &str, reason: &str) -> EngineResult<Negotiation> {
     let reason = reason.to_string();
-    send(node, id, Msg::Termination, "sent termination", |_, n| {
+    send(node, id, Msg::Termination, |_, n| {
         n.error = Some(reason.clone());
         Ok(json!({ "code": "terminated", "reason": [reason] }))
     })

@@ -6,12 +6,12 @@ use sluis_policy::token::Grant;
 use tracing::{info, warn};
 
 use super::{EngineError, EngineResult, join_url};
+use crate::dsp::Role;
 use crate::dsp::messages::{
     self, DataAddress, ProcessIds, ReasonedMessage, TransferRequestMessage, TransferStartMessage,
 };
 use crate::dsp::negotiation::NegotiationState;
 use crate::dsp::transfer::{self as machine, TransferMessage as Msg, TransferState as S};
-use crate::dsp::{Role, Step};
 use crate::node::{Node, Shared, new_pid, table_name};
 use crate::store::{Transfer, Tx};
 
@@ -89,19 +89,15 @@ fn send(
     message: Msg,
     build: impl FnOnce(&mut Tx<'_>, &mut Transfer) -> EngineResult<Value>,
 ) -> EngineResult<Transfer> {
-    node.store.transact(|tx| {
-        let mut t = tx.transfer(id)?.ok_or(EngineError::NotFound("transfer"))?;
-        if let Step::Moved(s) = machine::send(t.role, Some(t.state), message)? {
-            t.state = s;
-        }
-        let mut fields = build(tx, &mut t)?;
-        fields["providerPid"] = json!(t.provider_pid.clone().unwrap_or_default());
-        fields["consumerPid"] = json!(t.consumer_pid.clone().unwrap_or_default());
-        let body = messages::message(message_type(message), fields);
-        tx.update_transfer(&t, &format!("sent {}", message_type(message)))?;
-        tx.enqueue(&t.id, PURPOSE_MESSAGE, &message_url(&t, message)?, &body)?;
-        Ok(t)
-    })
+    let kind = (message_type(message), PURPOSE_MESSAGE);
+    super::send(
+        &node.store,
+        id,
+        message,
+        kind,
+        |t| message_url(t, message),
+        build,
+    )
 }
 
 fn receive(
