@@ -23,6 +23,7 @@ use crate::engine::negotiation::{self, StartNegotiation};
 use crate::engine::transfer::{self, StartTransfer};
 use crate::engine::{EngineError, join_url};
 use crate::node::Shared;
+use crate::store::Store;
 
 /// Longest a read may wait for a state.
 const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -225,22 +226,10 @@ async fn get_negotiation(
     Path(id): Path<String>,
     Query(q): Query<WaitQuery>,
 ) -> MgmtResult {
-    let read = |node: &Shared| -> Result<Option<(String, bool)>, MgmtError> {
-        Ok(node
-            .store
-            .negotiation(&id)?
-            .map(|n| (n.state.as_str().to_string(), n.state.is_terminal())))
-    };
-    wait_for(&node, &q, read).await?;
-    let n = node
-        .store
-        .negotiation(&id)?
-        .ok_or_else(|| MgmtError(StatusCode::NOT_FOUND, "no such negotiation".into()))?;
-    let history = node.store.history(&id)?;
-    json_ok(
-        StatusCode::OK,
-        json!({ "negotiation": n, "history": history }),
-    )
+    get_process(&node, &id, &q, "negotiation", Store::negotiation, |n| {
+        (n.state.as_str(), n.state.is_terminal())
+    })
+    .await
 }
 
 async fn negotiation_action(
@@ -294,19 +283,40 @@ async fn get_transfer(
     Path(id): Path<String>,
     Query(q): Query<WaitQuery>,
 ) -> MgmtResult {
+    get_process(&node, &id, &q, "transfer", Store::transfer, |t| {
+        (t.state.as_str(), t.state.is_terminal())
+    })
+    .await
+}
+
+/// A process with its history, after waiting for `?waitFor=` if asked.
+async fn get_process<P: serde::Serialize>(
+    node: &Shared,
+    id: &str,
+    q: &WaitQuery,
+    key: &'static str,
+    load: fn(&Store, &str) -> anyhow::Result<Option<P>>,
+    state: fn(&P) -> (&'static str, bool),
+) -> MgmtResult {
     let read = |node: &Shared| -> Result<Option<(String, bool)>, MgmtError> {
-        Ok(node
-            .store
-            .transfer(&id)?
-            .map(|t| (t.state.as_str().to_string(), t.state.is_terminal())))
+        Ok(load(&node.store, id)?.map(|p| {
+            let (name, terminal) = state(&p);
+            (name.to_string(), terminal)
+        }))
     };
-    wait_for(&node, &q, read).await?;
-    let t = node
-        .store
-        .transfer(&id)?
-        .ok_or_else(|| MgmtError(StatusCode::NOT_FOUND, "no such transfer".into()))?;
-    let history = node.store.history(&id)?;
-    json_ok(StatusCode::OK, json!({ "transfer": t, "history": history }))
+    wait_for(node, q, read).await?;
+    let process = load(&node.store, id)?
+        .ok_or_else(|| MgmtError(StatusCode::NOT_FOUND, format!("no such {key}")))?;
+    let mut body = serde_json::Map::new();
+    body.insert(
+        key.into(),
+        serde_json::to_value(process).map_err(anyhow::Error::from)?,
+    );
+    body.insert(
+        "history".into(),
+        serde_json::to_value(node.store.history(id)?).map_err(anyhow::Error::from)?,
+    );
+    json_ok(StatusCode::OK, body)
 }
 
 async fn transfer_action(
