@@ -85,30 +85,61 @@ impl TlsConfig {
     }
 }
 
-/// How the provider answers contract requests.
+/// Whether a role decides on its own or waits for the operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
-pub enum ProviderMode {
-    /// Agree when the request means the same as the offer; terminate otherwise.
+pub enum Mode {
+    /// Follow the automatic rules.
     #[default]
     Auto,
     /// Wait for the operator to act through the management API.
     Manual,
 }
 
-/// Negotiation behaviour.
+/// How the provider answers contract requests (kept as a name for [`Mode`]).
+pub type ProviderMode = Mode;
+
+/// What the provider does with a request that its automatic rules do not agree to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Otherwise {
+    /// Terminate the negotiation.
+    #[default]
+    Terminate,
+    /// Send the catalogue offer back as a `ContractOfferMessage`; a counter-request that still
+    /// does not match it is then terminated.
+    CounterOffer,
+    /// Leave the decision to the operator.
+    Manual,
+}
+
+/// Negotiation behaviour: the decision rules of both roles.
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct NegotiationConfig {
-    /// Provider side.
+    /// Provider: `auto` agrees when the request means the same as the offer (and applies
+    /// `agree_when_narrower` and `otherwise`); `manual` waits for the operator.
     #[serde(default)]
-    pub provider_mode: ProviderMode,
+    pub provider_mode: Mode,
+    /// Provider: also agree when the requested policy is at least as strict as the offer.
+    #[serde(default)]
+    pub agree_when_narrower: bool,
+    /// Provider: what to do with any other request.
+    #[serde(default)]
+    pub otherwise: Otherwise,
+    /// Consumer: `auto` accepts an offer that means the same as what it requested and
+    /// verifies an agreement that matches it; `manual` waits for the operator.
+    #[serde(default)]
+    pub consumer_mode: Mode,
 }
 
 /// Transfer behaviour.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransferConfig {
+    /// Provider: `auto` starts a requested transfer at once; `manual` waits for the operator.
+    #[serde(default)]
+    pub provider_mode: Mode,
     /// Lifetime of a data-plane token, in seconds.
     #[serde(default = "default_token_ttl")]
     pub token_ttl_secs: u64,
@@ -117,6 +148,7 @@ pub struct TransferConfig {
 impl Default for TransferConfig {
     fn default() -> Self {
         Self {
+            provider_mode: Mode::Auto,
             token_ttl_secs: default_token_ttl(),
         }
     }
@@ -339,9 +371,13 @@ cert = "certs/cert.pem"
 key = "certs/key.pem"
 
 [negotiation]
-provider_mode = "auto"   # auto: agree when the request means the same as the offer; manual: wait for the operator
+provider_mode = "auto"        # auto: agree when the request means the same as the offer; manual: wait for the operator
+agree_when_narrower = false   # auto: also agree when the request is at least as strict as the offer
+otherwise = "terminate"       # auto, any other request: terminate, counter-offer or manual
+consumer_mode = "auto"        # auto: accept a matching offer, verify a matching agreement; manual: wait
 
 [transfer]
+provider_mode = "auto"        # auto: start a requested transfer at once; manual: wait for the operator
 token_ttl_secs = 3600
 
 [log]

@@ -209,6 +209,7 @@ struct WaitQuery {
 #[derive(Deserialize, Default)]
 struct ActionBody {
     reason: Option<String>,
+    offer: Option<serde_json::Value>,
 }
 
 async fn start_negotiation(State(node): State<Shared>, body: Bytes) -> MgmtResult {
@@ -242,6 +243,8 @@ async fn negotiation_action(
         .reason
         .unwrap_or_else(|| "terminated by the operator".into());
     let n = match action.as_str() {
+        "offer" => negotiation::offer(&node, &id)?,
+        "request" => negotiation::counter_request(&node, &id, body.offer)?,
         "agree" => negotiation::agree(&node, &id)?,
         "verify" => negotiation::verify(&node, &id)?,
         "finalize" => negotiation::finalize(&node, &id)?,
@@ -251,7 +254,7 @@ async fn negotiation_action(
             return Err(MgmtError(
                 StatusCode::NOT_FOUND,
                 format!(
-                    "unknown action {other:?}: use agree, verify, finalize, accept or terminate"
+                    "unknown action {other:?}: use offer, request, accept, agree, verify, finalize or terminate"
                 ),
             ));
         }
@@ -329,14 +332,16 @@ async fn transfer_action(
         .reason
         .unwrap_or_else(|| format!("{action} by the operator"));
     let t = match action.as_str() {
-        "start" => transfer::start(&node, &id)?,
+        "start" | "resume" => transfer::start(&node, &id)?,
         "suspend" => transfer::stop(&node, &id, TransferMessage::Suspension, &reason)?,
         "complete" => transfer::stop(&node, &id, TransferMessage::Completion, &reason)?,
         "terminate" => transfer::stop(&node, &id, TransferMessage::Termination, &reason)?,
         other => {
             return Err(MgmtError(
                 StatusCode::NOT_FOUND,
-                format!("unknown action {other:?}: use start, suspend, complete or terminate"),
+                format!(
+                    "unknown action {other:?}: use start, resume, suspend, complete or terminate"
+                ),
             ));
         }
     };

@@ -30,6 +30,9 @@ pub enum MessageError {
         /// The received type.
         got: String,
     },
+    /// The body does not match the message's DSP 2025-1 JSON Schema.
+    #[error("{0}")]
+    Schema(#[from] super::schema::SchemaError),
 }
 
 /// Parses a DSP message body, checking nesting depth, `@context` and `@type`.
@@ -57,6 +60,7 @@ pub fn parse<T: DeserializeOwned>(body: &[u8], expected: &'static str) -> Result
     if !obj.contains_key("@context") {
         return Err(malformed("missing @context".into()));
     }
+    super::schema::validate(expected, &value)?;
     serde_json::from_value(value).map_err(|e| malformed(e.to_string()))
 }
 

@@ -5,6 +5,7 @@
 
 pub mod messages;
 pub mod negotiation;
+pub mod schema;
 pub mod transfer;
 
 use std::fmt;

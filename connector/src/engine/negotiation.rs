@@ -6,7 +6,7 @@ use sluis_policy::Policy;
 use tracing::{info, warn};
 
 use super::{EngineError, EngineResult, join_url, receive_in};
-use crate::config::ProviderMode;
+use crate::config::{Mode, NegotiationConfig, Otherwise};
 use crate::dsp::Role;
 use crate::dsp::messages::{
     self, ContractAgreementMessage, ContractNegotiationEventMessage, ContractOfferMessage,
@@ -201,6 +201,7 @@ pub fn on_counter_request(
 ) -> EngineResult<Negotiation> {
     let provider_pid = msg.provider_pid.clone().unwrap_or_else(|| pid.to_string());
     parse_policy(&msg.offer, "offer")?;
+    refuse_changed_repeat(node, caller, pid, S::Requested, &msg.offer)?;
     let (n, moved) = receive(
         node,
         caller,
@@ -362,15 +363,19 @@ pub async fn start(node: &Shared, req: StartNegotiation) -> EngineResult<Negotia
     Ok(n)
 }
 
-/// `ContractOfferMessage` on an existing process (consumer).
+/// `ContractOfferMessage` on an existing process (consumer). In `auto` mode the consumer
+/// accepts an offer that means the same as what it requested; any other offer waits for the
+/// operator (accept, counter-request or terminate).
 pub fn on_offer(
     node: &Shared,
     caller: &str,
     pid: &str,
     msg: ContractOfferMessage,
 ) -> EngineResult<Negotiation> {
-    parse_policy(&msg.offer, "offer")?;
+    let offered = parse_policy(&msg.offer, "offer")?;
+    refuse_changed_repeat(node, caller, pid, S::Offered, &msg.offer)?;
     let consumer_pid = msg.consumer_pid.clone().unwrap_or_else(|| pid.to_string());
+    let mut as_requested = false;
     let (n, moved) = receive(
         node,
         caller,
@@ -378,14 +383,49 @@ pub fn on_offer(
         (&msg.provider_pid, &consumer_pid),
         Msg::Offer,
         |n| {
+            as_requested =
+                Policy::from_json(&n.offer).is_ok_and(|asked| asked.equivalent(&offered));
             n.offer = msg.offer.clone();
             Ok(())
         },
     )?;
-    if moved {
-        react(node.clone(), n.clone());
+    if moved && as_requested && node.config.negotiation.consumer_mode == Mode::Auto {
+        let node = node.clone();
+        let id = n.id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = accept(&node, &id) {
+                warn!(negotiation = %id, error = %e, "automatic accept failed");
+            }
+        });
+    } else if moved {
+        info!(negotiation = %n.id, "offer differs from the request: waiting for the operator");
     }
     Ok(n)
+}
+
+/// A request or offer repeated in the state it led to is a harmless retry only when it
+/// carries the same offer; another offer there is an illegal second message.
+fn refuse_changed_repeat(
+    node: &Node,
+    caller: &str,
+    pid: &str,
+    state: S,
+    offer: &Value,
+) -> EngineResult<()> {
+    match node.store.negotiation(pid)? {
+        Some(n) if n.peer_id == caller && n.state == state && n.offer != *offer => {
+            Err(EngineError::Illegal(format!(
+                "a second {} with another offer is not allowed in state {}",
+                message_type(if state == S::Requested {
+                    Msg::Request
+                } else {
+                    Msg::Offer
+                }),
+                state.as_str()
+            )))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// `ContractAgreementMessage` (consumer): checks the agreement against what we asked for.
@@ -499,6 +539,43 @@ pub fn agree(node: &Node, id: &str) -> EngineResult<Negotiation> {
     })
 }
 
+/// The provider offers its catalogue offer for the requested dataset (a counter-offer).
+pub fn offer(node: &Node, id: &str) -> EngineResult<Negotiation> {
+    send(node, id, Msg::Offer, |_, n| {
+        let offer = catalogue_offer(node, n)?;
+        n.offer = offer.clone();
+        Ok(json!({ "offer": offer }))
+    })
+}
+
+/// Our catalogue offer that a negotiation's current offer names, with its `target`.
+fn catalogue_offer(node: &Node, n: &Negotiation) -> EngineResult<Value> {
+    let current = parse_policy(&n.offer, "stored offer")?;
+    let offer_id = current
+        .id()
+        .ok_or_else(|| EngineError::BadRequest("the offer has no @id".into()))?;
+    let (_, mut offer) = node
+        .catalog
+        .find_offer(offer_id)
+        .map_err(|e| EngineError::Internal(e.into()))?
+        .ok_or_else(|| EngineError::BadRequest(format!("unknown offer {offer_id:?}")))?;
+    offer["target"] = Value::String(n.dataset_id.clone());
+    Ok(offer)
+}
+
+/// The consumer sends a counter-request: `offer`, or else the provider's latest offer.
+pub fn counter_request(node: &Node, id: &str, offer: Option<Value>) -> EngineResult<Negotiation> {
+    if let Some(o) = &offer {
+        parse_policy(o, "offer")?;
+    }
+    send(node, id, Msg::Request, |_, n| {
+        if let Some(o) = offer {
+            n.offer = o;
+        }
+        Ok(json!({ "offer": n.offer }))
+    })
+}
+
 /// The consumer verifies the agreement it received.
 pub fn verify(node: &Node, id: &str) -> EngineResult<Negotiation> {
     send(node, id, Msg::Verification, |_, _| Ok(json!({})))
@@ -532,11 +609,11 @@ pub fn terminate(node: &Node, id: &str, reason: &str) -> EngineResult<Negotiatio
 /// What our role does next on its own, after a committed change.
 fn react(node: Shared, n: Negotiation) {
     tokio::spawn(async move {
+        let consumer_auto = node.config.negotiation.consumer_mode == Mode::Auto;
         let result = match (n.role, n.state) {
             (Role::Provider, S::Requested | S::Accepted) => decide_as_provider(&node, &n),
             (Role::Provider, S::Verified) => finalize(&node, &n.id).map(drop),
-            (Role::Consumer, S::Agreed) => verify(&node, &n.id).map(drop),
-            (Role::Consumer, S::Offered) => accept(&node, &n.id).map(drop),
+            (Role::Consumer, S::Agreed) if consumer_auto => verify(&node, &n.id).map(drop),
             _ => Ok(()),
         };
         if let Err(e) = result {
@@ -545,9 +622,56 @@ fn react(node: Shared, n: Negotiation) {
     });
 }
 
-/// Provider rule: agree when the request means the same as our offer, else terminate.
+/// What the provider's rules decide about a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Send the agreement.
+    Agree,
+    /// Send our catalogue offer back.
+    CounterOffer,
+    /// Terminate the negotiation.
+    Terminate,
+    /// Leave it to the operator.
+    Wait,
+}
+
+/// The provider's decision rules, as a pure function: agree when the request means the same
+/// as our offer (or, when allowed, is at least as strict); otherwise counter-offer once,
+/// terminate, or wait, as configured. `ours` is `None` when the offer is no longer ours.
+pub fn provider_decision(
+    rules: &NegotiationConfig,
+    ours: Option<&Policy>,
+    requested: &Policy,
+    already_offered: bool,
+) -> Decision {
+    if rules.provider_mode == Mode::Manual {
+        return Decision::Wait;
+    }
+    let Some(ours) = ours else {
+        return Decision::Terminate;
+    };
+    if requested.equivalent(ours)
+        || (rules.agree_when_narrower && requested.at_least_as_strict_as(ours))
+    {
+        return Decision::Agree;
+    }
+    match rules.otherwise {
+        Otherwise::Terminate => Decision::Terminate,
+        Otherwise::CounterOffer if already_offered => Decision::Terminate,
+        Otherwise::CounterOffer => Decision::CounterOffer,
+        Otherwise::Manual => Decision::Wait,
+    }
+}
+
+/// Applies [`provider_decision`] to a request (REQUESTED), or agrees to our own offer that
+/// the consumer accepted (ACCEPTED).
 fn decide_as_provider(node: &Node, n: &Negotiation) -> EngineResult<()> {
-    if node.config.negotiation.provider_mode == ProviderMode::Manual {
+    let rules = &node.config.negotiation;
+    if n.state == S::Accepted {
+        if rules.provider_mode == Mode::Auto {
+            agree(node, &n.id)?;
+            info!(negotiation = %n.id, "the consumer accepted our offer: agreed");
+        }
         return Ok(());
     }
     let requested = parse_policy(&n.offer, "requested offer")?;
@@ -556,17 +680,21 @@ fn decide_as_provider(node: &Node, n: &Negotiation) -> EngineResult<()> {
         .catalog
         .find_offer(&offer_id)
         .map_err(|e| EngineError::Internal(e.into()))?
-        .map(|(_, offer)| offer);
-    let same = ours
-        .as_ref()
-        .and_then(|o| Policy::from_json(o).ok())
-        .is_some_and(|o| o.equivalent(&requested));
-    if same {
-        agree(node, &n.id)?;
-        info!(negotiation = %n.id, "request matches the offer: agreed");
-    } else {
-        terminate(node, &n.id, "the requested policy differs from the offer")?;
-        info!(negotiation = %n.id, "request differs from the offer: terminated");
+        .and_then(|(_, offer)| Policy::from_json(&offer).ok());
+    let already_offered = node
+        .store
+        .history(&n.id)?
+        .iter()
+        .any(|h| h.note == "sent ContractOfferMessage");
+    let decision = provider_decision(rules, ours.as_ref(), &requested, already_offered);
+    match decision {
+        Decision::Agree => agree(node, &n.id).map(drop)?,
+        Decision::CounterOffer => offer(node, &n.id).map(drop)?,
+        Decision::Terminate => {
+            terminate(node, &n.id, "the requested policy differs from the offer").map(drop)?
+        }
+        Decision::Wait => {}
     }
+    info!(negotiation = %n.id, ?decision, "provider decision");
     Ok(())
 }

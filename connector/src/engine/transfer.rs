@@ -6,6 +6,7 @@ use sluis_policy::token::Grant;
 use tracing::{info, warn};
 
 use super::{EngineError, EngineResult, join_url};
+use crate::config::Mode;
 use crate::dsp::Role;
 use crate::dsp::messages::{
     self, DataAddress, ProcessIds, ReasonedMessage, TransferRequestMessage, TransferStartMessage,
@@ -174,11 +175,12 @@ pub fn on_request(
     Ok(t)
 }
 
-/// The provider starts (or resumes) a transfer: mints a token and sends the data address.
+/// Starts or resumes a transfer. The provider mints a token and sends the data address; a
+/// consumer resuming a transfer it suspended sends the message without one.
 pub fn start(node: &Node, id: &str) -> EngineResult<Transfer> {
-    send(node, id, Msg::Start, |_, t| {
-        let address = data_address(node, t)?;
-        Ok(json!({ "dataAddress": address }))
+    send(node, id, Msg::Start, |_, t| match t.role {
+        Role::Provider => Ok(json!({ "dataAddress": data_address(node, t)? })),
+        Role::Consumer => Ok(json!({})),
     })
 }
 
@@ -349,6 +351,7 @@ pub fn stop(node: &Node, id: &str, message: Msg, reason: &str) -> EngineResult<T
 fn react(node: Shared, t: Transfer) {
     tokio::spawn(async move {
         if let (Role::Provider, S::Requested) = (t.role, t.state)
+            && node.config.transfer.provider_mode == Mode::Auto
             && let Err(e) = start(&node, &t.id)
         {
             warn!(transfer = %t.id, error = %e, "automatic start failed");
