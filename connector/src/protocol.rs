@@ -48,6 +48,11 @@ impl DspReject {
         }
     }
 
+    fn with_pids(mut self, pids: Option<(String, String)>) -> Self {
+        self.pids = pids;
+        self
+    }
+
     fn from_engine(kind: ErrorKind, e: EngineError) -> Self {
         let (status, reason) = match &e {
             EngineError::NotFound(what) => (StatusCode::NOT_FOUND, format!("no such {what}")),
@@ -88,7 +93,9 @@ pub fn router(node: Shared) -> Router {
         .route("/negotiations/{pid}", get(negotiation_get))
         .route(
             "/negotiations/{pid}/request",
-            neg("ContractRequestMessage", n::on_counter_request),
+            inbound("ContractRequestMessage", NEG, n::on_counter_request, |p| {
+                Some(negotiation::dsp_view(p))
+            }),
         )
         .route(
             "/negotiations/{pid}/offers",
@@ -183,12 +190,13 @@ fn caller(peer: &Option<PeerIdentity>, kind: ErrorKind) -> Result<String, DspRej
     })
 }
 
-/// Reads a bounded body and parses the expected message.
+/// Reads a bounded body and parses the expected message. Refusals carry the process ids
+/// the body names (best effort), as the DSP error schemas require.
 async fn read<T: DeserializeOwned>(
     body: Body,
     expected: &'static str,
     kind: ErrorKind,
-) -> Result<T, DspReject> {
+) -> Result<(T, Option<(String, String)>), DspReject> {
     let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| {
@@ -198,8 +206,22 @@ async fn read<T: DeserializeOwned>(
                 format!("the body exceeds {MAX_BODY_BYTES} bytes"),
             )
         })?;
+    let pids = pids_of(&bytes);
     messages::parse(&bytes, expected)
-        .map_err(|e| DspReject::new(StatusCode::BAD_REQUEST, kind, e.to_string()))
+        .map(|msg| (msg, pids.clone()))
+        .map_err(|e| DspReject::new(StatusCode::BAD_REQUEST, kind, e.to_string()).with_pids(pids))
+}
+
+/// The `providerPid` and `consumerPid` a body names, for error answers.
+fn pids_of(bytes: &[u8]) -> Option<(String, String)> {
+    let v: Value = serde_json::from_slice(bytes).ok()?;
+    let pid = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .map(|s| s.chars().take(256).collect::<String>())
+            .unwrap_or_default()
+    };
+    Some((pid("providerPid"), pid("consumerPid")))
 }
 
 fn ok(status: StatusCode, body: Value) -> DspResult {
@@ -214,7 +236,7 @@ async fn catalog_request(
     body: Body,
 ) -> DspResult {
     caller(&peer, ErrorKind::Catalog)?;
-    let msg: Value = read(body, "CatalogRequestMessage", ErrorKind::Catalog).await?;
+    let (msg, _): (Value, _) = read(body, "CatalogRequestMessage", ErrorKind::Catalog).await?;
     if msg
         .get("filter")
         .is_some_and(|f| f.as_array().is_none_or(|a| !a.is_empty()))
@@ -268,9 +290,9 @@ async fn negotiation_request(
     body: Body,
 ) -> DspResult {
     let who = caller(&peer, NEG)?;
-    let msg = read(body, "ContractRequestMessage", NEG).await?;
+    let (msg, pids) = read(body, "ContractRequestMessage", NEG).await?;
     let n = negotiation::on_initial_request(&node, &who, msg)
-        .map_err(|e| DspReject::from_engine(NEG, e))?;
+        .map_err(|e| DspReject::from_engine(NEG, e).with_pids(pids))?;
     ok(StatusCode::CREATED, negotiation::dsp_view(&n))
 }
 
@@ -299,8 +321,9 @@ async fn transfer_request(
     body: Body,
 ) -> DspResult {
     let who = caller(&peer, TR)?;
-    let msg = read(body, "TransferRequestMessage", TR).await?;
-    let t = transfer::on_request(&node, &who, msg).map_err(|e| DspReject::from_engine(TR, e))?;
+    let (msg, pids) = read(body, "TransferRequestMessage", TR).await?;
+    let t = transfer::on_request(&node, &who, msg)
+        .map_err(|e| DspReject::from_engine(TR, e).with_pids(pids))?;
     ok(StatusCode::CREATED, transfer::dsp_view(&t))
 }
 
@@ -323,10 +346,12 @@ async fn transfer_get(
 type Inbound<T, P> = fn(&Shared, &str, &str, T) -> Result<P, EngineError>;
 
 /// A POST route for a message about process `{pid}`: caller, bounded body, engine, reply.
+/// `answer` gives the body of the 200 answer (`None`: an empty body).
 fn inbound<T, P>(
     expected: &'static str,
     kind: ErrorKind,
     handle: Inbound<T, P>,
+    answer: fn(&P) -> Option<Value>,
 ) -> axum::routing::MethodRouter<Shared>
 where
     T: DeserializeOwned + Send + 'static,
@@ -338,10 +363,13 @@ where
               Path(pid): Path<String>,
               body: Body| async move {
             let who = caller(&peer, kind)?;
-            let msg = read(body, expected, kind).await?;
-            handle(&node, &who, &pid, msg)
-                .map(|_| StatusCode::OK.into_response())
-                .map_err(|e| DspReject::from_engine(kind, e))
+            let (msg, pids) = read(body, expected, kind).await?;
+            let process = handle(&node, &who, &pid, msg)
+                .map_err(|e| DspReject::from_engine(kind, e).with_pids(pids))?;
+            Ok::<_, DspReject>(match answer(&process) {
+                Some(body) => (StatusCode::OK, Json(body)).into_response(),
+                None => StatusCode::OK.into_response(),
+            })
         },
     )
 }
@@ -350,12 +378,12 @@ fn neg<T: DeserializeOwned + Send + 'static>(
     expected: &'static str,
     handle: Inbound<T, crate::store::Negotiation>,
 ) -> axum::routing::MethodRouter<Shared> {
-    inbound(expected, NEG, handle)
+    inbound(expected, NEG, handle, |_| None)
 }
 
 fn tr<T: DeserializeOwned + Send + 'static>(
     expected: &'static str,
     handle: Inbound<T, crate::store::Transfer>,
 ) -> axum::routing::MethodRouter<Shared> {
-    inbound(expected, TR, handle)
+    inbound(expected, TR, handle, |_| None)
 }

@@ -276,11 +276,12 @@ impl ErrorKind {
     }
 }
 
-/// The body of a DSP error response.
+/// The body of a DSP error response. Negotiation and transfer errors always carry both
+/// pids (empty when the request named none), as their schemas require.
 pub fn error_body(kind: ErrorKind, code: &str, reason: &str, pids: Option<(&str, &str)>) -> Value {
     let mut fields = json!({ "code": code, "reason": [reason] });
-    if let (Some((provider, consumer)), ErrorKind::Negotiation | ErrorKind::Transfer) = (pids, kind)
-    {
+    if let ErrorKind::Negotiation | ErrorKind::Transfer = kind {
+        let (provider, consumer) = pids.unwrap_or_default();
         fields["providerPid"] = json!(provider);
         fields["consumerPid"] = json!(consumer);
     }

@@ -141,6 +141,7 @@ const FILES: &[(&str, &str)] = &[
 
 /// The schema file of each DSP message or response type.
 const TYPES: &[(&str, &str)] = &[
+    ("VersionResponse", "common/protocol-version-schema.json"),
     (
         "CatalogRequestMessage",
         "catalog/catalog-request-message-schema.json",

@@ -610,9 +610,10 @@ pub fn terminate(node: &Node, id: &str, reason: &str) -> EngineResult<Negotiatio
 fn react(node: Shared, n: Negotiation) {
     tokio::spawn(async move {
         let consumer_auto = node.config.negotiation.consumer_mode == Mode::Auto;
+        let provider_auto = node.config.negotiation.provider_mode == Mode::Auto;
         let result = match (n.role, n.state) {
             (Role::Provider, S::Requested | S::Accepted) => decide_as_provider(&node, &n),
-            (Role::Provider, S::Verified) => finalize(&node, &n.id).map(drop),
+            (Role::Provider, S::Verified) if provider_auto => finalize(&node, &n.id).map(drop),
             (Role::Consumer, S::Agreed) if consumer_auto => verify(&node, &n.id).map(drop),
             _ => Ok(()),
         };
