@@ -673,3 +673,40 @@ tck_test!(
         assert!(!reason.contains("SECRET-VALUE"), "{reason}");
     }
 );
+
+tck_test!(a_lost_answer_does_not_end_the_process, async {
+    // The counterpart applies the verification but the answer is lost (502); the retry is
+    // refused (400) because it moved on, and its GET shows VERIFIED: the connector must treat
+    // the message as delivered instead of terminating.
+    let t = Tck::start(Rules::AUTO).await;
+    {
+        let mut script = t.script.lock().unwrap();
+        script.statuses = vec![
+            (
+                "/agreement/verification".into(),
+                http::StatusCode::BAD_GATEWAY,
+            ),
+            (
+                "/agreement/verification".into(),
+                http::StatusCode::BAD_REQUEST,
+            ),
+        ];
+        script.negotiation_state = Some("VERIFIED".into());
+    }
+    let p = t.start_negotiation().await;
+    assert_ok(t.agreement(&p).await);
+    for _ in 0..500 {
+        if t.script.lock().unwrap().state_reads > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(
+        t.script.lock().unwrap().state_reads > 0,
+        "the connector never asked for the state"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    t.assert_negotiation(&p, C, "VERIFIED").await;
+    assert_ok(t.finalized(&p).await);
+    t.assert_negotiation(&p, C, "FINALIZED").await;
+});

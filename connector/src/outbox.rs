@@ -7,9 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::Utc;
-use tracing::{Instrument, info_span, warn};
+use tracing::{Instrument, info, info_span, warn};
 
-use crate::engine::{fail_locally, learn_provider_pid, negotiation, transfer};
+use crate::client::PeerError;
+use crate::engine::{
+    fail_locally, learn_provider_pid, negotiation, peer_already_applied, transfer,
+};
 use crate::node::Shared;
 use crate::store::OutboxItem;
 use crate::store::{Negotiation, Transfer};
@@ -46,7 +49,12 @@ pub async fn run(node: Shared, shutdown: impl std::future::Future<Output = ()>) 
 }
 
 /// Starts delivery of every due message; returns how long until the next one falls due.
+///
+/// The in-flight set stays locked from reading the queue until every due message is claimed:
+/// a delivery finishing in between (dequeue, then leave the set) would otherwise leave its
+/// message in our stale snapshot but no longer in flight, and it would be sent twice.
 fn dispatch_due(node: &Shared, in_flight: &Arc<Mutex<HashSet<String>>>) -> Option<Duration> {
+    let mut claimed = in_flight.lock().unwrap_or_else(|p| p.into_inner());
     let due = match node.store.due_messages(512) {
         Ok(d) => d,
         Err(e) => {
@@ -62,11 +70,7 @@ fn dispatch_due(node: &Shared, in_flight: &Arc<Mutex<HashSet<String>>>) -> Optio
             next = Some(next.map_or(wait, |n| n.min(wait)));
             continue;
         }
-        if !in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(item.process_id.clone())
-        {
+        if !claimed.insert(item.process_id.clone()) {
             continue;
         }
         let node = node.clone();
@@ -112,6 +116,12 @@ async fn deliver(node: &Shared, item: &OutboxItem) {
                 warn!(error = %format!("{e:#}"), "rescheduling a delivery failed");
             }
         }
+        Err(e) if is_refusal(&e) && already_applied(node, item).await => {
+            info!(error = %e, "the peer refused a repeat of a message it had applied: delivered");
+            if let Err(e) = node.store.transact(|tx| tx.dequeue(item.id)) {
+                warn!(error = %format!("{e:#}"), "recording a delivery failed");
+            }
+        }
         Err(e) => {
             warn!(error = %e, "delivery failed for good; terminating the process locally");
             let why = format!("delivery to the peer failed: {e}");
@@ -124,6 +134,25 @@ async fn deliver(node: &Shared, item: &OutboxItem) {
                 warn!(error = %format!("{e:#}"), "recording the failure failed");
             }
         }
+    }
+}
+
+/// A 4xx answer: the peer refused the message itself.
+fn is_refusal(e: &PeerError) -> bool {
+    matches!(e, PeerError::Refused { status, .. } if status.is_client_error())
+}
+
+/// Whether the peer already shows the state our message led to (see
+/// [`peer_already_applied`]); initial requests create the peer's process and are never repeats.
+async fn already_applied(node: &Shared, item: &OutboxItem) -> bool {
+    match item.purpose.as_str() {
+        negotiation::PURPOSE_MESSAGE => {
+            peer_already_applied::<Negotiation>(&node.store, &node.peers, &item.process_id).await
+        }
+        transfer::PURPOSE_MESSAGE => {
+            peer_already_applied::<Transfer>(&node.store, &node.peers, &item.process_id).await
+        }
+        _ => false,
     }
 }
 

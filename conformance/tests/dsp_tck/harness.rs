@@ -125,6 +125,8 @@ pub struct Script {
     pub statuses: Vec<(String, StatusCode)>,
     /// The negotiation state the counterpart reports on `GET /negotiations/{pid}`.
     pub negotiation_state: Option<String>,
+    /// How many times the CUT asked for that state.
+    pub state_reads: usize,
 }
 
 struct Counterpart {
@@ -861,9 +863,11 @@ fn get_answer(cp: &Counterpart, path: &str) -> Response {
         );
         return axum::Json(dataset).into_response();
     }
+    let mut script = cp.script.lock().unwrap();
     if let Some(pid) = path.strip_prefix("/negotiations/")
-        && let Some(state) = cp.script.lock().unwrap().negotiation_state.clone()
+        && let Some(state) = script.negotiation_state.clone()
     {
+        script.state_reads += 1;
         let pid = pid.to_string();
         return axum::Json(process(
             "ContractNegotiation",

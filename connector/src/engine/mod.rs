@@ -60,12 +60,16 @@ pub trait ProcessRecord: Sized {
     type Machine: StateMachine;
     /// What it is called in errors.
     const WHAT: &'static str;
+    /// Its DSP path segment (`negotiations`, `transfers`).
+    const PATH: &'static str;
     /// Current state.
     fn state(&self) -> <Self::Machine as StateMachine>::State;
     /// Sets the state.
     fn set_state(&mut self, state: <Self::Machine as StateMachine>::State);
     /// The other party.
     fn peer_id(&self) -> &str;
+    /// The other party's DSP base URL.
+    fn peer_address(&self) -> &str;
     /// Our role.
     fn role(&self) -> Role;
     /// Our pid.
@@ -87,6 +91,7 @@ macro_rules! process_record {
         impl ProcessRecord for $t {
             type Machine = $machine;
             const WHAT: &'static str = $what;
+            const PATH: &'static str = concat!($what, "s");
             fn state(&self) -> <$machine as StateMachine>::State {
                 self.state
             }
@@ -95,6 +100,9 @@ macro_rules! process_record {
             }
             fn peer_id(&self) -> &str {
                 &self.peer_id
+            }
+            fn peer_address(&self) -> &str {
+                &self.peer_address
             }
             fn role(&self) -> Role {
                 self.role
@@ -204,6 +212,41 @@ pub fn learn_provider_pid<P: ProcessRecord>(
         }
         Ok(())
     })
+}
+
+/// Whether the peer's process already is in the state our undelivered message led to: a
+/// retried message whose first delivery landed (and whose answer was lost) is refused by a
+/// peer that moved on, and that refusal must not end our process. Asks the peer
+/// (`GET <peer>/negotiations/<pid>`); any doubt reads as "no".
+pub async fn peer_already_applied<P: ProcessRecord>(
+    store: &Store,
+    peers: &crate::client::PeerClient,
+    id: &str,
+) -> bool {
+    let Ok(Some(mut p)) = store.transact(|tx| P::load(tx, id)) else {
+        return false;
+    };
+    let role = p.role();
+    let (provider, consumer) = p.pid_slots();
+    let peer_pid = match role {
+        Role::Provider => consumer.clone(),
+        Role::Consumer => provider.clone(),
+    };
+    let Some(peer_pid) = peer_pid else {
+        return false;
+    };
+    let url = join_url(
+        p.peer_address(),
+        &format!("{}/{}", P::PATH, crate::mgmt_client::segment(&peer_pid)),
+    );
+    let ours = <P::Machine as StateMachine>::state_name(p.state());
+    match peers.get_json(&url).await {
+        Ok((_, answer)) => answer.get("state").and_then(Value::as_str) == Some(ours),
+        Err(e) => {
+            tracing::warn!(process = id, error = %e, "asking the peer for its state failed");
+            false
+        }
+    }
 }
 
 /// Marks a process terminated after a peer refused our message for good.
