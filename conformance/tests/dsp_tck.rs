@@ -710,3 +710,23 @@ tck_test!(a_lost_answer_does_not_end_the_process, async {
     assert_ok(t.finalized(&p).await);
     t.assert_negotiation(&p, C, "FINALIZED").await;
 });
+
+tck_test!(a_provider_with_another_identity_is_refused, async {
+    // The operator names one provider, the address answers with another's certificate.
+    let t = Tck::start(Rules::AUTO).await;
+    let started = t
+        .mgmt
+        .post(
+            "negotiations",
+            &json!({
+                "datasetId": TCK_DATASET_ID,
+                "offerId": harness::TCK_OFFER_ID,
+                "providerId": "did:web:impostor.example",
+                "connectorAddress": t.tck_dsp,
+            }),
+        )
+        .await;
+    let err = format!("{:#}", started.expect_err("the connector must refuse the peer"));
+    assert!(err.contains("502"), "{err}");
+    t.expect_silence(300).await;
+});

@@ -1,5 +1,7 @@
 //! Calls to partner connectors: DSP over HTTPS with mutual TLS.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -68,29 +70,49 @@ impl PeerError {
     }
 }
 
+type Https = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
 /// A pooled HTTPS client presenting this participant's certificate.
 #[derive(Clone)]
 pub struct PeerClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Https,
     timeout: Duration,
+    tls: TlsMaterial,
+    /// Clients that also check the server's participant id, by that id.
+    pinned: Arc<Mutex<HashMap<String, Https>>>,
 }
 
 impl PeerClient {
     /// A client for the given TLS material.
     pub fn new(tls: &TlsMaterial, timeout: Duration) -> anyhow::Result<Self> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(timeout));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls.client_config()?)
-            .https_only()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(https);
-        Ok(Self { client, timeout })
+        Ok(Self {
+            client: https(tls.client_config()?, timeout),
+            timeout,
+            tls: tls.clone(),
+            pinned: Arc::default(),
+        })
+    }
+
+    /// A client whose calls succeed only if the server's certificate carries
+    /// `participant_id` (its URI SAN): the party the operator named, not merely any member of
+    /// the data space. Clients are cached per participant.
+    pub fn to_participant(&self, participant_id: &str) -> anyhow::Result<PeerClient> {
+        let mut pinned = self.pinned.lock().unwrap_or_else(|p| p.into_inner());
+        let client = match pinned.get(participant_id) {
+            Some(c) => c.clone(),
+            None => {
+                let c = https(self.tls.client_config_for(participant_id)?, self.timeout);
+                if pinned.len() >= MAX_PINNED {
+                    pinned.clear();
+                }
+                pinned.insert(participant_id.to_string(), c.clone());
+                c
+            }
+        };
+        Ok(PeerClient {
+            client,
+            ..self.clone()
+        })
     }
 
     /// POSTs a JSON body; returns the status and the JSON answer (`Null` when empty).
@@ -164,6 +186,24 @@ impl PeerClient {
         })?;
         Ok((status, json))
     }
+}
+
+/// Most participant-pinned clients kept; the cache starts over beyond it.
+const MAX_PINNED: usize = 1024;
+
+fn https(config: rustls::ClientConfig, timeout: Duration) -> Https {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(timeout));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(config)
+        .https_only()
+        .enable_http1()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(https)
 }
 
 /// The error and its causes on one line (hyper's top-level message alone says little).

@@ -11,7 +11,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use crate::client::PeerError;
 use crate::engine::{
-    fail_locally, learn_provider_pid, negotiation, peer_already_applied, transfer,
+    fail_locally, learn_provider_pid, negotiation, peer_already_applied, peer_of, transfer,
 };
 use crate::node::Shared;
 use crate::store::OutboxItem;
@@ -91,8 +91,22 @@ fn dispatch_due(node: &Shared, in_flight: &Arc<Mutex<HashSet<String>>>) -> Optio
     next
 }
 
+/// Delivers one message over a client that accepts only the process's peer as server.
 async fn deliver(node: &Shared, item: &OutboxItem) {
-    match node.peers.post_json(&item.url, &item.body).await {
+    let sent = match peer_of(&node.store, &item.purpose, &item.process_id).and_then(|peer| {
+        node.peers
+            .to_participant(peer.as_deref().unwrap_or_default())
+    }) {
+        Ok(peer) => peer.post_json(&item.url, &item.body).await,
+        Err(e) => {
+            warn!(error = %format!("{e:#}"), "preparing a delivery failed; will retry");
+            Err(PeerError::Unreachable {
+                url: item.url.clone(),
+                reason: "the peer client could not be prepared".into(),
+            })
+        }
+    };
+    match sent {
         Ok((_, answer)) => {
             let done = node.store.transact(|tx| tx.dequeue(item.id)).and_then(|_| {
                 match item.purpose.as_str() {

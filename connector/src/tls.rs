@@ -128,6 +128,88 @@ impl TlsMaterial {
     }
 }
 
+impl TlsMaterial {
+    /// Client config for calls to one participant: as [`TlsMaterial::client_config`], and the
+    /// server's certificate must also carry `participant_id` as its URI SAN, so that a
+    /// connector address cannot impersonate the provider the operator named.
+    pub fn client_config_for(&self, participant_id: &str) -> Result<rustls::ClientConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            self.roots.clone(),
+            provider.clone(),
+        )
+        .build()
+        .context("building the server certificate verifier")?;
+        let verifier = Arc::new(ExpectParticipant {
+            inner,
+            expected: participant_id.to_string(),
+        });
+        let cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()?
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
+            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
+            .context("own certificate and key do not match")?;
+        Ok(cfg)
+    }
+}
+
+/// The WebPKI server check, plus: the certificate names the expected participant.
+#[derive(Debug)]
+struct ExpectParticipant {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    expected: String,
+}
+
+impl rustls::client::danger::ServerCertVerifier for ExpectParticipant {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls_pki_types::ServerName<'_>,
+        ocsp_response: &[u8],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        let verified = self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )?;
+        match participant_id_of(end_entity) {
+            Ok(id) if id == self.expected => Ok(verified),
+            Ok(id) => Err(rustls::Error::General(format!(
+                "the peer's certificate names participant {id}, not {}",
+                self.expected
+            ))),
+            Err(e) => Err(rustls::Error::General(e.to_string())),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
 fn read(path: &Path, what: &str) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| {
         format!(

@@ -240,13 +240,25 @@ pub async fn peer_already_applied<P: ProcessRecord>(
         &format!("{}/{}", P::PATH, crate::mgmt_client::segment(&peer_pid)),
     );
     let ours = <P::Machine as StateMachine>::state_name(p.state());
-    match peers.get_json(&url).await {
+    let Ok(peer) = peers.to_participant(p.peer_id()) else {
+        return false;
+    };
+    match peer.get_json(&url).await {
         Ok((_, answer)) => answer.get("state").and_then(Value::as_str) == Some(ours),
         Err(e) => {
             tracing::warn!(process = id, error = %e, "asking the peer for its state failed");
             false
         }
     }
+}
+
+/// The participant a queued message of process `id` must reach (`None`: no such process).
+pub fn peer_of(store: &Store, purpose: &str, id: &str) -> anyhow::Result<Option<String>> {
+    Ok(if purpose.starts_with("negotiation") {
+        store.negotiation(id)?.map(|n| n.peer_id)
+    } else {
+        store.transfer(id)?.map(|t| t.peer_id)
+    })
 }
 
 /// Marks a process terminated after a peer refused our message for good.

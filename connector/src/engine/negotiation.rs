@@ -308,7 +308,11 @@ pub async fn start(node: &Shared, req: StartNegotiation) -> EngineResult<Negotia
         &req.connector_address,
         &format!("catalog/datasets/{}", req.dataset_id),
     );
-    let (_, dataset) = node.peers.get_json(&url).await?;
+    let peer = node
+        .peers
+        .to_participant(&req.provider_id)
+        .map_err(EngineError::Internal)?;
+    let (_, dataset) = peer.get_json(&url).await?;
     let offer = dataset
         .get("hasPolicy")
         .and_then(Value::as_array)
