@@ -726,7 +726,10 @@ tck_test!(a_provider_with_another_identity_is_refused, async {
             }),
         )
         .await;
-    let err = format!("{:#}", started.expect_err("the connector must refuse the peer"));
+    let err = format!(
+        "{:#}",
+        started.expect_err("the connector must refuse the peer")
+    );
     assert!(err.contains("502"), "{err}");
     t.expect_silence(300).await;
 });

@@ -68,6 +68,7 @@ type MgmtResult = Result<Response, MgmtError>;
 /// The router of the management listener.
 pub fn router(node: Shared) -> Router {
     let api = Router::new()
+        .route("/openapi.json", get(openapi))
         .route("/catalog", get(own_catalog))
         .route("/catalog/request", post(peer_catalog))
         .route(
@@ -131,6 +132,13 @@ async fn require_api_key(
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The OpenAPI 3.1 document of this API (`connector/openapi.json`).
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+async fn openapi() -> Response {
+    ([(http::header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 async fn ready(State(node): State<Shared>) -> Response {
@@ -378,7 +386,42 @@ async fn wait_for(
 
 #[cfg(test)]
 mod tests {
-    use super::constant_time_eq;
+    use super::{OPENAPI, constant_time_eq};
+
+    /// Every `.route(...)` of [`super::router`] is documented in `openapi.json`, with the
+    /// methods it serves.
+    #[test]
+    fn every_route_is_in_the_openapi_document() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let source = include_str!("mgmt.rs");
+        let router = &source[source.find("pub fn router").unwrap()..];
+        let router = &router[..router.find("\n}\n").unwrap()];
+        let mut seen = 0;
+        for chunk in router.split(".route(").skip(1) {
+            let path = chunk.split('"').nth(1).unwrap();
+            let full = if path.starts_with("/health") {
+                path.to_string()
+            } else {
+                format!("/api/v1{path}")
+            };
+            let documented = &doc["paths"][&full];
+            assert!(documented.is_object(), "{full} is not in openapi.json");
+            let handlers = &chunk[..chunk.find(')').unwrap_or(chunk.len())];
+            for method in ["get", "post"] {
+                if chunk.contains(&format!("{method}("))
+                    || handlers.contains(&format!(".{method}("))
+                {
+                    assert!(
+                        documented[method].is_object(),
+                        "{method} {full} is not in openapi.json"
+                    );
+                }
+            }
+            seen += 1;
+        }
+        assert!(seen >= 12, "only {seen} routes found");
+    }
 
     #[test]
     fn api_key_comparison() {

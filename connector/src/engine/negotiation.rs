@@ -703,3 +703,99 @@ fn decide_as_provider(node: &Node, n: &Negotiation) -> EngineResult<()> {
     info!(negotiation = %n.id, ?decision, "provider decision");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(v: Value) -> Policy {
+        Policy::from_json(&v).unwrap()
+    }
+
+    fn offer() -> Policy {
+        policy(
+            json!({"@id": "urn:o", "@type": "Offer", "permission": [{"action": "use",
+            "constraint": [{"leftOperand": "purpose", "operator": "eq", "rightOperand": "research"}]}]}),
+        )
+    }
+
+    fn rules(
+        provider_mode: Mode,
+        agree_when_narrower: bool,
+        otherwise: Otherwise,
+    ) -> NegotiationConfig {
+        NegotiationConfig {
+            provider_mode,
+            agree_when_narrower,
+            otherwise,
+            consumer_mode: Mode::Auto,
+        }
+    }
+
+    #[test]
+    fn provider_rules() {
+        let same = offer();
+        let broader =
+            policy(json!({"@id": "urn:o", "@type": "Offer", "permission": [{"action": "use"}]}));
+        let narrower = policy(
+            json!({"@id": "urn:o", "@type": "Offer", "permission": [{"action": "use",
+            "constraint": [
+                {"leftOperand": "purpose", "operator": "eq", "rightOperand": "research"},
+                {"leftOperand": "spatial", "operator": "eq", "rightOperand": "EU"}
+            ]}]}),
+        );
+        assert!(narrower.at_least_as_strict_as(&offer()), "test premise");
+        use Decision as D;
+        use Otherwise as O;
+        let cases = [
+            // (mode, narrower ok, otherwise, requested, already offered, expected)
+            (Mode::Auto, false, O::Terminate, &same, false, D::Agree),
+            (
+                Mode::Auto,
+                false,
+                O::Terminate,
+                &narrower,
+                false,
+                D::Terminate,
+            ),
+            (Mode::Auto, true, O::Terminate, &narrower, false, D::Agree),
+            (
+                Mode::Auto,
+                true,
+                O::Terminate,
+                &broader,
+                false,
+                D::Terminate,
+            ),
+            (
+                Mode::Auto,
+                false,
+                O::CounterOffer,
+                &broader,
+                false,
+                D::CounterOffer,
+            ),
+            (
+                Mode::Auto,
+                false,
+                O::CounterOffer,
+                &broader,
+                true,
+                D::Terminate,
+            ),
+            (Mode::Auto, false, O::Manual, &broader, false, D::Wait),
+            (Mode::Manual, true, O::CounterOffer, &same, false, D::Wait),
+        ];
+        for (mode, narrow, otherwise, requested, offered, expected) in cases {
+            let got = provider_decision(
+                &rules(mode, narrow, otherwise),
+                Some(&offer()),
+                requested,
+                offered,
+            );
+            assert_eq!(got, expected, "{mode:?} {narrow} {otherwise:?} {offered}");
+        }
+        let auto = rules(Mode::Auto, true, O::CounterOffer);
+        assert_eq!(provider_decision(&auto, None, &same, false), D::Terminate);
+    }
+}
