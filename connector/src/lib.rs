@@ -15,6 +15,7 @@
 pub mod access;
 pub mod client;
 pub mod config;
+pub mod consumer_cli;
 pub mod dataplane;
 pub mod demo;
 pub mod dsp;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use sluis_connector::config::{Config, DEFAULT_CONFIG, LogFormat};
-use sluis_connector::{demo, run, sample, tls};
+use sluis_connector::{consumer_cli, demo, run, sample, tls};
 
 #[derive(Parser)]
 #[command(
@@ -43,6 +43,42 @@ enum Command {
         #[arg(long, short, default_value = "sluis.toml")]
         out: PathBuf,
     },
+    /// Negotiate an offer with a provider through the running connector (management API) and
+    /// print the agreement once FINALIZED.
+    Negotiate {
+        #[command(flatten)]
+        local: Local,
+        /// The provider's dataset.
+        #[arg(long)]
+        dataset: String,
+        /// The offer's `@id` in the provider's catalogue.
+        #[arg(long)]
+        offer: String,
+        /// The provider's participant id (its certificate must carry it).
+        #[arg(long)]
+        provider: String,
+        /// The provider's DSP base URL.
+        #[arg(long)]
+        address: String,
+    },
+    /// Request a transfer under an agreement and print the transfer with its DataAddress
+    /// (endpoint and token) once STARTED.
+    Transfer {
+        #[command(flatten)]
+        local: Local,
+        /// The agreement id.
+        #[arg(long)]
+        agreement: String,
+        /// `ArrowFlight-PULL` or `HttpData-PULL`.
+        #[arg(long, default_value = "ArrowFlight-PULL")]
+        format: String,
+        /// The provider's participant id.
+        #[arg(long)]
+        provider: String,
+        /// The provider's DSP base URL.
+        #[arg(long)]
+        address: String,
+    },
     /// Certificate helpers for a local data space.
     #[command(subcommand)]
     Certs(CertsCommand),
@@ -58,6 +94,30 @@ enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+}
+
+/// Which local connector a consumer command talks to.
+#[derive(clap::Args)]
+struct Local {
+    /// The local connector's configuration (for its API key and ports.json).
+    #[arg(long, short, default_value = "sluis.toml", env = "SLUIS_CONFIG")]
+    config: PathBuf,
+    /// The management URL, instead of the one in `<data_dir>/ports.json`.
+    #[arg(long)]
+    management_url: Option<String>,
+    /// Give up after this many seconds.
+    #[arg(long, default_value_t = 60)]
+    timeout_secs: u64,
+}
+
+impl Local {
+    fn client(&self) -> Result<sluis_connector::mgmt_client::MgmtClient> {
+        consumer_cli::client_for(&self.config, self.management_url.as_deref())
+    }
+
+    fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.timeout_secs)
+    }
 }
 
 #[derive(Subcommand)]
@@ -137,6 +197,44 @@ fn dispatch(command: Command) -> Result<()> {
             }
             tls::write_file(&out, DEFAULT_CONFIG.as_bytes())?;
             println!("wrote {}", out.display());
+            Ok(())
+        }
+        Command::Negotiate {
+            local,
+            dataset,
+            offer,
+            provider,
+            address,
+        } => {
+            let mgmt = local.client()?;
+            let agreement = runtime()?.block_on(consumer_cli::negotiate(
+                &mgmt,
+                &dataset,
+                &offer,
+                &provider,
+                &address,
+                local.timeout(),
+            ))?;
+            println!("{}", serde_json::to_string_pretty(&agreement)?);
+            Ok(())
+        }
+        Command::Transfer {
+            local,
+            agreement,
+            format,
+            provider,
+            address,
+        } => {
+            let mgmt = local.client()?;
+            let transfer = runtime()?.block_on(consumer_cli::transfer(
+                &mgmt,
+                &agreement,
+                &format,
+                &provider,
+                &address,
+                local.timeout(),
+            ))?;
+            println!("{}", serde_json::to_string_pretty(&transfer)?);
             Ok(())
         }
         Command::Certs(c) => certs(c),
