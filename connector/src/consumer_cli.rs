@@ -47,19 +47,13 @@ pub async fn negotiate(
     connector_address: &str,
     timeout: Duration,
 ) -> Result<Value> {
-    let started = mgmt
-        .post(
-            "negotiations",
-            &json!({
-                "datasetId": dataset_id,
-                "offerId": offer_id,
-                "providerId": provider_id,
-                "connectorAddress": connector_address,
-            }),
-        )
-        .await
-        .context("starting the negotiation")?;
-    let id = id_of(&started)?;
+    let start = json!({
+        "datasetId": dataset_id,
+        "offerId": offer_id,
+        "providerId": provider_id,
+        "connectorAddress": connector_address,
+    });
+    let id = start_process(mgmt, "negotiations", &start).await?;
     let n = wait_for(
         mgmt,
         "negotiations",
@@ -87,23 +81,22 @@ pub async fn transfer(
     connector_address: &str,
     timeout: Duration,
 ) -> Result<Value> {
-    let started = mgmt
-        .post(
-            "transfers",
-            &json!({
-                "agreementId": agreement_id,
-                "format": format,
-                "providerId": provider_id,
-                "connectorAddress": connector_address,
-            }),
-        )
-        .await
-        .context("starting the transfer")?;
-    let id = id_of(&started)?;
+    let start = json!({
+        "agreementId": agreement_id,
+        "format": format,
+        "providerId": provider_id,
+        "connectorAddress": connector_address,
+    });
+    let id = start_process(mgmt, "transfers", &start).await?;
     wait_for(mgmt, "transfers", "transfer", &id, "STARTED", timeout).await
 }
 
-fn id_of(process: &Value) -> Result<String> {
+/// POSTs a start request to `kind` and returns the new process's local id.
+async fn start_process(mgmt: &MgmtClient, kind: &str, body: &Value) -> Result<String> {
+    let process = mgmt
+        .post(kind, body)
+        .await
+        .with_context(|| format!("starting the {}", kind.trim_end_matches('s')))?;
     process["id"]
         .as_str()
         .map(str::to_string)

@@ -144,7 +144,20 @@ fn participant(
     tls::write_participant_files(&dir.join("certs"), ca, &cert)?;
     let api_key = format!("{name}-{}", uuid::Uuid::new_v4().simple());
     let config = dir.join("sluis.toml");
-    let text = format!(
+    let text = loopback_config(id, &api_key);
+    tls::write_file(&config, text.as_bytes())?;
+    Ok(ParticipantFiles {
+        id: id.to_string(),
+        dir,
+        config,
+        api_key,
+    })
+}
+
+/// The config of a participant on loopback, every listener on port 0, with its certificates
+/// in `certs/` and its state in `data/` beside the config file.
+pub fn loopback_config(id: &str, api_key: &str) -> String {
+    format!(
         r#"participant_id = "{id}"
 data_dir = "data"
 
@@ -163,14 +176,7 @@ ca = "certs/ca.pem"
 cert = "certs/cert.pem"
 key = "certs/key.pem"
 "#
-    );
-    tls::write_file(&config, text.as_bytes())?;
-    Ok(ParticipantFiles {
-        id: id.to_string(),
-        dir,
-        config,
-        api_key,
-    })
+    )
 }
 
 /// A running `sluis serve` child process; killed when dropped.

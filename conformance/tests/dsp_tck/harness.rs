@@ -668,24 +668,7 @@ fn write_cut_config(root: &std::path::Path, rules: Rules) -> ParticipantFiles {
         transfer,
     } = rules;
     let text = format!(
-        r#"participant_id = "{CUT_ID}"
-data_dir = "data"
-
-[protocol]
-listen = "127.0.0.1:0"
-
-[management]
-listen = "127.0.0.1:0"
-api_key = "{api_key}"
-
-[data_plane]
-listen = "127.0.0.1:0"
-
-[tls]
-ca = "certs/ca.pem"
-cert = "certs/cert.pem"
-key = "certs/key.pem"
-
+        r#"{}
 [negotiation]
 provider_mode = "{provider}"
 otherwise = "{otherwise}"
@@ -699,7 +682,8 @@ id = "{DATASET_ID}"
 title = "TCK dataset"
 source = {{ kind = "parquet", location = "data.parquet" }}
 offer_files = ["offer.json"]
-"#
+"#,
+        sluis_connector::scenario::loopback_config(CUT_ID, &api_key)
     );
     let config = dir.join("sluis.toml");
     std::fs::write(&config, text).unwrap();
