@@ -793,7 +793,7 @@ async fn handle(State(cp): State<Arc<Counterpart>>, req: Request) -> Response {
             StatusCode::OK,
             process(
                 "ContractNegotiation",
-                &body["providerPid"].as_str().unwrap_or_default().to_string(),
+                body["providerPid"].as_str().unwrap_or_default(),
                 &body["consumerPid"],
                 "REQUESTED",
             ),
