@@ -733,3 +733,42 @@ tck_test!(a_provider_with_another_identity_is_refused, async {
     assert!(err.contains("502"), "{err}");
     t.expect_silence(300).await;
 });
+
+tck_test!(a_repeated_initial_request_names_the_same_process, async {
+    let t = Tck::start(Rules::MANUAL).await;
+    let msg = message(
+        "ContractRequestMessage",
+        json!({ "consumerPid": harness::new_pid(), "offer": matching_offer(), "callbackAddress": t.tck_dsp }),
+    );
+    let (first, created) = t.post("negotiations/request", &msg).await;
+    assert_eq!(first, 201, "{created}");
+    let (again, repeated) = t.post("negotiations/request", &msg).await;
+    assert_eq!(again, 200, "{repeated}");
+    assert_eq!(repeated["providerPid"], created["providerPid"]);
+    let mut other = msg.clone();
+    other["offer"] = broader_offer();
+    assert_illegal(t.post("negotiations/request", &other).await, NEG_ERROR);
+    let all = t.mgmt.get("negotiations").await.unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 1, "{all}");
+});
+
+tck_test!(a_repeated_transfer_request_names_the_same_process, async {
+    let t = Tck::start(Rules::MANUAL_TRANSFER).await;
+    let agreement = t.agreement_from_cut().await;
+    let msg = message(
+        "TransferRequestMessage",
+        json!({
+            "consumerPid": harness::new_pid(),
+            "agreementId": agreement,
+            "format": harness::FORMAT,
+            "callbackAddress": t.tck_dsp,
+        }),
+    );
+    let (first, created) = t.post("transfers/request", &msg).await;
+    assert_eq!(first, 201, "{created}");
+    let (again, repeated) = t.post("transfers/request", &msg).await;
+    assert_eq!(again, 200, "{repeated}");
+    assert_eq!(repeated["providerPid"], created["providerPid"]);
+    let all = t.mgmt.get("transfers").await.unwrap();
+    assert_eq!(all.as_array().unwrap().len(), 1, "{all}");
+});

@@ -58,6 +58,20 @@ pub fn new_pid() -> String {
     format!("urn:uuid:{}", uuid::Uuid::new_v4())
 }
 
+/// The provider's pid of a process a consumer asks to create (`kind`: negotiation or
+/// transfer), derived from the caller and its `consumerPid`: a repeated creation message
+/// names the process the first one created, so a retry cannot create a second one.
+pub fn derived_pid(kind: &str, caller: &str, consumer_pid: &str) -> String {
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(format!("{kind}\0{caller}\0{consumer_pid}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    format!(
+        "urn:uuid:{}",
+        uuid::Builder::from_random_bytes(bytes).into_uuid()
+    )
+}
+
 /// The table name a dataset is queried by: the last segment of its id, as an SQL identifier.
 pub fn table_name(dataset_id: &str) -> String {
     let last = dataset_id
@@ -83,6 +97,15 @@ pub fn table_name(dataset_id: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn derived_pids_are_stable_and_distinct() {
+        let a = derived_pid("negotiation", "did:web:c", "urn:uuid:1");
+        assert_eq!(a, derived_pid("negotiation", "did:web:c", "urn:uuid:1"));
+        assert_ne!(a, derived_pid("negotiation", "did:web:d", "urn:uuid:1"));
+        assert_ne!(a, derived_pid("transfer", "did:web:c", "urn:uuid:1"));
+        assert!(a.starts_with("urn:uuid:") && a.len() == 45, "{a}");
+    }
 
     #[test]
     fn table_names_are_identifiers() {

@@ -224,6 +224,15 @@ fn pids_of(bytes: &[u8]) -> Option<(String, String)> {
     Some((pid("providerPid"), pid("consumerPid")))
 }
 
+/// 201 for a process created now, 200 for a repeated creation message.
+fn created_or_ok(created: bool) -> StatusCode {
+    if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
+}
+
 fn ok(status: StatusCode, body: Value) -> DspResult {
     Ok((status, Json(body)).into_response())
 }
@@ -291,9 +300,9 @@ async fn negotiation_request(
 ) -> DspResult {
     let who = caller(&peer, NEG)?;
     let (msg, pids) = read(body, "ContractRequestMessage", NEG).await?;
-    let n = negotiation::on_initial_request(&node, &who, msg)
+    let (n, created) = negotiation::on_initial_request(&node, &who, msg)
         .map_err(|e| DspReject::from_engine(NEG, e).with_pids(pids))?;
-    ok(StatusCode::CREATED, negotiation::dsp_view(&n))
+    ok(created_or_ok(created), negotiation::dsp_view(&n))
 }
 
 async fn negotiation_get(
@@ -322,9 +331,9 @@ async fn transfer_request(
 ) -> DspResult {
     let who = caller(&peer, TR)?;
     let (msg, pids) = read(body, "TransferRequestMessage", TR).await?;
-    let t = transfer::on_request(&node, &who, msg)
+    let (t, created) = transfer::on_request(&node, &who, msg)
         .map_err(|e| DspReject::from_engine(TR, e).with_pids(pids))?;
-    ok(StatusCode::CREATED, transfer::dsp_view(&t))
+    ok(created_or_ok(created), transfer::dsp_view(&t))
 }
 
 async fn transfer_get(

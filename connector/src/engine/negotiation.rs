@@ -13,7 +13,7 @@ use crate::dsp::messages::{
     ContractRequestMessage, ProcessIds, ReasonedMessage,
 };
 use crate::dsp::negotiation::{self as machine, NegotiationMessage as Msg, NegotiationState as S};
-use crate::node::{Node, Shared, new_pid};
+use crate::node::{Node, Shared, derived_pid, new_pid};
 use crate::store::{Agreement, Negotiation, Tx};
 
 /// Outbox purpose of an initial contract request: the answer carries the provider's pid.
@@ -117,12 +117,14 @@ fn receive(
 
 // ---- provider side --------------------------------------------------------------------------
 
-/// An initial `ContractRequestMessage` (provider): creates the process in REQUESTED.
+/// An initial `ContractRequestMessage` (provider): creates the process in REQUESTED. The
+/// same request again (same caller, `consumerPid` and offer) answers with the process it
+/// created; `false` says it was not created now.
 pub fn on_initial_request(
     node: &Shared,
     caller: &str,
     msg: ContractRequestMessage,
-) -> EngineResult<Negotiation> {
+) -> EngineResult<(Negotiation, bool)> {
     if msg.provider_pid.is_some() {
         return Err(EngineError::BadRequest(
             "an initial contract request must not carry a providerPid".into(),
@@ -135,12 +137,21 @@ pub fn on_initial_request(
     check_callback(&callback)?;
     let requested = parse_policy(&msg.offer, "offer")?;
     let dataset_id = offered_dataset(node, &requested)?;
+    let id = derived_pid("negotiation", caller, &msg.consumer_pid);
+    if let Some(existing) = node.store.negotiation(&id)? {
+        if existing.offer != msg.offer {
+            return Err(EngineError::Illegal(
+                "this consumerPid already names a negotiation with another offer".into(),
+            ));
+        }
+        return Ok((existing, false));
+    }
     machine::receive(Role::Provider, None, Msg::Request)?;
     let now = Utc::now();
     let n = Negotiation {
-        id: new_pid(),
+        id: id.clone(),
         role: Role::Provider,
-        provider_pid: None,
+        provider_pid: Some(id),
         consumer_pid: Some(msg.consumer_pid.clone()),
         peer_id: caller.to_string(),
         peer_address: callback,
@@ -152,15 +163,11 @@ pub fn on_initial_request(
         created_at: now,
         updated_at: now,
     };
-    let n = Negotiation {
-        provider_pid: Some(n.id.clone()),
-        ..n
-    };
     node.store
         .transact(|tx| tx.insert_negotiation(&n, "received ContractRequestMessage"))?;
     info!(negotiation = %n.id, consumer = caller, dataset = %n.dataset_id, "contract requested");
     react(node.clone(), n.clone());
-    Ok(n)
+    Ok((n, true))
 }
 
 fn check_callback(url: &str) -> EngineResult<()> {

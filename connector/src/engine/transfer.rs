@@ -13,7 +13,7 @@ use crate::dsp::messages::{
 };
 use crate::dsp::negotiation::NegotiationState;
 use crate::dsp::transfer::{self as machine, TransferMessage as Msg, TransferState as S};
-use crate::node::{Node, Shared, new_pid, table_name};
+use crate::node::{Node, Shared, derived_pid, new_pid, table_name};
 use crate::store::{Transfer, Tx};
 
 /// Outbox purpose of a transfer request: the answer carries the provider's pid.
@@ -116,12 +116,13 @@ fn receive(
 // ---- provider side --------------------------------------------------------------------------
 
 /// `TransferRequestMessage` (provider): the caller must be the agreement's assignee and the
-/// negotiation finalized.
+/// negotiation finalized. The same request again (same caller and `consumerPid`, same
+/// agreement) answers with the process it created; `false` says it was not created now.
 pub fn on_request(
     node: &Shared,
     caller: &str,
     msg: TransferRequestMessage,
-) -> EngineResult<Transfer> {
+) -> EngineResult<(Transfer, bool)> {
     if msg.format != FORMAT_FLIGHT && msg.format != FORMAT_HTTP {
         return Err(EngineError::BadRequest(format!(
             "unsupported format {:?}: use {FORMAT_FLIGHT} or {FORMAT_HTTP}",
@@ -149,9 +150,17 @@ pub fn on_request(
             "the agreement is not finalized".into(),
         ));
     }
+    let id = derived_pid("transfer", caller, &msg.consumer_pid);
+    if let Some(existing) = node.store.transfer(&id)? {
+        if existing.agreement_id != agreement.id || existing.format != msg.format {
+            return Err(EngineError::Illegal(
+                "this consumerPid already names another transfer".into(),
+            ));
+        }
+        return Ok((existing, false));
+    }
     machine::receive(Role::Provider, None, Msg::Request)?;
     let now = Utc::now();
-    let id = new_pid();
     let t = Transfer {
         id: id.clone(),
         role: Role::Provider,
@@ -172,7 +181,7 @@ pub fn on_request(
         .transact(|tx| tx.insert_transfer(&t, "received TransferRequestMessage"))?;
     info!(transfer = %t.id, consumer = caller, agreement = %t.agreement_id, "transfer requested");
     react(node.clone(), t.clone());
-    Ok(t)
+    Ok((t, true))
 }
 
 /// Starts or resumes a transfer. The provider mints a token and sends the data address; a
