@@ -54,6 +54,9 @@ pub fn join_url(base: &str, path: &str) -> String {
     )
 }
 
+/// The message type of a process's protocol.
+pub type MessageOf<P> = <<P as ProcessRecord>::Machine as StateMachine>::Message;
+
 /// What negotiations and transfers have in common as stored processes.
 pub trait ProcessRecord: Sized {
     /// Its protocol.
@@ -62,6 +65,12 @@ pub trait ProcessRecord: Sized {
     const WHAT: &'static str;
     /// Its DSP path segment (`negotiations`, `transfers`).
     const PATH: &'static str;
+    /// The outbox purpose of its messages other than the initial request.
+    const PURPOSE: &'static str;
+    /// The DSP `@type` of a message.
+    fn message_type(message: MessageOf<Self>) -> &'static str;
+    /// Where a message of ours about this process goes.
+    fn message_url(&self, message: MessageOf<Self>) -> EngineResult<String>;
     /// Current state.
     fn state(&self) -> <Self::Machine as StateMachine>::State;
     /// Sets the state.
@@ -87,11 +96,18 @@ pub trait ProcessRecord: Sized {
 }
 
 macro_rules! process_record {
-    ($t:ty, $machine:ty, $what:expr, $load:ident, $save:ident, $terminated:expr) => {
+    ($t:ty, $machine:ty, $what:expr, $load:ident, $save:ident, $terminated:expr, $module:ident) => {
         impl ProcessRecord for $t {
             type Machine = $machine;
             const WHAT: &'static str = $what;
             const PATH: &'static str = concat!($what, "s");
+            const PURPOSE: &'static str = $module::PURPOSE_MESSAGE;
+            fn message_type(message: MessageOf<Self>) -> &'static str {
+                $module::message_type(message)
+            }
+            fn message_url(&self, message: MessageOf<Self>) -> EngineResult<String> {
+                $module::message_url(self, message)
+            }
             fn state(&self) -> <$machine as StateMachine>::State {
                 self.state
             }
@@ -135,7 +151,8 @@ process_record!(
     "negotiation",
     negotiation,
     update_negotiation,
-    NegotiationState::Terminated
+    NegotiationState::Terminated,
+    negotiation
 );
 process_record!(
     Transfer,
@@ -143,7 +160,8 @@ process_record!(
     "transfer",
     transfer,
     update_transfer,
-    TransferState::Terminated
+    TransferState::Terminated,
+    transfer
 );
 
 /// Applies a message the peer `caller` sent about our process `pid`, inside a transaction:
@@ -174,20 +192,20 @@ pub fn receive_in<P: ProcessRecord>(
 /// [`receive_in`] in its own transaction; `update` records the message's content when the
 /// process moved.
 pub fn receive<P: ProcessRecord>(
-    store: &Store,
+    node: &crate::node::Node,
     caller: &str,
     pid: &str,
     body_pids: (&str, &str),
-    message: <P::Machine as StateMachine>::Message,
-    note: &str,
+    message: MessageOf<P>,
     update: impl FnOnce(&mut P) -> EngineResult<()>,
 ) -> EngineResult<(P, bool)> {
-    store.transact(|tx| {
+    let note = format!("received {}", P::message_type(message));
+    node.store.transact(|tx| {
         let (mut p, moved) = receive_in::<P>(tx, caller, pid, body_pids, message)?;
         if moved {
             update(&mut p)?;
         }
-        p.save(tx, note)?;
+        p.save(tx, &note)?;
         Ok((p, moved))
     })
 }
@@ -308,14 +326,13 @@ pub fn check_pids(
 /// fields (and record side effects), and commits the new state together with the message in
 /// the outbox.
 pub fn send<P: ProcessRecord>(
-    store: &Store,
+    node: &crate::node::Node,
     id: &str,
-    message: <P::Machine as StateMachine>::Message,
-    (type_name, purpose): (&str, &str),
-    url: impl FnOnce(&P) -> EngineResult<String>,
+    message: MessageOf<P>,
     build: impl FnOnce(&mut Tx<'_>, &mut P) -> EngineResult<Value>,
 ) -> EngineResult<P> {
-    store.transact(|tx| {
+    let type_name = P::message_type(message);
+    node.store.transact(|tx| {
         let mut p = P::load(tx, id)?.ok_or(EngineError::NotFound(P::WHAT))?;
         if let crate::dsp::Step::Moved(s) =
             crate::dsp::step::<P::Machine>(p.role(), Some(p.state()), message)?
@@ -328,7 +345,7 @@ pub fn send<P: ProcessRecord>(
         fields["consumerPid"] = Value::String(consumer.clone().unwrap_or_default());
         let body = crate::dsp::messages::message(type_name, fields);
         p.save(tx, &format!("sent {type_name}"))?;
-        tx.enqueue(p.id(), purpose, &url(&p)?, &body)?;
+        tx.enqueue(p.id(), P::PURPOSE, &p.message_url(message)?, &body)?;
         Ok(p)
     })
 }

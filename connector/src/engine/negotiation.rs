@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use sluis_policy::Policy;
 use tracing::{info, warn};
 
-use super::{EngineError, EngineResult, join_url, receive_in};
+use super::{EngineError, EngineResult, join_url, receive, receive_in, send};
 use crate::config::{Mode, NegotiationConfig, Otherwise};
 use crate::dsp::Role;
 use crate::dsp::messages::{
@@ -14,7 +14,7 @@ use crate::dsp::messages::{
 };
 use crate::dsp::negotiation::{self as machine, NegotiationMessage as Msg, NegotiationState as S};
 use crate::node::{Node, Shared, derived_pid, new_pid};
-use crate::store::{Agreement, Negotiation, Tx};
+use crate::store::{Agreement, Negotiation};
 
 /// Outbox purpose of an initial contract request: the answer carries the provider's pid.
 pub const PURPOSE_REQUEST: &str = "negotiation-request";
@@ -52,7 +52,8 @@ fn parse_policy(v: &Value, what: &str) -> EngineResult<Policy> {
 }
 
 /// The DSP path segment of a message sent to the peer of a process.
-fn message_url(n: &Negotiation, message: Msg) -> EngineResult<String> {
+/// Where a message of ours about a process goes.
+pub(super) fn message_url(n: &Negotiation, message: Msg) -> EngineResult<String> {
     let peer_pid = match n.role {
         Role::Provider => n.consumer_pid.as_deref(),
         Role::Consumer => n.provider_pid.as_deref(),
@@ -75,24 +76,8 @@ fn message_url(n: &Negotiation, message: Msg) -> EngineResult<String> {
     Ok(join_url(&n.peer_address, &path))
 }
 
-fn send(
-    node: &Node,
-    id: &str,
-    message: Msg,
-    build: impl FnOnce(&mut Tx<'_>, &mut Negotiation) -> EngineResult<Value>,
-) -> EngineResult<Negotiation> {
-    let kind = (message_type(message), PURPOSE_MESSAGE);
-    super::send(
-        &node.store,
-        id,
-        message,
-        kind,
-        |n| message_url(n, message),
-        build,
-    )
-}
-
-fn message_type(m: Msg) -> &'static str {
+/// The DSP `@type` of a message.
+pub(super) fn message_type(m: Msg) -> &'static str {
     match m {
         Msg::Request => "ContractRequestMessage",
         Msg::Offer => "ContractOfferMessage",
@@ -101,18 +86,6 @@ fn message_type(m: Msg) -> &'static str {
         Msg::Verification => "ContractAgreementVerificationMessage",
         Msg::Termination => "ContractNegotiationTerminationMessage",
     }
-}
-
-fn receive(
-    node: &Node,
-    caller: &str,
-    pid: &str,
-    body_pids: (&str, &str),
-    message: Msg,
-    update: impl FnOnce(&mut Negotiation) -> EngineResult<()>,
-) -> EngineResult<(Negotiation, bool)> {
-    let note = format!("received {}", message_type(message));
-    super::receive(&node.store, caller, pid, body_pids, message, &note, update)
 }
 
 // ---- provider side --------------------------------------------------------------------------
@@ -209,7 +182,7 @@ pub fn on_counter_request(
     let provider_pid = msg.provider_pid.clone().unwrap_or_else(|| pid.to_string());
     parse_policy(&msg.offer, "offer")?;
     refuse_changed_repeat(node, caller, pid, S::Requested, &msg.offer)?;
-    let (n, moved) = receive(
+    let (n, moved) = receive::<Negotiation>(
         node,
         caller,
         pid,
@@ -243,7 +216,7 @@ pub fn on_event(
             )));
         }
     };
-    let (n, moved) = receive(
+    let (n, moved) = receive::<Negotiation>(
         node,
         caller,
         pid,
@@ -265,7 +238,7 @@ pub fn on_verification(
     pid: &str,
     msg: ProcessIds,
 ) -> EngineResult<Negotiation> {
-    let (n, moved) = receive(
+    let (n, moved) = receive::<Negotiation>(
         node,
         caller,
         pid,
@@ -291,7 +264,7 @@ pub fn on_termination(
         .as_ref()
         .map(|r| serde_json::to_string(r).unwrap_or_default())
         .unwrap_or_else(|| "terminated by the peer".into());
-    let (n, _) = receive(
+    let (n, _) = receive::<Negotiation>(
         node,
         caller,
         pid,
@@ -387,7 +360,7 @@ pub fn on_offer(
     refuse_changed_repeat(node, caller, pid, S::Offered, &msg.offer)?;
     let consumer_pid = msg.consumer_pid.clone().unwrap_or_else(|| pid.to_string());
     let mut as_requested = false;
-    let (n, moved) = receive(
+    let (n, moved) = receive::<Negotiation>(
         node,
         caller,
         pid,
@@ -524,7 +497,7 @@ fn check_agreement(n: &Negotiation, agreement: &Policy, me: &str) -> EngineResul
 /// The provider agrees: the agreement is the requested offer, bound to both parties.
 pub fn agree(node: &Node, id: &str) -> EngineResult<Negotiation> {
     let assigner = node.participant_id.clone();
-    send(node, id, Msg::Agreement, |tx, n| {
+    send::<Negotiation>(node, id, Msg::Agreement, |tx, n| {
         let offer = parse_policy(&n.offer, "stored offer")?;
         let agreement_id = new_pid();
         let policy = offer
@@ -552,7 +525,7 @@ pub fn agree(node: &Node, id: &str) -> EngineResult<Negotiation> {
 
 /// The provider offers its catalogue offer for the requested dataset (a counter-offer).
 pub fn offer(node: &Node, id: &str) -> EngineResult<Negotiation> {
-    send(node, id, Msg::Offer, |_, n| {
+    send::<Negotiation>(node, id, Msg::Offer, |_, n| {
         let offer = catalogue_offer(node, n)?;
         n.offer = offer.clone();
         Ok(json!({ "offer": offer }))
@@ -579,7 +552,7 @@ pub fn counter_request(node: &Node, id: &str, offer: Option<Value>) -> EngineRes
     if let Some(o) = &offer {
         parse_policy(o, "offer")?;
     }
-    send(node, id, Msg::Request, |_, n| {
+    send::<Negotiation>(node, id, Msg::Request, |_, n| {
         if let Some(o) = offer {
             n.offer = o;
         }
@@ -589,19 +562,19 @@ pub fn counter_request(node: &Node, id: &str, offer: Option<Value>) -> EngineRes
 
 /// The consumer verifies the agreement it received.
 pub fn verify(node: &Node, id: &str) -> EngineResult<Negotiation> {
-    send(node, id, Msg::Verification, |_, _| Ok(json!({})))
+    send::<Negotiation>(node, id, Msg::Verification, |_, _| Ok(json!({})))
 }
 
 /// The provider finalizes a verified agreement.
 pub fn finalize(node: &Node, id: &str) -> EngineResult<Negotiation> {
-    send(node, id, Msg::Finalized, |_, _| {
+    send::<Negotiation>(node, id, Msg::Finalized, |_, _| {
         Ok(json!({ "eventType": "FINALIZED" }))
     })
 }
 
 /// The consumer accepts the provider's latest offer.
 pub fn accept(node: &Node, id: &str) -> EngineResult<Negotiation> {
-    send(node, id, Msg::Accepted, |_, _| {
+    send::<Negotiation>(node, id, Msg::Accepted, |_, _| {
         Ok(json!({ "eventType": "ACCEPTED" }))
     })
 }
@@ -609,7 +582,7 @@ pub fn accept(node: &Node, id: &str) -> EngineResult<Negotiation> {
 /// Either party terminates.
 pub fn terminate(node: &Node, id: &str, reason: &str) -> EngineResult<Negotiation> {
     let reason = reason.to_string();
-    send(node, id, Msg::Termination, |_, n| {
+    send::<Negotiation>(node, id, Msg::Termination, |_, n| {
         n.error = Some(reason.clone());
         Ok(json!({ "code": "terminated", "reason": [reason] }))
     })

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use sluis_policy::token::Grant;
 use tracing::{info, warn};
 
-use super::{EngineError, EngineResult, join_url};
+use super::{EngineError, EngineResult, join_url, receive, send};
 use crate::config::Mode;
 use crate::dsp::Role;
 use crate::dsp::messages::{
@@ -14,7 +14,7 @@ use crate::dsp::messages::{
 use crate::dsp::negotiation::NegotiationState;
 use crate::dsp::transfer::{self as machine, TransferMessage as Msg, TransferState as S};
 use crate::node::{Node, Shared, derived_pid, new_pid, table_name};
-use crate::store::{Transfer, Tx};
+use crate::store::Transfer;
 
 /// Outbox purpose of a transfer request: the answer carries the provider's pid.
 pub const PURPOSE_REQUEST: &str = "transfer-request";
@@ -54,7 +54,8 @@ pub fn dsp_view(t: &Transfer) -> Value {
     )
 }
 
-fn message_type(m: Msg) -> &'static str {
+/// The DSP `@type` of a message.
+pub(super) fn message_type(m: Msg) -> &'static str {
     match m {
         Msg::Request => "TransferRequestMessage",
         Msg::Start => "TransferStartMessage",
@@ -64,7 +65,8 @@ fn message_type(m: Msg) -> &'static str {
     }
 }
 
-fn message_url(t: &Transfer, m: Msg) -> EngineResult<String> {
+/// Where a message of ours about a process goes.
+pub(super) fn message_url(t: &Transfer, m: Msg) -> EngineResult<String> {
     let peer_pid = match t.role {
         Role::Provider => t.consumer_pid.as_deref(),
         Role::Consumer => t.provider_pid.as_deref(),
@@ -82,35 +84,6 @@ fn message_url(t: &Transfer, m: Msg) -> EngineResult<String> {
         (Msg::Termination, Some(p)) => format!("transfers/{p}/termination"),
     };
     Ok(join_url(&t.peer_address, &path))
-}
-
-fn send(
-    node: &Node,
-    id: &str,
-    message: Msg,
-    build: impl FnOnce(&mut Tx<'_>, &mut Transfer) -> EngineResult<Value>,
-) -> EngineResult<Transfer> {
-    let kind = (message_type(message), PURPOSE_MESSAGE);
-    super::send(
-        &node.store,
-        id,
-        message,
-        kind,
-        |t| message_url(t, message),
-        build,
-    )
-}
-
-fn receive(
-    node: &Node,
-    caller: &str,
-    pid: &str,
-    body_pids: (&str, &str),
-    message: Msg,
-    update: impl FnOnce(&mut Transfer) -> EngineResult<()>,
-) -> EngineResult<(Transfer, bool)> {
-    let note = format!("received {}", message_type(message));
-    super::receive(&node.store, caller, pid, body_pids, message, &note, update)
 }
 
 // ---- provider side --------------------------------------------------------------------------
@@ -187,7 +160,7 @@ pub fn on_request(
 /// Starts or resumes a transfer. The provider mints a token and sends the data address; a
 /// consumer resuming a transfer it suspended sends the message without one.
 pub fn start(node: &Node, id: &str) -> EngineResult<Transfer> {
-    send(node, id, Msg::Start, |_, t| match t.role {
+    send::<Transfer>(node, id, Msg::Start, |_, t| match t.role {
         Role::Provider => Ok(json!({ "dataAddress": data_address(node, t)? })),
         Role::Consumer => Ok(json!({})),
     })
@@ -283,7 +256,7 @@ pub fn on_start(
     msg: TransferStartMessage,
 ) -> EngineResult<Transfer> {
     let address = msg.data_address.clone();
-    let (t, _) = receive(
+    let (t, _) = receive::<Transfer>(
         node,
         caller,
         pid,
@@ -307,7 +280,7 @@ pub fn on_completion(
     pid: &str,
     msg: ProcessIds,
 ) -> EngineResult<Transfer> {
-    Ok(receive(
+    Ok(receive::<Transfer>(
         node,
         caller,
         pid,
@@ -330,7 +303,7 @@ pub fn on_stop(
         .reason
         .as_ref()
         .map(|r| serde_json::to_string(r).unwrap_or_default());
-    Ok(receive(
+    Ok(receive::<Transfer>(
         node,
         caller,
         pid,
@@ -349,7 +322,7 @@ pub fn on_stop(
 /// Suspends, completes or terminates from our side.
 pub fn stop(node: &Node, id: &str, message: Msg, reason: &str) -> EngineResult<Transfer> {
     let reason = reason.to_string();
-    send(node, id, message, |_, _| {
+    send::<Transfer>(node, id, message, |_, _| {
         Ok(match message {
             Msg::Completion => json!({}),
             _ => json!({ "code": "stopped", "reason": [reason] }),
