@@ -772,3 +772,14 @@ tck_test!(a_repeated_transfer_request_names_the_same_process, async {
     let all = t.mgmt.get("transfers").await.unwrap();
     assert_eq!(all.as_array().unwrap().len(), 1, "{all}");
 });
+
+tck_test!(the_operator_cannot_send_a_message_twice, async {
+    let (t, p) = agreed(Rules::MANUAL).await;
+    let again = t
+        .mgmt
+        .post(&format!("negotiations/{}/agree", p.provider), &json!({}))
+        .await;
+    let err = format!("{:#}", again.expect_err("a second agreement is refused"));
+    assert!(err.contains("409") && err.contains("AGREED"), "{err}");
+    t.expect_silence(200).await;
+});

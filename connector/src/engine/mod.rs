@@ -334,10 +334,16 @@ pub fn send<P: ProcessRecord>(
     let type_name = P::message_type(message);
     node.store.transact(|tx| {
         let mut p = P::load(tx, id)?.ok_or(EngineError::NotFound(P::WHAT))?;
-        if let crate::dsp::Step::Moved(s) =
-            crate::dsp::step::<P::Machine>(p.role(), Some(p.state()), message)?
-        {
-            p.set_state(s);
+        match crate::dsp::step::<P::Machine>(p.role(), Some(p.state()), message)? {
+            crate::dsp::Step::Moved(s) => p.set_state(s),
+            // Retries are the outbox's business; a second local send is a mistake.
+            crate::dsp::Step::Duplicate => {
+                return Err(EngineError::Illegal(format!(
+                    "the {} is {} already",
+                    P::WHAT,
+                    <P::Machine as StateMachine>::state_name(p.state())
+                )));
+            }
         }
         let mut fields = build(tx, &mut p)?;
         let (provider, consumer) = p.pid_slots();
