@@ -304,15 +304,20 @@ impl Tck {
             .await
     }
 
-    /// Sends a negotiation event to the CUT as provider (`ACCEPTED`).
-    pub async fn accepted(&self, p: &Pids) -> (StatusCode, Value) {
+    /// Sends a `ContractNegotiationEventMessage` to the CUT playing `cut`.
+    pub async fn event(&self, p: &Pids, cut: Side, event: &str) -> (StatusCode, Value) {
         let msg = ids_message(
             "ContractNegotiationEventMessage",
             p,
-            json!({"eventType": "ACCEPTED"}),
+            json!({ "eventType": event }),
         );
-        self.post(&format!("negotiations/{}/events", seg(&p.provider)), &msg)
+        self.post(&format!("negotiations/{}/events", seg(cut.pid(p))), &msg)
             .await
+    }
+
+    /// The ACCEPTED event to the CUT as provider.
+    pub async fn accepted(&self, p: &Pids) -> (StatusCode, Value) {
+        self.event(p, Side::Provider, "ACCEPTED").await
     }
 
     /// Sends `ContractAgreementVerificationMessage` to the CUT as provider.
@@ -377,29 +382,46 @@ impl Tck {
     /// Signals the CUT to negotiate for the TCK's dataset; returns the pids once the
     /// `ContractRequestMessage` arrived (the counterpart answered with a new providerPid).
     pub async fn start_negotiation(&self) -> Pids {
+        let start = json!({
+            "datasetId": TCK_DATASET_ID,
+            "offerId": TCK_OFFER_ID,
+            "providerId": TCK_ID,
+            "connectorAddress": self.tck_dsp,
+        });
+        let (req, p) = self
+            .signal(
+                "negotiations",
+                "negotiation",
+                &start,
+                "ContractRequestMessage",
+            )
+            .await;
+        assert_eq!(req.path, "/negotiations/request");
+        p
+    }
+
+    /// Signals the CUT (as the operator) to start a process; waits for the request it sends
+    /// and until it recorded the providerPid the counterpart answered with.
+    async fn signal(
+        &self,
+        kind: &str,
+        key: &str,
+        start: &Value,
+        type_name: &str,
+    ) -> (Inbound, Pids) {
         let started = self
             .mgmt
-            .post(
-                "negotiations",
-                &json!({
-                    "datasetId": TCK_DATASET_ID,
-                    "offerId": TCK_OFFER_ID,
-                    "providerId": TCK_ID,
-                    "connectorAddress": self.tck_dsp,
-                }),
-            )
+            .post(kind, start)
             .await
-            .expect("the CUT starts a negotiation");
-        let req = self.expect("ContractRequestMessage").await;
-        assert_eq!(req.path, "/negotiations/request");
+            .unwrap_or_else(|e| panic!("the CUT does not start a {key}: {e:#}"));
+        let req = self.expect(type_name).await;
         assert_eq!(req.body["consumerPid"], started["id"]);
         let p = Pids {
             provider: req.reply["providerPid"].as_str().unwrap().to_string(),
             consumer: req.body["consumerPid"].as_str().unwrap().to_string(),
         };
-        self.await_provider_pid("negotiations", "negotiation", &p)
-            .await;
-        p
+        self.await_provider_pid(kind, key, &p).await;
+        (req, p)
     }
 
     /// Sends a `ContractOfferMessage` to the CUT as consumer.
@@ -430,15 +452,9 @@ impl Tck {
         .await
     }
 
-    /// Sends the FINALIZED event to the CUT as consumer.
+    /// The FINALIZED event to the CUT as consumer.
     pub async fn finalized(&self, p: &Pids) -> (StatusCode, Value) {
-        let msg = ids_message(
-            "ContractNegotiationEventMessage",
-            p,
-            json!({"eventType": "FINALIZED"}),
-        );
-        self.post(&format!("negotiations/{}/events", seg(&p.consumer)), &msg)
-            .await
+        self.event(p, Side::Consumer, "FINALIZED").await
     }
 
     /// A full negotiation with the CUT as consumer, to FINALIZED; returns the agreement id.
@@ -488,25 +504,16 @@ impl Tck {
     /// Signals the CUT to request a transfer from the TCK; returns the pids once the
     /// `TransferRequestMessage` arrived.
     pub async fn start_transfer(&self, agreement_id: &str) -> Pids {
-        self.mgmt
-            .post(
-                "transfers",
-                &json!({
-                    "agreementId": agreement_id,
-                    "format": FORMAT,
-                    "providerId": TCK_ID,
-                    "connectorAddress": self.tck_dsp,
-                }),
-            )
-            .await
-            .expect("the CUT starts a transfer");
-        let req = self.expect("TransferRequestMessage").await;
+        let start = json!({
+            "agreementId": agreement_id,
+            "format": FORMAT,
+            "providerId": TCK_ID,
+            "connectorAddress": self.tck_dsp,
+        });
+        let (req, p) = self
+            .signal("transfers", "transfer", &start, "TransferRequestMessage")
+            .await;
         assert_eq!(req.body["agreementId"], agreement_id);
-        let p = Pids {
-            provider: req.reply["providerPid"].as_str().unwrap().to_string(),
-            consumer: req.body["consumerPid"].as_str().unwrap().to_string(),
-        };
-        self.await_provider_pid("transfers", "transfer", &p).await;
         p
     }
 
