@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
+use sluis_conformance::dsp_schema;
 use sluis_connector::client::PeerError;
 use sluis_connector::dsp::messages::message;
 use sluis_connector::mgmt_client::segment;
@@ -34,37 +35,9 @@ fn sluis_exe() -> PathBuf {
     exe
 }
 
-/// Resolves the schemas' `https://w3id.org/dspace/2025/1/…` references to the local copies.
-struct SpecFiles;
-
-impl jsonschema::Retrieve for SpecFiles {
-    fn retrieve(
-        &self,
-        uri: &jsonschema::Uri<String>,
-    ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
-        let rel = uri
-            .as_str()
-            .strip_prefix("https://w3id.org/dspace/2025/1/")
-            .ok_or_else(|| format!("{uri} is outside the DSP 2025-1 schemas"))?;
-        let text = std::fs::read_to_string(spec().join("dsp-2025-1").join(rel))?;
-        Ok(serde_json::from_str(&text)?)
-    }
-}
-
 /// Asserts `instance` is valid against `dsp-2025-1/catalog/<schema>`.
 fn assert_schema_valid(schema: &str, instance: &Value) {
-    let path = spec().join("dsp-2025-1/catalog").join(schema);
-    let schema_json: Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).expect("schema file")).unwrap();
-    let validator = jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft201909)
-        .with_retriever(SpecFiles)
-        .build(&schema_json)
-        .expect("the schema compiles");
-    let errors: Vec<String> = validator
-        .iter_errors(instance)
-        .map(|e| format!("{e} at {}", e.instance_path()))
-        .collect();
+    let errors = dsp_schema::errors(&format!("catalog/{schema}"), instance);
     assert!(errors.is_empty(), "{schema}: {errors:#?}\n{instance:#}");
 }
 
