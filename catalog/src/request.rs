@@ -221,7 +221,8 @@ impl CatalogStore {
             let shown = |(id, e): &(&String, &crate::store::Entry)| {
                 e.offerable && hidden.binary_search(id).is_err()
             };
-            let total = index.iter().filter(shown).count();
+            // every hidden dataset is offerable: no need to look each id up to count
+            let total = index.values().filter(|e| e.offerable).count() - hidden.len();
             let ids: Vec<String> = index
                 .iter()
                 .filter(shown)
@@ -235,7 +236,7 @@ impl CatalogStore {
     }
 
     /// The offerable datasets whose graph has the scope property and of which the caller
-    /// sees no offer, sorted.
+    /// sees no offer, sorted and without duplicates.
     fn hidden_datasets(
         &self,
         property: &NamedNode,
