@@ -179,10 +179,14 @@ impl CatalogStore {
             offset: page.offset,
             limit,
         };
-        let (total, items) = if filter.terms.is_empty() && visible.sees_everything() {
-            self.fast_page(svc, page)?
-        } else {
-            self.scanned_page(svc, page, filter, visible)?
+        let scope_property = self.scope_property()?;
+        let (total, items) = match (filter.terms.is_empty(), scope_property) {
+            (true, _) if visible.sees_everything() => self.fast_page(svc, page, &[], visible)?,
+            (true, Some(property)) => {
+                let hidden = self.hidden_datasets(&property, visible)?;
+                self.fast_page(svc, page, &hidden, visible)?
+            }
+            _ => self.scanned_page(svc, page, filter, visible)?,
         };
         let next = (page.offset + limit < total).then_some(Page {
             offset: page.offset + limit,
@@ -200,28 +204,72 @@ impl CatalogStore {
         })
     }
 
-    /// Offerable datasets from the id index; reads only the page's graphs.
+    /// Offerable datasets from the id index but the `hidden` ones (sorted); reads only the
+    /// page's graphs.
     fn fast_page(
         &self,
         svc: &ServiceInfo,
         page: Page,
+        hidden: &[String],
+        visible: &dyn OfferVisibility,
     ) -> Result<(usize, Vec<Value>), CatalogError> {
         let (total, ids) = {
             let index = self
                 .ids
                 .read()
                 .map_err(|_| CatalogError::Store("index lock poisoned".into()))?;
-            let total = index.values().filter(|e| e.offerable).count();
+            let shown = |(id, e): &(&String, &crate::store::Entry)| {
+                e.offerable && hidden.binary_search(id).is_err()
+            };
+            // every hidden dataset is offerable: no need to look each id up to count
+            let total = index.values().filter(|e| e.offerable).count() - hidden.len();
             let ids: Vec<String> = index
                 .iter()
-                .filter(|(_, e)| e.offerable)
+                .filter(shown)
                 .skip(page.offset)
                 .take(page.limit)
                 .map(|(id, _)| id.clone())
                 .collect();
             (total, ids)
         };
-        Ok((total, self.render(svc, ids, &crate::visible_to_all)?))
+        Ok((total, self.render(svc, ids, visible)?))
+    }
+
+    /// The offerable datasets whose graph has the scope property and of which the caller
+    /// sees no offer, sorted and without duplicates.
+    fn hidden_datasets(
+        &self,
+        property: &NamedNode,
+        visible: &dyn OfferVisibility,
+    ) -> Result<Vec<String>, CatalogError> {
+        let mut scoped = std::collections::BTreeSet::new();
+        for q in self
+            .store
+            .quads_for_pattern(None, Some(property.as_ref()), None, None)
+        {
+            if let oxigraph::model::GraphName::NamedNode(g) = q?.graph_name
+                && crate::store::is_dataset_graph(g.as_str())
+            {
+                scoped.insert(g.into_string());
+            }
+        }
+        let index = self
+            .ids
+            .read()
+            .map_err(|_| CatalogError::Store("index lock poisoned".into()))?;
+        let mut hidden = Vec::new();
+        for id in scoped {
+            let Some(entry) = index.get(&id).filter(|e| e.offerable) else {
+                continue;
+            };
+            let Some(summary) = self.summary(&id, entry)? else {
+                continue;
+            };
+            if !any_visible(&summary, visible) {
+                hidden.push(id);
+            }
+        }
+        Ok(hidden)
     }
 
     fn render(

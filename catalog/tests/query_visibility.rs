@@ -431,3 +431,47 @@ fn internal_errors_do_not_leak_to_partners() {
     assert_valid("catalog/catalog-error-schema.json", &body);
     assert!(!body.to_string().contains("secret"), "{body}");
 }
+
+#[test]
+fn a_scope_property_pages_like_the_full_scan() {
+    let cat = store_with(30);
+    let assign = |i: usize, who: &str| {
+        let mut ds = cat
+            .dataset(&format!("urn:sluis:dataset:{i:03}"))
+            .unwrap()
+            .unwrap();
+        ds.offers[0]["assignee"] = json!(who);
+        cat.put_dataset(&ds).unwrap();
+    };
+    for i in [3, 7, 11] {
+        assign(i, "did:web:other");
+    }
+    assign(12, "did:web:me");
+    cat.set_scope_marker(std::sync::Arc::new(|o: &Value| o.get("assignee").is_some()))
+        .unwrap();
+    let me = |o: &Value| o.get("assignee").is_none_or(|a| a == "did:web:me");
+    let none = CatalogFilter::default();
+    let pages = |cat: &CatalogStore| -> Vec<(usize, Value)> {
+        (0..4)
+            .map(|p| {
+                let page = Page {
+                    offset: p * 8,
+                    limit: 8,
+                };
+                let got = cat.dsp_catalog_for(&svc(), page, &none, &me).unwrap();
+                (got.total, got.catalog)
+            })
+            .collect()
+    };
+    let scanned = pages(&cat);
+    cat.set_scope_property("http://www.w3.org/ns/odrl/2/assignee")
+        .unwrap();
+    let indexed = pages(&cat);
+    assert_eq!(scanned, indexed);
+    assert_eq!(indexed[0].0, 27);
+    let ids = indexed[0].1["dataset"].to_string();
+    assert!(
+        !ids.contains("dataset:003") && ids.contains("dataset:000"),
+        "{ids}"
+    );
+}

@@ -1,3 +1,4 @@
 //! Conformance suites for Sluis.
 
+pub mod dsp_schema;
 pub mod odrl;

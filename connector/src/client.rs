@@ -121,12 +121,24 @@ impl PeerClient {
         url: &str,
         body: &Value,
     ) -> Result<(StatusCode, Value), PeerError> {
-        self.call(Method::POST, url, Some(body)).await
+        let (status, _, json) = self.call(Method::POST, url, Some(body)).await?;
+        Ok((status, json))
+    }
+
+    /// POSTs a JSON body; returns the JSON answer and the answer's headers (for `Link`).
+    pub async fn post_json_with_headers(
+        &self,
+        url: &str,
+        body: &Value,
+    ) -> Result<(http::HeaderMap, Value), PeerError> {
+        let (_, headers, json) = self.call(Method::POST, url, Some(body)).await?;
+        Ok((headers, json))
     }
 
     /// GETs a JSON document.
     pub async fn get_json(&self, url: &str) -> Result<(StatusCode, Value), PeerError> {
-        self.call(Method::GET, url, None).await
+        let (status, _, json) = self.call(Method::GET, url, None).await?;
+        Ok((status, json))
     }
 
     async fn call(
@@ -134,7 +146,7 @@ impl PeerClient {
         method: Method,
         url: &str,
         body: Option<&Value>,
-    ) -> Result<(StatusCode, Value), PeerError> {
+    ) -> Result<(StatusCode, http::HeaderMap, Value), PeerError> {
         let unreachable = |reason: String| PeerError::Unreachable {
             url: url.to_string(),
             reason,
@@ -154,6 +166,7 @@ impl PeerClient {
                 .await
                 .map_err(|e| unreachable(error_chain(&e)))?;
             let status = resp.status();
+            let headers = resp.headers().clone();
             let collected = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
                 .collect()
                 .await
@@ -162,14 +175,15 @@ impl PeerClient {
                     reason: e.to_string(),
                 })?
                 .to_bytes();
-            Ok((status, collected))
+            Ok((status, headers, collected))
         };
-        let (status, bytes) = tokio::time::timeout(self.timeout, fut)
-            .await
-            .map_err(|_| PeerError::Timeout {
-                url: url.to_string(),
-                secs: self.timeout.as_secs(),
-            })??;
+        let (status, headers, bytes) =
+            tokio::time::timeout(self.timeout, fut)
+                .await
+                .map_err(|_| PeerError::Timeout {
+                    url: url.to_string(),
+                    secs: self.timeout.as_secs(),
+                })??;
         if !status.is_success() {
             return Err(PeerError::Refused {
                 url: url.to_string(),
@@ -178,13 +192,13 @@ impl PeerClient {
             });
         }
         if bytes.is_empty() {
-            return Ok((status, Value::Null));
+            return Ok((status, headers, Value::Null));
         }
         let json = serde_json::from_slice(&bytes).map_err(|e| PeerError::InvalidAnswer {
             url: url.to_string(),
             reason: format!("not JSON: {e}"),
         })?;
-        Ok((status, json))
+        Ok((status, headers, json))
     }
 }
 

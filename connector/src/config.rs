@@ -37,9 +37,37 @@ pub struct Config {
     /// Datasets published at start (the management API can add more).
     #[serde(default, rename = "dataset")]
     pub datasets: Vec<DatasetConfig>,
+    /// Peers whose DSP catalogues the federated catalogue crawls (the management API can
+    /// add more).
+    #[serde(default, rename = "peer")]
+    pub peers: Vec<crate::federation::PeerConfig>,
+    /// The crawler's schedule.
+    #[serde(default)]
+    pub federation: FederationConfig,
     /// Log format.
     #[serde(default)]
     pub log: LogConfig,
+}
+
+/// The federated catalogue's crawler.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FederationConfig {
+    /// Seconds between two crawls of a peer (failures are retried sooner, with backoff).
+    #[serde(default = "default_crawl_interval")]
+    pub crawl_interval_secs: u64,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        Self {
+            crawl_interval_secs: default_crawl_interval(),
+        }
+    }
+}
+
+fn default_crawl_interval() -> u64 {
+    3600
 }
 
 /// A listener address and the URL peers reach it at.
@@ -223,6 +251,7 @@ const OVERRIDABLE: &[&str] = &[
     "tls",
     "negotiation",
     "transfer",
+    "federation",
     "log",
 ];
 
@@ -298,6 +327,10 @@ impl Config {
                     ds.source.kind
                 );
             }
+        }
+        for (i, peer) in self.peers.iter().enumerate() {
+            peer.validate()
+                .map_err(|e| anyhow::anyhow!("key `peer[{i}]`: {e}"))?;
         }
         Ok(())
     }
@@ -388,6 +421,13 @@ format = "pretty"        # or "json"
 # title = "Smart meter readings"
 # source = { kind = "parquet", location = "data/meter_readings.parquet" }
 # offer_files = ["offers/meter-readings.json"]
+
+# The federated catalogue: peers whose DSP catalogues are crawled (more via the management API).
+# [federation]
+# crawl_interval_secs = 3600
+# [[peer]]
+# id = "did:web:provider.example"
+# url = "https://provider.example:8443/dsp"
 "#;
 
 #[cfg(test)]

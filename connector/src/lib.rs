@@ -13,6 +13,8 @@
 //! - the [`dataplane`] serves Arrow Flight, asking [`access`] who may read what.
 
 pub mod access;
+pub mod catalog_log;
+pub mod cli_catalog;
 pub mod client;
 pub mod config;
 pub mod consumer_cli;
@@ -20,15 +22,19 @@ pub mod dataplane;
 pub mod demo;
 pub mod dsp;
 pub mod engine;
+pub mod federation;
 pub mod flight_client;
 pub mod mgmt;
+pub mod mgmt_catalog;
 pub mod mgmt_client;
 pub mod node;
 pub mod outbox;
 pub mod protocol;
+pub mod protocol_catalog;
 pub mod run;
 pub mod sample;
 pub mod scenario;
 pub mod server;
 pub mod store;
 pub mod tls;
+pub mod visibility;

@@ -37,6 +37,9 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// List a peer's catalogue (the federated catalogue, or live from a DSP URL) through the
+    /// local connector's management API.
+    Catalog(sluis_connector::cli_catalog::CatalogArgs),
     /// Write a commented default configuration.
     Init {
         /// Where to write it.
@@ -237,6 +240,7 @@ fn dispatch(command: Command) -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&transfer)?);
             Ok(())
         }
+        Command::Catalog(args) => runtime()?.block_on(sluis_connector::cli_catalog::run(args)),
         Command::Certs(c) => certs(c),
         Command::Sample { out, rows, seed } => {
             let s = sample::generate_meter_readings(&out, rows, seed)?;

@@ -29,7 +29,7 @@ use crate::store::Store;
 const MAX_WAIT: Duration = Duration::from_secs(60);
 
 /// A management API error: status and a message saying what to do.
-pub struct MgmtError(StatusCode, String);
+pub struct MgmtError(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for MgmtError {
     fn into_response(self) -> Response {
@@ -81,6 +81,7 @@ pub fn router(node: Shared) -> Router {
         .route("/transfers", get(list_transfers).post(start_transfer))
         .route("/transfers/{id}", get(get_transfer))
         .route("/transfers/{id}/{action}", post(transfer_action))
+        .merge(crate::mgmt_catalog::routes())
         .layer(axum::middleware::from_fn_with_state(
             node.clone(),
             require_api_key,

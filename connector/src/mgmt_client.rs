@@ -48,25 +48,14 @@ impl MgmtClient {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(StatusCode, Value)> {
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let json_type = [(header::CONTENT_TYPE.as_str(), "application/json")];
+        let (status, text) = self.raw(method.clone(), path, &json_type, bytes).await?;
         let url = format!("{}/api/v1/{}", self.base, path.trim_start_matches('/'));
-        let req = Request::builder()
-            .method(method.clone())
-            .uri(&url)
-            .header("x-api-key", &self.api_key)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(Full::new(
-                body.map(|b| Bytes::from(b.to_string())).unwrap_or_default(),
-            ))?;
-        let resp = tokio::time::timeout(Duration::from_secs(90), self.client.request(req))
-            .await
-            .with_context(|| format!("{method} {url}: no answer within 90 s"))?
-            .with_context(|| format!("{method} {url}: is the connector running?"))?;
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        let json: Value = if bytes.is_empty() {
+        let json: Value = if text.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes)
+            serde_json::from_str(&text)
                 .with_context(|| format!("{method} {url}: answer is not JSON"))?
         };
         if !status.is_success() {
@@ -76,6 +65,37 @@ impl MgmtClient {
             );
         }
         Ok((status, json))
+    }
+}
+
+impl MgmtClient {
+    /// Any call with raw bytes and extra headers; returns the status and the body as text,
+    /// whatever the status (for tests and tools that look at errors).
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<(StatusCode, String)> {
+        let url = format!("{}/api/v1/{}", self.base, path.trim_start_matches('/'));
+        let mut req = Request::builder()
+            .method(method.clone())
+            .uri(&url)
+            .header("x-api-key", &self.api_key);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let resp = tokio::time::timeout(
+            Duration::from_secs(90),
+            self.client.request(req.body(Full::new(Bytes::from(body)))?),
+        )
+        .await
+        .with_context(|| format!("{method} {url}: no answer within 90 s"))?
+        .with_context(|| format!("{method} {url}: is the connector running?"))?;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await?.to_bytes();
+        Ok((status, String::from_utf8_lossy(&bytes).into_owned()))
     }
 }
 

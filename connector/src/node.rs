@@ -36,6 +36,10 @@ pub struct Node {
     pub tokens: TokenIssuer,
     /// Public URLs of the listeners.
     pub urls: PublicUrls,
+    /// The federated catalogue's peers and crawl status.
+    pub federation: crate::federation::Federation,
+    /// The catalogue's durable change log (management API writes go through it).
+    pub catalog_log: crate::catalog_log::CatalogLog,
 }
 
 /// Shared handle.

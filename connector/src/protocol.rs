@@ -13,21 +13,20 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use sluis_catalog::Page;
 use tracing::{Instrument, error, info_span};
 
 use crate::dsp::DSP_VERSION;
+use crate::dsp::messages::ContractRequestMessage;
 use crate::dsp::messages::{self, ErrorKind, MAX_BODY_BYTES, error_body};
 use crate::dsp::transfer::TransferMessage;
 use crate::engine::{EngineError, negotiation, transfer};
 use crate::node::Shared;
+use crate::protocol_catalog;
 use crate::tls::PeerIdentity;
+use crate::visibility::{Caller, PeerClaims};
 
 /// The DSP base path under the protocol listener.
 pub const BASE_PATH: &str = "/dsp";
-
-/// Catalogue page size.
-const PAGE_SIZE: usize = 100;
 
 /// A DSP error response.
 #[derive(Debug)]
@@ -39,7 +38,7 @@ pub struct DspReject {
 }
 
 impl DspReject {
-    fn new(status: StatusCode, kind: ErrorKind, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, kind: ErrorKind, reason: impl Into<String>) -> Self {
         Self {
             status,
             kind,
@@ -87,15 +86,13 @@ pub fn router(node: Shared) -> Router {
     use negotiation as n;
     use transfer as t;
     let dsp = Router::new()
-        .route("/catalog/request", post(catalog_request))
-        .route("/catalog/datasets/{id}", get(dataset))
+        .route("/catalog/request", post(protocol_catalog::catalog_request))
+        .route("/catalog/datasets/{id}", get(protocol_catalog::dataset))
         .route("/negotiations/request", post(negotiation_request))
         .route("/negotiations/{pid}", get(negotiation_get))
         .route(
             "/negotiations/{pid}/request",
-            inbound("ContractRequestMessage", NEG, n::on_counter_request, |p| {
-                Some(negotiation::dsp_view(p))
-            }),
+            post(negotiation_counter_request),
         )
         .route(
             "/negotiations/{pid}/offers",
@@ -180,7 +177,7 @@ async fn version(State(node): State<Shared>) -> Json<Value> {
 }
 
 /// The verified caller, or 401.
-fn caller(peer: &Option<PeerIdentity>, kind: ErrorKind) -> Result<String, DspReject> {
+pub(crate) fn caller(peer: &Option<PeerIdentity>, kind: ErrorKind) -> Result<String, DspReject> {
     peer.as_ref().map(|p| p.0.clone()).ok_or_else(|| {
         DspReject::new(
             StatusCode::UNAUTHORIZED,
@@ -192,7 +189,7 @@ fn caller(peer: &Option<PeerIdentity>, kind: ErrorKind) -> Result<String, DspRej
 
 /// Reads a bounded body and parses the expected message. Refusals carry the process ids
 /// the body names (best effort), as the DSP error schemas require.
-async fn read<T: DeserializeOwned>(
+pub(crate) async fn read<T: DeserializeOwned>(
     body: Body,
     expected: &'static str,
     kind: ErrorKind,
@@ -237,58 +234,6 @@ fn ok(status: StatusCode, body: Value) -> DspResult {
     Ok((status, Json(body)).into_response())
 }
 
-// ---- catalogue --------------------------------------------------------------------------------
-
-async fn catalog_request(
-    State(node): State<Shared>,
-    Extension(peer): Extension<Option<PeerIdentity>>,
-    body: Body,
-) -> DspResult {
-    caller(&peer, ErrorKind::Catalog)?;
-    let (msg, _): (Value, _) = read(body, "CatalogRequestMessage", ErrorKind::Catalog).await?;
-    if msg
-        .get("filter")
-        .is_some_and(|f| f.as_array().is_none_or(|a| !a.is_empty()))
-    {
-        return Err(DspReject::new(
-            StatusCode::BAD_REQUEST,
-            ErrorKind::Catalog,
-            "filters are not supported yet: send an empty filter",
-        ));
-    }
-    let page = node
-        .catalog
-        .dsp_catalog(
-            &node.service_info(),
-            Page {
-                offset: 0,
-                limit: PAGE_SIZE,
-            },
-        )
-        .map_err(|e| DspReject::from_engine(ErrorKind::Catalog, EngineError::Internal(e.into())))?;
-    ok(StatusCode::OK, page.catalog)
-}
-
-async fn dataset(
-    State(node): State<Shared>,
-    Extension(peer): Extension<Option<PeerIdentity>>,
-    Path(id): Path<String>,
-) -> DspResult {
-    caller(&peer, ErrorKind::Catalog)?;
-    match node.catalog.dsp_dataset(&id, &node.service_info()) {
-        Ok(Some(ds)) => ok(StatusCode::OK, ds),
-        Ok(None) => Err(DspReject::new(
-            StatusCode::NOT_FOUND,
-            ErrorKind::Catalog,
-            "no such dataset",
-        )),
-        Err(e) => Err(DspReject::from_engine(
-            ErrorKind::Catalog,
-            EngineError::Internal(e.into()),
-        )),
-    }
-}
-
 // ---- negotiation ------------------------------------------------------------------------------
 
 const NEG: ErrorKind = ErrorKind::Negotiation;
@@ -296,13 +241,43 @@ const NEG: ErrorKind = ErrorKind::Negotiation;
 async fn negotiation_request(
     State(node): State<Shared>,
     Extension(peer): Extension<Option<PeerIdentity>>,
+    claims: Option<Extension<PeerClaims>>,
     body: Body,
 ) -> DspResult {
-    let who = caller(&peer, NEG)?;
-    let (msg, pids) = read(body, "ContractRequestMessage", NEG).await?;
+    let (who, msg, pids) = contract_request(&node, &peer, claims, body).await?;
     let (n, created) = negotiation::on_initial_request(&node, &who, msg)
         .map_err(|e| DspReject::from_engine(NEG, e).with_pids(pids))?;
     ok(created_or_ok(created), negotiation::dsp_view(&n))
+}
+
+/// A `ContractRequestMessage` from the verified caller, for an offer it may see, with the
+/// process ids it names.
+async fn contract_request(
+    node: &Shared,
+    peer: &Option<PeerIdentity>,
+    claims: Option<Extension<PeerClaims>>,
+    body: Body,
+) -> Result<(String, ContractRequestMessage, Option<(String, String)>), DspReject> {
+    let who = caller(peer, NEG)?;
+    let (msg, pids): (ContractRequestMessage, _) =
+        read(body, "ContractRequestMessage", NEG).await?;
+    protocol_catalog::check_requested_offer(node, &Caller::with_claims(&who, claims), &msg.offer)
+        .map_err(|e| e.with_pids(pids.clone()))?;
+    Ok((who, msg, pids))
+}
+
+/// `ContractRequestMessage` on an existing process (a consumer's counter-request).
+async fn negotiation_counter_request(
+    State(node): State<Shared>,
+    Extension(peer): Extension<Option<PeerIdentity>>,
+    claims: Option<Extension<PeerClaims>>,
+    Path(pid): Path<String>,
+    body: Body,
+) -> DspResult {
+    let (who, msg, pids) = contract_request(&node, &peer, claims, body).await?;
+    let n = negotiation::on_counter_request(&node, &who, &pid, msg)
+        .map_err(|e| DspReject::from_engine(NEG, e).with_pids(pids))?;
+    ok(StatusCode::OK, negotiation::dsp_view(&n))
 }
 
 async fn negotiation_get(

@@ -13,15 +13,17 @@ use tokio::sync::watch;
 use tracing::info;
 
 use crate::access::ProviderAccess;
+use crate::catalog_log::CatalogLog;
 use crate::client::PeerClient;
 use crate::config::{Config, DatasetConfig};
 use crate::dataplane::{self, DataPlaneConfig, TlsIdentity};
 use crate::engine::transfer::{FORMAT_FLIGHT, FORMAT_HTTP};
+use crate::federation::{self, Federation};
 use crate::node::{Node, PublicUrls};
 use crate::protocol::BASE_PATH;
 use crate::store::Store;
 use crate::tls::TlsMaterial;
-use crate::{mgmt, outbox, protocol, server};
+use crate::{mgmt, outbox, protocol, server, visibility};
 
 /// Written to `<data_dir>/ports.json` once every listener is bound, so that tools and tests
 /// can find a connector started on port 0.
@@ -82,10 +84,17 @@ pub async fn serve_until(config: Config, stop: watch::Receiver<bool>) -> Result<
     }
     let store = Store::open(&config.state_db())?;
     let tokens = token_issuer(&store)?;
-    let catalog = CatalogStore::new().context("creating the catalogue")?;
+    let catalog_log = CatalogLog::open(&config.data_dir)?;
+    let catalog = catalog_log.restore().context("restoring the catalogue")?;
+    visibility::install(&catalog)?;
     for ds in &config.datasets {
         publish(&catalog, ds)?;
     }
+    let federation = Federation::new(
+        &config.peers,
+        &store,
+        Duration::from_secs(config.federation.crawl_interval_secs.max(1)),
+    )?;
 
     let protocol_l = server::bind(config.protocol.listen, "DSP protocol listener").await?;
     let mgmt_l = server::bind(config.management.listen, "management listener").await?;
@@ -112,6 +121,8 @@ pub async fn serve_until(config: Config, stop: watch::Receiver<bool>) -> Result<
         catalog,
         tokens,
         urls,
+        federation,
+        catalog_log,
     });
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -139,6 +150,7 @@ pub async fn serve_until(config: Config, stop: watch::Receiver<bool>) -> Result<
         stopped(stop.clone()),
     ));
     let outbox_task = tokio::spawn(outbox::run(node.clone(), stopped(stop.clone())));
+    let crawler_task = tokio::spawn(federation::run(node.clone(), stopped(stop.clone())));
     write_ports(&node)?;
     info!(
         participant = %node.participant_id,
@@ -147,7 +159,7 @@ pub async fn serve_until(config: Config, stop: watch::Receiver<bool>) -> Result<
         management = %node.urls.management,
         "sluis is running"
     );
-    let _ = tokio::join!(protocol_task, mgmt_task, outbox_task);
+    let _ = tokio::join!(protocol_task, mgmt_task, outbox_task, crawler_task);
     flight_task.await.context("the data plane panicked")??;
     info!("sluis stopped");
     Ok(())

@@ -90,6 +90,7 @@ pub fn prepare(root: &Path, rows: usize) -> Result<Scenario> {
     std::fs::create_dir_all(root).with_context(|| format!("creating {}", root.display()))?;
     let ca = tls::create_ca("Sluis demo data-space CA")?;
     tls::write_file(&root.join("ca.pem"), ca.cert_pem.as_bytes())?;
+    tls::write_private(&root.join("ca-key.pem"), ca.key_pem.as_bytes())?;
     let provider = participant(root, "provider", PROVIDER_ID, &ca)?;
     let consumer = participant(root, "consumer", CONSUMER_ID, &ca)?;
     let data = provider.dir.join("meter_readings.parquet");
@@ -131,6 +132,42 @@ offer_files = ["{file}"]
         consumer,
         sample,
     })
+}
+
+/// Adds another participant of the data space prepared in `root` (certificate signed by the
+/// same CA, config on port 0), with extra URI SANs as certificate claims.
+pub fn add_participant(
+    root: &Path,
+    name: &str,
+    id: &str,
+    claims: &[&str],
+) -> Result<ParticipantFiles> {
+    let read = |f: &str| {
+        std::fs::read_to_string(root.join(f))
+            .with_context(|| format!("reading {}: run scenario::prepare first", f))
+    };
+    let ca = tls::IssuedCert {
+        cert_pem: read("ca.pem")?,
+        key_pem: read("ca-key.pem")?,
+    };
+    let files = participant(root, name, id, &ca)?;
+    if !claims.is_empty() {
+        let cert = tls::issue_participant_cert_with_claims(
+            &ca,
+            id,
+            &["127.0.0.1".into(), "localhost".into()],
+            claims,
+        )?;
+        tls::write_participant_files(&files.dir.join("certs"), &ca, &cert)?;
+    }
+    Ok(files)
+}
+
+/// Appends TOML to a participant's config.
+pub fn append_config(files: &ParticipantFiles, text: &str) -> Result<()> {
+    let mut cfg = std::fs::read_to_string(&files.config)?;
+    cfg.push_str(text);
+    tls::write_file(&files.config, cfg.as_bytes())
 }
 
 fn participant(
@@ -272,4 +309,15 @@ impl Drop for Running {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A DSP client presenting a participant's certificate (to call peers as that participant).
+pub fn dsp_client(files: &ParticipantFiles) -> Result<crate::client::PeerClient> {
+    let certs = files.dir.join("certs");
+    let material = tls::TlsMaterial::load(&tls::TlsFiles {
+        ca: certs.join("ca.pem"),
+        cert: certs.join("cert.pem"),
+        key: certs.join("key.pem"),
+    })?;
+    crate::client::PeerClient::new(&material, Duration::from_secs(30))
 }

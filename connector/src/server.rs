@@ -15,6 +15,7 @@ use tower::ServiceExt;
 use tracing::{debug, warn};
 
 use crate::tls::{PeerIdentity, participant_id_of};
+use crate::visibility::PeerClaims;
 
 /// Longest a client may take for the TLS handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,14 +50,12 @@ pub async fn serve_tls(
                 Ok(Err(e)) => return debug!(%remote, error = %e, "TLS handshake failed"),
                 Err(_) => return debug!(%remote, "TLS handshake timed out"),
             };
-            let peer = tls
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
+            let cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+            let peer = cert
                 .and_then(|c| participant_id_of(c).ok())
                 .map(PeerIdentity);
-            serve_connection(TokioIo::new(tls), app, peer, remote).await;
+            let claims = cert.map(PeerClaims::of).unwrap_or_default();
+            serve_connection(TokioIo::new(tls), app, (peer, claims), remote).await;
         }
     })
     .await
@@ -70,7 +69,15 @@ pub async fn serve_plain(
 ) {
     accept_loop(listener, shutdown, move |stream, remote| {
         let app = app.clone();
-        async move { serve_connection(TokioIo::new(stream), app, None, remote).await }
+        async move {
+            serve_connection(
+                TokioIo::new(stream),
+                app,
+                (None, PeerClaims::default()),
+                remote,
+            )
+            .await
+        }
     })
     .await
 }
@@ -105,13 +112,14 @@ async fn accept_loop<F, Fut>(
 async fn serve_connection<I>(
     io: TokioIo<I>,
     app: Router,
-    peer: Option<PeerIdentity>,
+    (peer, claims): (Option<PeerIdentity>, PeerClaims),
     remote: SocketAddr,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let svc = hyper::service::service_fn(move |mut req: http::Request<Incoming>| {
         req.extensions_mut().insert(peer.clone());
+        req.extensions_mut().insert(claims.clone());
         req.extensions_mut().insert(Remote(remote));
         app.clone().oneshot(req)
     });

@@ -271,6 +271,17 @@ pub fn issue_participant_cert(
     participant_id: &str,
     hosts: &[String],
 ) -> Result<IssuedCert> {
+    issue_participant_cert_with_claims(ca, participant_id, hosts, &[])
+}
+
+/// [`issue_participant_cert`] with further URI SANs after the participant id: claims such as
+/// the party collections the participant belongs to (catalogue-scope visibility reads them).
+pub fn issue_participant_cert_with_claims(
+    ca: &IssuedCert,
+    participant_id: &str,
+    hosts: &[String],
+    claims: &[&str],
+) -> Result<IssuedCert> {
     let ca_key = KeyPair::from_pem(&ca.key_pem).context("reading the CA key")?;
     let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, ca_key).context("reading the CA")?;
     let key = KeyPair::generate().context("generating the participant key")?;
@@ -284,6 +295,13 @@ pub fn issue_participant_cert(
         .try_into()
         .map_err(|_| anyhow!("participant id {participant_id:?} is not an ASCII IRI"))?;
     params.subject_alt_names.push(SanType::URI(uri));
+    for claim in claims {
+        let uri = claim
+            .to_string()
+            .try_into()
+            .map_err(|_| anyhow!("claim {claim:?} is not an ASCII IRI"))?;
+        params.subject_alt_names.push(SanType::URI(uri));
+    }
     params.extended_key_usages = vec![
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,

@@ -562,40 +562,18 @@ fn dsp_2024_1_prefixed_offer_with_single_objects_and_lists() {
     assert_eq!(prefixed.id(), Some("urn:offer:1"));
 }
 
-/// Resolves `https://w3id.org/dspace/2025/1/…` schema ids to the shared copies (no network).
-struct LocalDsp;
-
-impl jsonschema::Retrieve for LocalDsp {
-    fn retrieve(
-        &self,
-        uri: &jsonschema::Uri<String>,
-    ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
-        let rel = uri
-            .as_str()
-            .strip_prefix("https://w3id.org/dspace/2025/1/")
-            .ok_or_else(|| format!("no local copy of {uri}"))?;
-        Ok(spec(rel))
-    }
-}
-
-fn validator(schema: Value) -> jsonschema::Validator {
-    jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft201909)
-        .with_retriever(LocalDsp)
-        .build(&schema)
-        .expect("schema compiles")
-}
+use sluis_conformance::dsp_schema::validator;
 
 #[test]
 fn serialised_offers_satisfy_the_catalog_and_message_schemas() {
     // a catalogue offer (no target): the `Offer` definition that dataset-schema.json uses
     let catalog_offer = validator(
-        json!({"$ref": "https://w3id.org/dspace/2025/1/negotiation/contract-schema.json#/definitions/Offer"}),
+        &json!({"$ref": "https://w3id.org/dspace/2025/1/negotiation/contract-schema.json#/definitions/Offer"}),
     );
     let demo = p(demo_offer());
     assert_schema_valid(&catalog_offer, &demo.to_dsp_json(), "catalogue offer");
     // an offer in a contract request message, with its target
-    let request_message = validator(spec("negotiation/contract-request-message-schema.json"));
+    let request_message = validator(&spec("negotiation/contract-request-message-schema.json"));
     let mut offer = demo.clone();
     offer.target = Some(sluis_policy::Reference::new("urn:dataset:meters"));
     let message = json!({

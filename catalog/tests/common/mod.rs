@@ -11,40 +11,9 @@ pub fn spec_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/spec")
 }
 
-const DSP_BASE: &str = "https://w3id.org/dspace/2025/1/";
-
-/// Resolves `https://w3id.org/dspace/2025/1/…` schema ids to the local copies; no network.
-struct LocalDsp;
-
-impl jsonschema::Retrieve for LocalDsp {
-    fn retrieve(
-        &self,
-        uri: &jsonschema::Uri<String>,
-    ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
-        let rel = uri
-            .as_str()
-            .strip_prefix(DSP_BASE)
-            .ok_or_else(|| format!("no local copy of {uri}"))?;
-        let path = spec_dir().join("dsp-2025-1").join(rel);
-        let text =
-            std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(serde_json::from_str(&text)?)
-    }
-}
-
 /// Validates `instance` against `dsp-2025-1/<schema>` and panics with every error.
 pub fn assert_valid(schema: &str, instance: &Value) {
-    let path = spec_dir().join("dsp-2025-1").join(schema);
-    let schema: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let validator = jsonschema::options()
-        .with_draft(jsonschema::Draft::Draft201909)
-        .with_retriever(LocalDsp)
-        .build(&schema)
-        .expect("schema compiles");
-    let errors: Vec<String> = validator
-        .iter_errors(instance)
-        .map(|e| format!("{} at {}", e, e.instance_path()))
-        .collect();
+    let errors = sluis_conformance::dsp_schema::errors(schema, instance);
     assert!(errors.is_empty(), "{errors:#?}\n{instance:#}");
 }
 
