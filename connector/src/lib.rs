@@ -13,6 +13,7 @@
 //! - the [`dataplane`] serves Arrow Flight, asking [`access`] who may read what.
 
 pub mod access;
+pub mod bench;
 pub mod client;
 pub mod config;
 pub mod dataplane;

@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS negotiation (
 );
 CREATE INDEX IF NOT EXISTS negotiation_consumer_pid ON negotiation(consumer_pid);
 CREATE INDEX IF NOT EXISTS negotiation_provider_pid ON negotiation(provider_pid);
+CREATE INDEX IF NOT EXISTS negotiation_state ON negotiation(state);
 CREATE TABLE IF NOT EXISTS agreement (
     id TEXT PRIMARY KEY,
     negotiation_id TEXT NOT NULL UNIQUE,
@@ -61,6 +62,8 @@ CREATE TABLE IF NOT EXISTS transfer (
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS transfer_consumer_pid ON transfer(consumer_pid);
+CREATE INDEX IF NOT EXISTS transfer_state ON transfer(state);
 CREATE TABLE IF NOT EXISTS history (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     process_id TEXT NOT NULL,
@@ -329,6 +332,21 @@ impl Store {
         Ok(out)
     }
 
+    /// Opens the process `p` a peer asked us (as provider) to start, unless that peer already
+    /// opened one for the same consumer process id: a request repeated after a crash or a lost
+    /// answer then finds the first process instead of starting a second one. Returns the
+    /// process and whether it is new.
+    pub fn open_once<P: PeerOpened>(&self, p: P, note: &str) -> Result<(P, bool)> {
+        self.transact(|tx| {
+            let (peer_id, consumer_pid) = p.peer_and_pid();
+            if let Some(known) = P::find(tx, peer_id, consumer_pid)? {
+                return Ok((known, false));
+            }
+            p.insert(tx, note)?;
+            Ok((p, true))
+        })
+    }
+
     /// Subscribes to committed state changes.
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()
@@ -410,6 +428,36 @@ impl Store {
         })
     }
 
+    /// Negotiations in one of `states`, oldest first: after a restart, the processes whose
+    /// automatic next step may not have been taken yet.
+    pub fn negotiations_in(&self, states: &[NegotiationState]) -> Result<Vec<Negotiation>> {
+        let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+        self.rows_in_states("negotiation", NEG_COLS, &names, negotiation_row)
+    }
+
+    /// Transfers in one of `states`, oldest first (see [`Store::negotiations_in`]).
+    pub fn transfers_in(&self, states: &[TransferState]) -> Result<Vec<Transfer>> {
+        let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+        self.rows_in_states("transfer", TR_COLS, &names, transfer_row)
+    }
+
+    fn rows_in_states<T>(
+        &self,
+        table: &str,
+        cols: &str,
+        states: &[&str],
+        row: fn(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        let marks = vec!["?"; states.len()].join(", ");
+        self.read(|c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {cols} FROM {table} WHERE state IN ({marks}) ORDER BY created_at"
+            ))?;
+            st.query_map(rusqlite::params_from_iter(states), row)?
+                .collect()
+        })
+    }
+
     /// The history of a process, oldest first.
     pub fn history(&self, process_id: &str) -> Result<Vec<HistoryEntry>> {
         self.read(|c| {
@@ -482,6 +530,52 @@ impl Store {
     }
 }
 
+/// A process that a peer opens at the provider with its own (consumer) process id.
+pub trait PeerOpened: Sized {
+    /// The peer's participant id and its process id.
+    fn peer_and_pid(&self) -> (&str, &str);
+    /// The process that peer opened with that process id, if any.
+    fn find(tx: &Tx<'_>, peer_id: &str, consumer_pid: &str) -> Result<Option<Self>>;
+    /// Inserts it, recording its first state.
+    fn insert(&self, tx: &mut Tx<'_>, note: &str) -> Result<()>;
+}
+
+impl PeerOpened for Negotiation {
+    fn peer_and_pid(&self) -> (&str, &str) {
+        (
+            &self.peer_id,
+            self.consumer_pid.as_deref().unwrap_or_default(),
+        )
+    }
+    fn find(tx: &Tx<'_>, peer_id: &str, consumer_pid: &str) -> Result<Option<Self>> {
+        tx.provider_process_of_peer(
+            "negotiation",
+            NEG_COLS,
+            negotiation_row,
+            peer_id,
+            consumer_pid,
+        )
+    }
+    fn insert(&self, tx: &mut Tx<'_>, note: &str) -> Result<()> {
+        tx.insert_negotiation(self, note)
+    }
+}
+
+impl PeerOpened for Transfer {
+    fn peer_and_pid(&self) -> (&str, &str) {
+        (
+            &self.peer_id,
+            self.consumer_pid.as_deref().unwrap_or_default(),
+        )
+    }
+    fn find(tx: &Tx<'_>, peer_id: &str, consumer_pid: &str) -> Result<Option<Self>> {
+        tx.provider_process_of_peer("transfer", TR_COLS, transfer_row, peer_id, consumer_pid)
+    }
+    fn insert(&self, tx: &mut Tx<'_>, note: &str) -> Result<()> {
+        tx.insert_transfer(self, note)
+    }
+}
+
 const NEG_COLS: &str = "id, role, provider_pid, consumer_pid, peer_id, peer_address, state, dataset_id, offer, agreement_id, error, created_at, updated_at";
 const TR_COLS: &str = "id, role, provider_pid, consumer_pid, peer_id, peer_address, agreement_id, dataset_id, format, state, data_address, error, created_at, updated_at";
 
@@ -550,6 +644,23 @@ impl Tx<'_> {
             .optional()?)
     }
 
+    fn provider_process_of_peer<T>(
+        &self,
+        table: &str,
+        cols: &str,
+        row: fn(&Row<'_>) -> rusqlite::Result<T>,
+        peer_id: &str,
+        consumer_pid: &str,
+    ) -> Result<Option<T>> {
+        Ok(self
+            .tx
+            .prepare_cached(&format!(
+                "SELECT {cols} FROM {table} WHERE consumer_pid = ?1 AND peer_id = ?2 AND role = 'provider'"
+            ))?
+            .query_row([consumer_pid, peer_id], row)
+            .optional()?)
+    }
+
     /// An agreement by id, inside the transaction.
     pub fn agreement_negotiation(&self, agreement_id: &str) -> Result<Option<(String, String)>> {
         Ok(self
@@ -560,6 +671,17 @@ impl Tx<'_> {
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()?)
+    }
+
+    /// Whether the process ever entered `state` on a message received from its peer: a
+    /// message repeated after the process moved on is then recognised as a repeat.
+    pub fn entered_on_receipt(&self, process_id: &str, state: &str) -> Result<bool> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT 1 FROM history WHERE process_id = ?1 AND state = ?2 AND note LIKE 'received %' LIMIT 1",
+            )?
+            .exists([process_id, state])?)
     }
 
     /// Inserts a new negotiation and records its first state.

@@ -156,8 +156,11 @@ pub fn on_initial_request(
         provider_pid: Some(n.id.clone()),
         ..n
     };
-    node.store
-        .transact(|tx| tx.insert_negotiation(&n, "received ContractRequestMessage"))?;
+    let (n, new) = node.store.open_once(n, "received ContractRequestMessage")?;
+    if !new {
+        info!(negotiation = %n.id, "repeated contract request: answered with the known negotiation");
+        return Ok(n);
+    }
     info!(negotiation = %n.id, consumer = caller, dataset = %n.dataset_id, "contract requested");
     react(node.clone(), n.clone());
     Ok(n)
@@ -529,8 +532,8 @@ pub fn terminate(node: &Node, id: &str, reason: &str) -> EngineResult<Negotiatio
 
 // ---- automatic decisions --------------------------------------------------------------------
 
-/// What our role does next on its own, after a committed change.
-fn react(node: Shared, n: Negotiation) {
+/// What our role does next on its own, after a committed change (or after a restart).
+pub(crate) fn react(node: Shared, n: Negotiation) {
     tokio::spawn(async move {
         let result = match (n.role, n.state) {
             (Role::Provider, S::Requested | S::Accepted) => decide_as_provider(&node, &n),
