@@ -188,11 +188,7 @@ pub async fn start_negotiation(
         "providerId": provider.participant_id,
         "connectorAddress": provider.dsp_url,
     });
-    let started = consumer.post("negotiations", &body).await?;
-    started["id"]
-        .as_str()
-        .map(str::to_string)
-        .with_context(|| format!("the negotiation start answered without an id: {started}"))
+    start_process(consumer, "negotiations", &body).await
 }
 
 /// Starts an `ArrowFlight-PULL` transfer under `agreement_id` at `provider` through the
@@ -208,11 +204,19 @@ pub async fn start_transfer(
         "providerId": provider.participant_id,
         "connectorAddress": provider.dsp_url,
     });
-    let started = consumer.post("transfers", &body).await?;
+    start_process(consumer, "transfers", &body).await
+}
+
+async fn start_process(
+    consumer: &MgmtClient,
+    path: &str,
+    body: &serde_json::Value,
+) -> Result<String> {
+    let started = consumer.post(path, body).await?;
     started["id"]
         .as_str()
         .map(str::to_string)
-        .with_context(|| format!("the transfer start answered without an id: {started}"))
+        .with_context(|| format!("POST {path} answered without an id: {started}"))
 }
 
 /// Reads a process with its history once it is in `state` or a terminal state, or after

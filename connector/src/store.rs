@@ -393,6 +393,16 @@ impl Store {
         f(&self.reader()).context("reading the state store")
     }
 
+    /// Every row a query returns.
+    fn all<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        row: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        self.read(|c| c.prepare_cached(sql)?.query_map(params, row)?.collect())
+    }
+
     /// Writes one statement outside a process transaction.
     fn write_one(&self, sql: &str, params: impl rusqlite::Params) -> Result<()> {
         self.lock()
@@ -493,39 +503,35 @@ impl Store {
 
     /// The history of a process, oldest first.
     pub fn history(&self, process_id: &str) -> Result<Vec<HistoryEntry>> {
-        self.read(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT state, note, at FROM history WHERE process_id = ?1 ORDER BY seq",
-            )?;
-            st.query_map([process_id], |r| {
+        self.all(
+            "SELECT state, note, at FROM history WHERE process_id = ?1 ORDER BY seq",
+            [process_id],
+            |r| {
                 Ok(HistoryEntry {
                     state: r.get(0)?,
                     note: r.get(1)?,
                     at: parse_ts(r.get(2)?)?,
                 })
-            })?
-            .collect()
-        })
+            },
+        )
     }
 
     /// The head of each process's queue (the oldest message, so that messages of one process
     /// are delivered in order), soonest first, without the bodies.
     pub fn due_messages(&self, limit: usize) -> Result<Vec<DueMessage>> {
-        self.read(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT id, process_id, next_attempt_at FROM outbox o
-                 WHERE id = (SELECT MIN(id) FROM outbox WHERE process_id = o.process_id)
-                 ORDER BY next_attempt_at LIMIT ?1",
-            )?;
-            st.query_map([limit as i64], |r| {
+        self.all(
+            "SELECT id, process_id, next_attempt_at FROM outbox o
+             WHERE id = (SELECT MIN(id) FROM outbox WHERE process_id = o.process_id)
+             ORDER BY next_attempt_at LIMIT ?1",
+            [limit as i64],
+            |r| {
                 Ok(DueMessage {
                     id: r.get(0)?,
                     process_id: r.get(1)?,
                     next_attempt_at: parse_ts(r.get(2)?)?,
                 })
-            })?
-            .collect()
-        })
+            },
+        )
     }
 
     /// A queued message with its body; `None` once delivered or dropped.
