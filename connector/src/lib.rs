@@ -13,6 +13,7 @@
 //! - the [`dataplane`] serves Arrow Flight, asking [`access`] who may read what.
 
 pub mod access;
+pub mod bench;
 pub mod catalog_log;
 pub mod cli_catalog;
 pub mod client;

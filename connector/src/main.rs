@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use sluis_connector::config::{Config, DEFAULT_CONFIG, LogFormat};
-use sluis_connector::{consumer_cli, demo, run, sample, tls};
+use sluis_connector::{bench, consumer_cli, demo, run, sample, tls};
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +40,26 @@ enum Command {
     /// List a peer's catalogue (the federated catalogue, or live from a DSP URL) through the
     /// local connector's management API.
     Catalog(sluis_connector::cli_catalog::CatalogArgs),
+    /// Measure negotiation and transfer latency and throughput between two local
+    /// connectors (build with --release; see BENCHMARKS.md).
+    #[command(hide = true)]
+    Bench {
+        /// Negotiations and transfers run one after another (latency).
+        #[arg(long, default_value_t = 200)]
+        sequential: usize,
+        /// Negotiations and transfers run by the concurrent workers (throughput).
+        #[arg(long, default_value_t = 2_000)]
+        total: usize,
+        /// Concurrent workers.
+        #[arg(long, default_value_t = 64)]
+        workers: usize,
+        /// Keep the connectors' files and logs in this folder.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Log filter of the two connectors.
+        #[arg(long, default_value = "warn")]
+        log: String,
+    },
     /// Write a commented default configuration.
     Init {
         /// Where to write it.
@@ -194,6 +214,19 @@ fn dispatch(command: Command) -> Result<()> {
             }
             runtime()?.block_on(demo::run(rows, dir))
         }
+        Command::Bench {
+            sequential,
+            total,
+            workers,
+            dir,
+            log,
+        } => runtime()?.block_on(bench::run(bench::BenchOptions {
+            sequential,
+            total,
+            workers,
+            dir,
+            log,
+        })),
         Command::Init { out } => {
             if out.exists() {
                 anyhow::bail!("{} exists already; remove it or pass --out", out.display());

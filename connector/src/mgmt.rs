@@ -316,7 +316,7 @@ async fn get_process<P: serde::Serialize>(
             (name.to_string(), terminal)
         }))
     };
-    wait_for(node, q, read).await?;
+    wait_for(node, id, q, read).await?;
     let process = load(&node.store, id)?
         .ok_or_else(|| MgmtError(StatusCode::NOT_FOUND, format!("no such {key}")))?;
     let mut body = serde_json::Map::new();
@@ -361,6 +361,7 @@ async fn transfer_action(
 /// Subscribes before reading so that no change between the read and the wait is missed.
 async fn wait_for(
     node: &Shared,
+    id: &str,
     q: &WaitQuery,
     read: impl Fn(&Shared) -> Result<Option<(String, bool)>, MgmtError>,
 ) -> Result<(), MgmtError> {
@@ -380,8 +381,16 @@ async fn wait_for(
         if left.is_zero() {
             return Ok(());
         }
-        // A lagged receiver only means we re-read; a closed one cannot happen while we hold the store.
-        let _ = tokio::time::timeout(left, changes.recv()).await;
+        // Changes of other processes do not wake the read; a lagged receiver only means we
+        // re-read; a closed one cannot happen while we hold the store.
+        let ours = async {
+            while let Ok(change) = changes.recv().await {
+                if change.id == id {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(left, ours).await;
     }
 }
 

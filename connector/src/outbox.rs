@@ -75,10 +75,20 @@ fn dispatch_due(node: &Shared, in_flight: &Arc<Mutex<HashSet<String>>>) -> Optio
         }
         let node = node.clone();
         let in_flight = in_flight.clone();
-        let span = info_span!("deliver", process = %item.process_id, url = %item.url, attempt = item.attempts + 1);
+        let span = info_span!(
+            "deliver",
+            process = %item.process_id,
+            message = item.id,
+            url = tracing::field::Empty,
+            attempt = tracing::field::Empty
+        );
         tokio::spawn(
             async move {
-                deliver(&node, &item).await;
+                match node.store.outbox_item(item.id) {
+                    Ok(Some(message)) => deliver(&node, &message).await,
+                    Ok(None) => {} // dropped meanwhile: the process was terminated locally
+                    Err(e) => warn!(error = %format!("{e:#}"), "reading a queued message failed"),
+                }
                 in_flight
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
@@ -93,6 +103,9 @@ fn dispatch_due(node: &Shared, in_flight: &Arc<Mutex<HashSet<String>>>) -> Optio
 
 /// Delivers one message over a client that accepts only the process's peer as server.
 async fn deliver(node: &Shared, item: &OutboxItem) {
+    let span = tracing::Span::current();
+    span.record("url", item.url.as_str());
+    span.record("attempt", item.attempts + 1);
     let sent = match peer_of(&node.store, &item.purpose, &item.process_id).and_then(|peer| {
         node.peers
             .to_participant(peer.as_deref().unwrap_or_default())

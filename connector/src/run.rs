@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use sluis_catalog::{CatalogStore, DataSource, Dataset, Distribution};
 use sluis_policy::token::TokenIssuer;
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::access::ProviderAccess;
 use crate::catalog_log::CatalogLog;
@@ -23,7 +23,7 @@ use crate::node::{Node, PublicUrls};
 use crate::protocol::BASE_PATH;
 use crate::store::Store;
 use crate::tls::TlsMaterial;
-use crate::{mgmt, outbox, protocol, server, visibility};
+use crate::{engine, mgmt, outbox, protocol, server, visibility};
 
 /// Written to `<data_dir>/ports.json` once every listener is bound, so that tools and tests
 /// can find a connector started on port 0.
@@ -40,6 +40,23 @@ pub struct Ports {
     pub flight_url: String,
     /// Process id of the connector.
     pub pid: u32,
+    /// The bound address of the DSP listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dsp_listen: Option<SocketAddr>,
+    /// The bound address of the management listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub management_listen: Option<SocketAddr>,
+    /// The bound address of the Flight listener.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flight_listen: Option<SocketAddr>,
+}
+
+impl Ports {
+    /// The ports recorded by an earlier start in `data_dir`, if any.
+    pub fn read(data_dir: &Path) -> Option<Ports> {
+        let text = std::fs::read_to_string(data_dir.join("ports.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
 }
 
 const TOKEN_KEY: &str = "token-private-key";
@@ -96,10 +113,28 @@ pub async fn serve_until(config: Config, stop: watch::Receiver<bool>) -> Result<
         Duration::from_secs(config.federation.crawl_interval_secs.max(1)),
     )?;
 
-    let protocol_l = server::bind(config.protocol.listen, "DSP protocol listener").await?;
-    let mgmt_l = server::bind(config.management.listen, "management listener").await?;
-    let flight_l = server::bind(config.data_plane.listen, "data-plane (Flight) listener").await?;
+    let before = Ports::read(&config.data_dir);
+    let before = |f: fn(&Ports) -> Option<SocketAddr>| before.as_ref().and_then(f);
+    let protocol_l = bind_again(
+        config.protocol.listen,
+        before(|p| p.dsp_listen),
+        "DSP protocol listener",
+    )
+    .await?;
+    let mgmt_l = bind_again(
+        config.management.listen,
+        before(|p| p.management_listen),
+        "management listener",
+    )
+    .await?;
+    let flight_l = bind_again(
+        config.data_plane.listen,
+        before(|p| p.flight_listen),
+        "data-plane (Flight) listener",
+    )
+    .await?;
     let (dsp_addr, flight_addr) = (protocol_l.local_addr()?, flight_l.local_addr()?);
+    let mgmt_addr = mgmt_l.local_addr()?;
     let urls = PublicUrls {
         dsp: config
             .protocol
@@ -111,7 +146,7 @@ pub async fn serve_until(config: Config, stop: watch::Receiver<bool>) -> Result<
             .public_url
             .clone()
             .unwrap_or_else(|| format!("grpc+tls://{}", public_host(flight_addr))),
-        management: format!("http://{}", mgmt_l.local_addr()?),
+        management: format!("http://{mgmt_addr}"),
     };
     let node = Arc::new(Node {
         participant_id: config.participant_id.clone(),
@@ -151,7 +186,12 @@ pub async fn serve_until(config: Config, stop: watch::Receiver<bool>) -> Result<
     ));
     let outbox_task = tokio::spawn(outbox::run(node.clone(), stopped(stop.clone())));
     let crawler_task = tokio::spawn(federation::run(node.clone(), stopped(stop.clone())));
-    write_ports(&node)?;
+    let (negotiations, transfers) = engine::resume(&node)?;
+    info!(
+        negotiations,
+        transfers, "resumed the automatic steps of unfinished processes"
+    );
+    write_ports(&node, [dsp_addr, mgmt_addr, flight_addr])?;
     info!(
         participant = %node.participant_id,
         dsp = %node.urls.dsp,
@@ -239,13 +279,36 @@ fn read_offer(path: &Path) -> Result<serde_json::Value> {
     Ok(offer)
 }
 
-fn write_ports(node: &Node) -> Result<()> {
+/// Binds `configured`; when it asks for any free port (port 0) and an earlier start
+/// recorded the port it got, binds that port again: partners keep our DSP callback address
+/// with every process in flight, so a restart must come back where they expect us.
+async fn bind_again(
+    configured: SocketAddr,
+    recorded: Option<SocketAddr>,
+    what: &str,
+) -> Result<tokio::net::TcpListener> {
+    if let Some(again) = recorded.filter(|r| configured.port() == 0 && r.ip() == configured.ip()) {
+        match server::bind(again, what).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) => warn!(
+                error = %format!("{e:#}"),
+                "cannot bind the port recorded in ports.json again; taking a new one: partners with processes in flight will not reach this connector until they learn the new address"
+            ),
+        }
+    }
+    server::bind(configured, what).await
+}
+
+fn write_ports(node: &Node, [dsp, management, flight]: [SocketAddr; 3]) -> Result<()> {
     let ports = Ports {
         participant_id: node.participant_id.clone(),
         dsp_url: node.urls.dsp.clone(),
         management_url: node.urls.management.clone(),
         flight_url: node.urls.flight.clone(),
         pid: std::process::id(),
+        dsp_listen: Some(dsp),
+        management_listen: Some(management),
+        flight_listen: Some(flight),
     };
     let path = node.config.data_dir.join("ports.json");
     let tmp = path.with_extension("json.tmp");

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
-use crate::mgmt_client::MgmtClient;
+use crate::mgmt_client::{MgmtClient, segment};
 use crate::run::Ports;
 use crate::sample::{SampleSummary, generate_meter_readings};
+use crate::store::ProcessKind;
 use crate::tls;
 
 /// The provider's participant id in the scenario.
@@ -216,6 +217,72 @@ key = "certs/key.pem"
     )
 }
 
+/// Starts a negotiation for `offer_id` of `dataset_id` at `provider` through the consumer's
+/// management API; returns the consumer's process id.
+pub async fn start_negotiation(
+    consumer: &MgmtClient,
+    provider: &Ports,
+    dataset_id: &str,
+    offer_id: &str,
+) -> Result<String> {
+    let body = json!({
+        "datasetId": dataset_id,
+        "offerId": offer_id,
+        "providerId": provider.participant_id,
+        "connectorAddress": provider.dsp_url,
+    });
+    start_process(consumer, "negotiations", &body).await
+}
+
+/// Starts an `ArrowFlight-PULL` transfer under `agreement_id` at `provider` through the
+/// consumer's management API; returns the consumer's process id.
+pub async fn start_transfer(
+    consumer: &MgmtClient,
+    provider: &Ports,
+    agreement_id: &str,
+) -> Result<String> {
+    let body = json!({
+        "agreementId": agreement_id,
+        "format": crate::engine::transfer::FORMAT_FLIGHT,
+        "providerId": provider.participant_id,
+        "connectorAddress": provider.dsp_url,
+    });
+    start_process(consumer, "transfers", &body).await
+}
+
+async fn start_process(
+    consumer: &MgmtClient,
+    path: &str,
+    body: &serde_json::Value,
+) -> Result<String> {
+    let started = consumer.post(path, body).await?;
+    started["id"]
+        .as_str()
+        .map(str::to_string)
+        .with_context(|| format!("POST {path} answered without an id: {started}"))
+}
+
+/// Reads a process with its history once it is in `state` or a terminal state, or after
+/// `timeout` (the connector wakes the wait on each committed change; nothing polls).
+pub async fn wait_for_state(
+    mgmt: &MgmtClient,
+    kind: ProcessKind,
+    id: &str,
+    state: &str,
+    timeout: Duration,
+) -> Result<serde_json::Value> {
+    let path = match kind {
+        ProcessKind::Negotiation => "negotiations",
+        ProcessKind::Transfer => "transfers",
+    };
+    mgmt.get(&format!(
+        "{path}/{}?waitFor={state}&timeoutMs={}",
+        segment(id),
+        timeout.as_millis()
+    ))
+    .await
+}
+
 /// A running `sluis serve` child process; killed when dropped.
 pub struct Running {
     /// Its files.
@@ -228,21 +295,33 @@ pub struct Running {
 }
 
 impl Running {
-    /// Starts `exe serve --config …` and waits until it has written `ports.json`.
+    /// Starts `exe serve --config …` and waits until it has written `ports.json` (a restart
+    /// on the same files binds the ports recorded there again). The log of each start is
+    /// appended to `sluis.log`.
     pub fn start(exe: &Path, files: &ParticipantFiles, timeout: Duration) -> Result<Self> {
+        let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+        Self::start_logging(exe, files, timeout, &filter)
+    }
+
+    /// [`Running::start`] with the log filter `filter` (`RUST_LOG` syntax).
+    pub fn start_logging(
+        exe: &Path,
+        files: &ParticipantFiles,
+        timeout: Duration,
+        filter: &str,
+    ) -> Result<Self> {
         let ports_file = files.dir.join("data").join("ports.json");
-        let _ = std::fs::remove_file(&ports_file);
         let log = files.dir.join("sluis.log");
-        let out =
-            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .with_context(|| format!("opening {}", log.display()))?;
         let child = std::process::Command::new(exe)
             .arg("serve")
             .arg("--config")
             .arg(&files.config)
-            .env(
-                "RUST_LOG",
-                std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
-            )
+            .env("RUST_LOG", filter)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
@@ -257,6 +336,9 @@ impl Running {
                 management_url: String::new(),
                 flight_url: String::new(),
                 pid: child.id(),
+                dsp_listen: None,
+                management_listen: None,
+                flight_listen: None,
             },
             log,
             child,

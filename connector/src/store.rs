@@ -5,7 +5,7 @@
 //! so a crash can neither lose a message nor send one for a change that did not happen.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 
 use anyhow::{Context, Result, anyhow};
 use chrono::{DateTime, Utc};
@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS negotiation (
 );
 CREATE INDEX IF NOT EXISTS negotiation_consumer_pid ON negotiation(consumer_pid);
 CREATE INDEX IF NOT EXISTS negotiation_provider_pid ON negotiation(provider_pid);
+CREATE INDEX IF NOT EXISTS negotiation_state ON negotiation(state);
 CREATE TABLE IF NOT EXISTS agreement (
     id TEXT PRIMARY KEY,
     negotiation_id TEXT NOT NULL UNIQUE,
@@ -61,6 +62,8 @@ CREATE TABLE IF NOT EXISTS transfer (
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS transfer_consumer_pid ON transfer(consumer_pid);
+CREATE INDEX IF NOT EXISTS transfer_state ON transfer(state);
 CREATE TABLE IF NOT EXISTS history (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     process_id TEXT NOT NULL,
@@ -79,6 +82,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     next_attempt_at TEXT NOT NULL,
     last_error TEXT
 );
+CREATE INDEX IF NOT EXISTS outbox_process ON outbox(process_id, id);
 CREATE TABLE IF NOT EXISTS kv (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -222,10 +226,29 @@ pub struct OutboxItem {
     pub next_attempt_at: DateTime<Utc>,
 }
 
+/// Read connections beside the writer: WAL lets them read while the writer commits.
+const READERS: usize = 2;
+
+/// The head of a process's outbox queue, as the sender schedules it.
+#[derive(Debug, Clone)]
+pub struct DueMessage {
+    /// Queue position.
+    pub id: i64,
+    /// The local process the message belongs to.
+    pub process_id: String,
+    /// Earliest time of the next attempt.
+    pub next_attempt_at: DateTime<Utc>,
+}
+
 /// The state store. Cheap to clone.
+///
+/// One connection writes (transactions are short: no network call happens inside one); a
+/// few more read, so that waiting reads never queue behind commits. Statements are prepared
+/// once per connection.
 #[derive(Clone)]
 pub struct Store {
-    conn: Arc<Mutex<Connection>>,
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<[Mutex<Connection>]>,
     changes: broadcast::Sender<Change>,
     outbox_ready: Arc<Notify>,
 }
@@ -274,18 +297,17 @@ fn role_col(s: String) -> rusqlite::Result<Role> {
 impl Store {
     /// Opens (creating if needed) the store at `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        let conn = Connection::open(path)
-            .with_context(|| format!("opening the state store {}", path.display()))?;
-        // WAL with NORMAL sync survives a process kill without losing a commit.
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        conn.execute_batch(SCHEMA)
+        let writer = connect(path)?;
+        writer
+            .execute_batch(SCHEMA)
             .with_context(|| format!("creating the schema in {}", path.display()))?;
+        let readers = (0..READERS)
+            .map(|_| connect(path).map(Mutex::new))
+            .collect::<Result<Vec<_>>>()?;
         let (changes, _) = broadcast::channel(1024);
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            writer: Arc::new(Mutex::new(writer)),
+            readers: readers.into(),
             changes,
             outbox_ready: Arc::new(Notify::new()),
         })
@@ -293,7 +315,19 @@ impl Store {
 
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock leaves SQLite consistent (the transaction rolls back).
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A free read connection, or the first one to become free.
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        for r in self.readers.iter() {
+            match r.try_lock() {
+                Ok(guard) => return guard,
+                Err(TryLockError::Poisoned(p)) => return p.into_inner(),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
+        self.readers[0].lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Runs `f` in one transaction; on success commits, then publishes its changes.
@@ -329,6 +363,21 @@ impl Store {
         Ok(out)
     }
 
+    /// Opens the process `p` a peer asked us (as provider) to start, unless that peer already
+    /// opened one for the same consumer process id: a request repeated after a crash or a lost
+    /// answer then finds the first process instead of starting a second one. Returns the
+    /// process and whether it is new.
+    pub fn open_once<P: PeerOpened>(&self, p: P, note: &str) -> Result<(P, bool)> {
+        self.transact(|tx| {
+            let (peer_id, consumer_pid) = p.peer_and_pid();
+            if let Some(known) = P::find(tx, peer_id, consumer_pid)? {
+                return Ok((known, false));
+            }
+            p.insert(tx, note)?;
+            Ok((p, true))
+        })
+    }
+
     /// Subscribes to committed state changes.
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()
@@ -339,27 +388,43 @@ impl Store {
         self.outbox_ready.clone()
     }
 
-    /// Reads with the connection (no transaction needed for single statements).
+    /// Reads with a read connection (no transaction needed for single statements).
     fn read<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R> {
-        f(&self.lock()).context("reading the state store")
+        f(&self.reader()).context("reading the state store")
+    }
+
+    /// Every row a query returns.
+    fn all<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        row: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        self.read(|c| c.prepare_cached(sql)?.query_map(params, row)?.collect())
+    }
+
+    /// Writes one statement outside a process transaction.
+    fn write_one(&self, sql: &str, params: impl rusqlite::Params) -> Result<()> {
+        self.lock()
+            .prepare_cached(sql)
+            .and_then(|mut st| st.execute(params))
+            .map(drop)
+            .context("writing to the state store")
     }
 
     /// A negotiation by local id.
     pub fn negotiation(&self, id: &str) -> Result<Option<Negotiation>> {
         self.read(|c| {
-            c.query_row(
-                &format!("SELECT {NEG_COLS} FROM negotiation WHERE id = ?1"),
-                [id],
-                negotiation_row,
-            )
-            .optional()
+            c.prepare_cached(&format!("SELECT {NEG_COLS} FROM negotiation WHERE id = ?1"))?
+                .query_row([id], negotiation_row)
+                .optional()
         })
     }
 
     /// All negotiations, newest first.
     pub fn negotiations(&self, limit: usize) -> Result<Vec<Negotiation>> {
         self.read(|c| {
-            let mut st = c.prepare(&format!(
+            let mut st = c.prepare_cached(&format!(
                 "SELECT {NEG_COLS} FROM negotiation ORDER BY created_at DESC LIMIT ?1"
             ))?;
             st.query_map([limit as i64], negotiation_row)?.collect()
@@ -369,9 +434,8 @@ impl Store {
     /// An agreement by id.
     pub fn agreement(&self, id: &str) -> Result<Option<Agreement>> {
         self.read(|c| {
-            c.query_row(
-                "SELECT id, negotiation_id, dataset_id, policy, assigner, assignee, created_at FROM agreement WHERE id = ?1",
-                [id],
+            c.prepare_cached("SELECT id, negotiation_id, dataset_id, policy, assigner, assignee, created_at FROM agreement WHERE id = ?1")?.query_row(
+                                [id],
                 |r| {
                     Ok(Agreement {
                         id: r.get(0)?,
@@ -391,52 +455,92 @@ impl Store {
     /// A transfer by local id.
     pub fn transfer(&self, id: &str) -> Result<Option<Transfer>> {
         self.read(|c| {
-            c.query_row(
-                &format!("SELECT {TR_COLS} FROM transfer WHERE id = ?1"),
-                [id],
-                transfer_row,
-            )
-            .optional()
+            c.prepare_cached(&format!("SELECT {TR_COLS} FROM transfer WHERE id = ?1"))?
+                .query_row([id], transfer_row)
+                .optional()
         })
     }
 
     /// All transfers, newest first.
     pub fn transfers(&self, limit: usize) -> Result<Vec<Transfer>> {
         self.read(|c| {
-            let mut st = c.prepare(&format!(
+            let mut st = c.prepare_cached(&format!(
                 "SELECT {TR_COLS} FROM transfer ORDER BY created_at DESC LIMIT ?1"
             ))?;
             st.query_map([limit as i64], transfer_row)?.collect()
         })
     }
 
+    /// Negotiations in one of `states`, oldest first: after a restart, the processes whose
+    /// automatic next step may not have been taken yet.
+    pub fn negotiations_in(&self, states: &[NegotiationState]) -> Result<Vec<Negotiation>> {
+        let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+        self.rows_in_states("negotiation", NEG_COLS, &names, negotiation_row)
+    }
+
+    /// Transfers in one of `states`, oldest first (see [`Store::negotiations_in`]).
+    pub fn transfers_in(&self, states: &[TransferState]) -> Result<Vec<Transfer>> {
+        let names: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+        self.rows_in_states("transfer", TR_COLS, &names, transfer_row)
+    }
+
+    fn rows_in_states<T>(
+        &self,
+        table: &str,
+        cols: &str,
+        states: &[&str],
+        row: fn(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> Result<Vec<T>> {
+        let marks = vec!["?"; states.len()].join(", ");
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {cols} FROM {table} WHERE state IN ({marks}) ORDER BY created_at"
+            ))?;
+            st.query_map(rusqlite::params_from_iter(states), row)?
+                .collect()
+        })
+    }
+
     /// The history of a process, oldest first.
     pub fn history(&self, process_id: &str) -> Result<Vec<HistoryEntry>> {
-        self.read(|c| {
-            let mut st = c.prepare(
-                "SELECT state, note, at FROM history WHERE process_id = ?1 ORDER BY seq",
-            )?;
-            st.query_map([process_id], |r| {
+        self.all(
+            "SELECT state, note, at FROM history WHERE process_id = ?1 ORDER BY seq",
+            [process_id],
+            |r| {
                 Ok(HistoryEntry {
                     state: r.get(0)?,
                     note: r.get(1)?,
                     at: parse_ts(r.get(2)?)?,
                 })
-            })?
-            .collect()
-        })
+            },
+        )
     }
 
-    /// Outbox messages due now, at most one per process (the oldest), so that messages of
-    /// one process are delivered in order.
-    pub fn due_messages(&self, limit: usize) -> Result<Vec<OutboxItem>> {
+    /// The head of each process's queue (the oldest message, so that messages of one process
+    /// are delivered in order), soonest first, without the bodies.
+    pub fn due_messages(&self, limit: usize) -> Result<Vec<DueMessage>> {
+        self.all(
+            "SELECT id, process_id, next_attempt_at FROM outbox o
+             WHERE id = (SELECT MIN(id) FROM outbox WHERE process_id = o.process_id)
+             ORDER BY next_attempt_at LIMIT ?1",
+            [limit as i64],
+            |r| {
+                Ok(DueMessage {
+                    id: r.get(0)?,
+                    process_id: r.get(1)?,
+                    next_attempt_at: parse_ts(r.get(2)?)?,
+                })
+            },
+        )
+    }
+
+    /// A queued message with its body; `None` once delivered or dropped.
+    pub fn outbox_item(&self, id: i64) -> Result<Option<OutboxItem>> {
         self.read(|c| {
-            let mut st = c.prepare(
-                "SELECT id, process_id, purpose, url, body, attempts, next_attempt_at FROM outbox o
-                 WHERE id = (SELECT MIN(id) FROM outbox WHERE process_id = o.process_id)
-                 ORDER BY next_attempt_at LIMIT ?1",
-            )?;
-            st.query_map([limit as i64], |r| {
+            c.prepare_cached(
+                "SELECT id, process_id, purpose, url, body, attempts, next_attempt_at FROM outbox WHERE id = ?1",
+            )?
+            .query_row([id], |r| {
                 Ok(OutboxItem {
                     id: r.get(0)?,
                     process_id: r.get(1)?,
@@ -446,40 +550,94 @@ impl Store {
                     attempts: r.get(5)?,
                     next_attempt_at: parse_ts(r.get(6)?)?,
                 })
-            })?
-            .collect()
+            })
+            .optional()
         })
     }
 
     /// Reschedules a failed delivery.
     pub fn retry_later(&self, id: i64, at: DateTime<Utc>, error: &str) -> Result<()> {
-        self.read(|c| {
-            c.execute(
-                "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
-                params![id, ts(at), error],
-            )
-            .map(|_| ())
-        })
+        self.write_one(
+            "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?2, last_error = ?3 WHERE id = ?1",
+            params![id, ts(at), error],
+        )
     }
 
     /// A stored value (keys, settings), if present.
     pub fn kv_get(&self, key: &str) -> Result<Option<String>> {
         self.read(|c| {
-            c.query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0))
+            c.prepare_cached("SELECT value FROM kv WHERE key = ?1")?
+                .query_row([key], |r| r.get(0))
                 .optional()
         })
     }
 
     /// Stores a value.
     pub fn kv_put(&self, key: &str, value: &str) -> Result<()> {
-        self.read(|c| {
-            c.execute(
-                "INSERT INTO kv(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-                params![key, value],
-            )
-            .map(|_| ())
-        })
+        self.write_one(
+            "INSERT INTO kv(key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )
     }
+}
+
+/// A process that a peer opens at the provider with its own (consumer) process id.
+pub trait PeerOpened: Sized {
+    /// The peer's participant id and its process id.
+    fn peer_and_pid(&self) -> (&str, &str);
+    /// The process that peer opened with that process id, if any.
+    fn find(tx: &Tx<'_>, peer_id: &str, consumer_pid: &str) -> Result<Option<Self>>;
+    /// Inserts it, recording its first state.
+    fn insert(&self, tx: &mut Tx<'_>, note: &str) -> Result<()>;
+}
+
+impl PeerOpened for Negotiation {
+    fn peer_and_pid(&self) -> (&str, &str) {
+        (
+            &self.peer_id,
+            self.consumer_pid.as_deref().unwrap_or_default(),
+        )
+    }
+    fn find(tx: &Tx<'_>, peer_id: &str, consumer_pid: &str) -> Result<Option<Self>> {
+        tx.provider_process_of_peer(
+            "negotiation",
+            NEG_COLS,
+            negotiation_row,
+            peer_id,
+            consumer_pid,
+        )
+    }
+    fn insert(&self, tx: &mut Tx<'_>, note: &str) -> Result<()> {
+        tx.insert_negotiation(self, note)
+    }
+}
+
+impl PeerOpened for Transfer {
+    fn peer_and_pid(&self) -> (&str, &str) {
+        (
+            &self.peer_id,
+            self.consumer_pid.as_deref().unwrap_or_default(),
+        )
+    }
+    fn find(tx: &Tx<'_>, peer_id: &str, consumer_pid: &str) -> Result<Option<Self>> {
+        tx.provider_process_of_peer("transfer", TR_COLS, transfer_row, peer_id, consumer_pid)
+    }
+    fn insert(&self, tx: &mut Tx<'_>, note: &str) -> Result<()> {
+        tx.insert_transfer(self, note)
+    }
+}
+
+/// Opens one connection: WAL with NORMAL sync survives a process kill without losing a
+/// commit (only a power loss may take the last commits).
+fn connect(path: &Path) -> Result<Connection> {
+    let conn = Connection::open(path)
+        .with_context(|| format!("opening the state store {}", path.display()))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(64);
+    Ok(conn)
 }
 
 const NEG_COLS: &str = "id, role, provider_pid, consumer_pid, peer_id, peer_address, state, dataset_id, offer, agreement_id, error, created_at, updated_at";
@@ -526,11 +684,25 @@ fn transfer_row(r: &Row<'_>) -> rusqlite::Result<Transfer> {
 }
 
 impl Tx<'_> {
+    /// Runs one statement, prepared once per connection.
+    fn exec(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+        self.tx.prepare_cached(sql)?.execute(params)
+    }
+
+    /// Reads one row with a statement prepared once per connection.
+    fn row<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        f: impl FnOnce(&Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        self.tx.prepare_cached(sql)?.query_row(params, f)
+    }
+
     /// Finds a negotiation by local id, inside the transaction.
     pub fn negotiation(&self, id: &str) -> Result<Option<Negotiation>> {
         Ok(self
-            .tx
-            .query_row(
+            .row(
                 &format!("SELECT {NEG_COLS} FROM negotiation WHERE id = ?1"),
                 [id],
                 negotiation_row,
@@ -541,8 +713,7 @@ impl Tx<'_> {
     /// Finds a transfer by local id, inside the transaction.
     pub fn transfer(&self, id: &str) -> Result<Option<Transfer>> {
         Ok(self
-            .tx
-            .query_row(
+            .row(
                 &format!("SELECT {TR_COLS} FROM transfer WHERE id = ?1"),
                 [id],
                 transfer_row,
@@ -550,11 +721,27 @@ impl Tx<'_> {
             .optional()?)
     }
 
+    fn provider_process_of_peer<T>(
+        &self,
+        table: &str,
+        cols: &str,
+        row: fn(&Row<'_>) -> rusqlite::Result<T>,
+        peer_id: &str,
+        consumer_pid: &str,
+    ) -> Result<Option<T>> {
+        Ok(self
+            .tx
+            .prepare_cached(&format!(
+                "SELECT {cols} FROM {table} WHERE consumer_pid = ?1 AND peer_id = ?2 AND role = 'provider'"
+            ))?
+            .query_row([consumer_pid, peer_id], row)
+            .optional()?)
+    }
+
     /// An agreement by id, inside the transaction.
     pub fn agreement_negotiation(&self, agreement_id: &str) -> Result<Option<(String, String)>> {
         Ok(self
-            .tx
-            .query_row(
+            .row(
                 "SELECT dataset_id, assignee FROM agreement WHERE id = ?1",
                 [agreement_id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -562,9 +749,20 @@ impl Tx<'_> {
             .optional()?)
     }
 
+    /// Whether the process ever entered `state` on a message received from its peer: a
+    /// message repeated after the process moved on is then recognised as a repeat.
+    pub fn entered_on_receipt(&self, process_id: &str, state: &str) -> Result<bool> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "SELECT 1 FROM history WHERE process_id = ?1 AND state = ?2 AND note LIKE 'received %' LIMIT 1",
+            )?
+            .exists([process_id, state])?)
+    }
+
     /// Inserts a new negotiation and records its first state.
     pub fn insert_negotiation(&mut self, n: &Negotiation, note: &str) -> Result<()> {
-        self.tx.execute(
+        self.exec(
             &format!("INSERT INTO negotiation ({NEG_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"),
             params![
                 n.id,
@@ -587,12 +785,12 @@ impl Tx<'_> {
 
     /// Saves a changed negotiation; records history when the state changed.
     pub fn update_negotiation(&mut self, n: &Negotiation, note: &str) -> Result<()> {
-        let old: String = self.tx.query_row(
+        let old: String = self.row(
             "SELECT state FROM negotiation WHERE id = ?1",
             [&n.id],
             |r| r.get(0),
         )?;
-        self.tx.execute(
+        self.exec(
             "UPDATE negotiation SET provider_pid = ?2, consumer_pid = ?3, state = ?4, offer = ?5, agreement_id = ?6, error = ?7, peer_address = ?8, updated_at = ?9 WHERE id = ?1",
             params![
                 n.id,
@@ -614,7 +812,7 @@ impl Tx<'_> {
 
     /// Inserts an agreement; a negotiation has at most one.
     pub fn insert_agreement(&mut self, a: &Agreement) -> Result<()> {
-        self.tx.execute(
+        self.exec(
             "INSERT INTO agreement (id, negotiation_id, dataset_id, policy, assigner, assignee, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             params![a.id, a.negotiation_id, a.dataset_id, a.policy.to_string(), a.assigner, a.assignee, ts(a.created_at)],
         ).context("recording the agreement")?;
@@ -623,7 +821,7 @@ impl Tx<'_> {
 
     /// Inserts a new transfer and records its first state.
     pub fn insert_transfer(&mut self, t: &Transfer, note: &str) -> Result<()> {
-        self.tx.execute(
+        self.exec(
             &format!("INSERT INTO transfer ({TR_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
             params![
                 t.id,
@@ -647,12 +845,10 @@ impl Tx<'_> {
 
     /// Saves a changed transfer; records history when the state changed.
     pub fn update_transfer(&mut self, t: &Transfer, note: &str) -> Result<()> {
-        let old: String =
-            self.tx
-                .query_row("SELECT state FROM transfer WHERE id = ?1", [&t.id], |r| {
-                    r.get(0)
-                })?;
-        self.tx.execute(
+        let old: String = self.row("SELECT state FROM transfer WHERE id = ?1", [&t.id], |r| {
+            r.get(0)
+        })?;
+        self.exec(
             "UPDATE transfer SET provider_pid = ?2, consumer_pid = ?3, state = ?4, data_address = ?5, error = ?6, updated_at = ?7 WHERE id = ?1",
             params![
                 t.id,
@@ -678,7 +874,7 @@ impl Tx<'_> {
         url: &str,
         body: &Value,
     ) -> Result<()> {
-        self.tx.execute(
+        self.exec(
             "INSERT INTO outbox (process_id, purpose, url, body, next_attempt_at) VALUES (?1, ?2, ?3, ?4, ?5)",
             params![process_id, purpose, url, body.to_string(), ts(now())],
         )?;
@@ -688,19 +884,18 @@ impl Tx<'_> {
 
     /// Removes a delivered message.
     pub fn dequeue(&mut self, id: i64) -> Result<()> {
-        self.tx.execute("DELETE FROM outbox WHERE id = ?1", [id])?;
+        self.exec("DELETE FROM outbox WHERE id = ?1", [id])?;
         Ok(())
     }
 
     /// Drops every queued message of a process (it was terminated locally).
     pub fn drop_queued(&mut self, process_id: &str) -> Result<()> {
-        self.tx
-            .execute("DELETE FROM outbox WHERE process_id = ?1", [process_id])?;
+        self.exec("DELETE FROM outbox WHERE process_id = ?1", [process_id])?;
         Ok(())
     }
 
     fn record(&mut self, kind: ProcessKind, id: &str, state: &str, note: &str) -> Result<()> {
-        self.tx.execute(
+        self.exec(
             "INSERT INTO history (process_id, state, note, at) VALUES (?1, ?2, ?3, ?4)",
             params![id, state, note, ts(now())],
         )?;
@@ -759,7 +954,8 @@ mod tests {
         assert_eq!(rx.try_recv().unwrap().state, "REQUESTED");
         let due = store.due_messages(10).unwrap();
         assert_eq!(due.len(), 1, "one message per process at a time");
-        assert_eq!(due[0].url, "https://p/dsp/1");
+        let head = store.outbox_item(due[0].id).unwrap().unwrap();
+        assert_eq!(head.url, "https://p/dsp/1");
     }
 
     #[test]

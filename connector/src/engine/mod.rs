@@ -179,12 +179,21 @@ pub fn receive_in<P: ProcessRecord>(
         return Err(EngineError::NotFound(P::WHAT));
     }
     check_pids(&mut p, body_pids)?;
-    let moved = match crate::dsp::step::<P::Machine>(p.role().peer(), Some(p.state()), message)? {
-        crate::dsp::Step::Moved(s) => {
+    let moved = match crate::dsp::step::<P::Machine>(p.role().peer(), Some(p.state()), message) {
+        Ok(crate::dsp::Step::Moved(s)) => {
             p.set_state(s);
             true
         }
-        crate::dsp::Step::Duplicate => false,
+        Ok(crate::dsp::Step::Duplicate) => false,
+        // A message received before and repeated after the process moved on (the peer
+        // crashed before it recorded our answer): acknowledged, nothing changes.
+        Err(TransitionError::IllegalTransition { .. })
+            if tx
+                .entered_on_receipt(pid, P::Machine::state_name(P::Machine::target(message)))? =>
+        {
+            false
+        }
+        Err(e) => return Err(e.into()),
     };
     Ok((p, moved))
 }
@@ -354,4 +363,30 @@ pub fn send<P: ProcessRecord>(
         tx.enqueue(p.id(), P::PURPOSE, &p.message_url(message)?, &body)?;
         Ok(p)
     })
+}
+
+/// After a restart: takes again every automatic step that a crash may have cut off between
+/// a commit and its reaction (agree, verify, finalize, start a transfer). Each step is a
+/// state transition committed with its message, so one already taken is not repeated: its
+/// process has moved on. The outbox resumes the deliveries on its own. Returns how many
+/// negotiations and transfers were looked at.
+pub fn resume(node: &crate::node::Shared) -> anyhow::Result<(usize, usize)> {
+    use NegotiationState as N;
+    let open = [
+        N::Requested,
+        N::Offered,
+        N::Accepted,
+        N::Agreed,
+        N::Verified,
+    ];
+    let negotiations = node.store.negotiations_in(&open)?;
+    let transfers = node.store.transfers_in(&[TransferState::Requested])?;
+    let counts = (negotiations.len(), transfers.len());
+    for n in negotiations {
+        negotiation::react(node.clone(), n);
+    }
+    for t in transfers {
+        transfer::react(node.clone(), t);
+    }
+    Ok(counts)
 }

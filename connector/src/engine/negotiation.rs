@@ -136,8 +136,12 @@ pub fn on_initial_request(
         created_at: now,
         updated_at: now,
     };
-    node.store
-        .transact(|tx| tx.insert_negotiation(&n, "received ContractRequestMessage"))?;
+    // open_once: two identical requests racing each other still make one process
+    let (n, new) = node.store.open_once(n, "received ContractRequestMessage")?;
+    if !new {
+        info!(negotiation = %n.id, "repeated contract request: answered with the known negotiation");
+        return Ok((n, false));
+    }
     info!(negotiation = %n.id, consumer = caller, dataset = %n.dataset_id, "contract requested");
     react(node.clone(), n.clone());
     Ok((n, true))
@@ -590,8 +594,8 @@ pub fn terminate(node: &Node, id: &str, reason: &str) -> EngineResult<Negotiatio
 
 // ---- automatic decisions --------------------------------------------------------------------
 
-/// What our role does next on its own, after a committed change.
-fn react(node: Shared, n: Negotiation) {
+/// What our role does next on its own, after a committed change (or after a restart).
+pub(crate) fn react(node: Shared, n: Negotiation) {
     tokio::spawn(async move {
         let consumer_auto = node.config.negotiation.consumer_mode == Mode::Auto;
         let provider_auto = node.config.negotiation.provider_mode == Mode::Auto;

@@ -150,8 +150,11 @@ pub fn on_request(
         created_at: now,
         updated_at: now,
     };
-    node.store
-        .transact(|tx| tx.insert_transfer(&t, "received TransferRequestMessage"))?;
+    let (t, new) = node.store.open_once(t, "received TransferRequestMessage")?;
+    if !new {
+        info!(transfer = %t.id, "repeated transfer request: answered with the known transfer");
+        return Ok((t, false));
+    }
     info!(transfer = %t.id, consumer = caller, agreement = %t.agreement_id, "transfer requested");
     react(node.clone(), t.clone());
     Ok((t, true))
@@ -330,7 +333,8 @@ pub fn stop(node: &Node, id: &str, message: Msg, reason: &str) -> EngineResult<T
     })
 }
 
-fn react(node: Shared, t: Transfer) {
+/// What our role does next on its own, after a committed change (or after a restart).
+pub(crate) fn react(node: Shared, t: Transfer) {
     tokio::spawn(async move {
         if let (Role::Provider, S::Requested) = (t.role, t.state)
             && node.config.transfer.provider_mode == Mode::Auto
