@@ -749,17 +749,6 @@ impl Tx<'_> {
             .optional()?)
     }
 
-    /// Whether the process ever entered `state` on a message received from its peer: a
-    /// message repeated after the process moved on is then recognised as a repeat.
-    pub fn entered_on_receipt(&self, process_id: &str, state: &str) -> Result<bool> {
-        Ok(self
-            .tx
-            .prepare_cached(
-                "SELECT 1 FROM history WHERE process_id = ?1 AND state = ?2 AND note LIKE 'received %' LIMIT 1",
-            )?
-            .exists([process_id, state])?)
-    }
-
     /// Inserts a new negotiation and records its first state.
     pub fn insert_negotiation(&mut self, n: &Negotiation, note: &str) -> Result<()> {
         self.exec(

@@ -84,6 +84,26 @@ pub trait StateMachine {
     fn legal_from(message: Self::Message, state: Option<Self::State>) -> bool;
     /// The DSP name of a state.
     fn state_name(state: Self::State) -> &'static str;
+    /// Every message, for walks over the transition table.
+    const MESSAGES: &'static [Self::Message];
+}
+
+/// The states a process in `from` can still reach through legal messages, `from` included,
+/// except TERMINATED: a peer showing one of them has applied every message that led to `from`.
+pub fn later_states<M: StateMachine>(from: M::State) -> Vec<M::State> {
+    let mut seen = vec![from];
+    let mut next = 0;
+    while let Some(&state) = seen.get(next) {
+        next += 1;
+        for &message in M::MESSAGES {
+            let target = M::target(message);
+            let ended = M::state_name(target) == "TERMINATED";
+            if M::legal_from(message, Some(state)) && !ended && !seen.contains(&target) {
+                seen.push(target);
+            }
+        }
+    }
+    seen
 }
 
 /// Why a message is refused.

@@ -161,6 +161,7 @@ impl StateMachine for Negotiation {
     fn state_name(state: NegotiationState) -> &'static str {
         state.as_str()
     }
+    const MESSAGES: &'static [NegotiationMessage] = &NegotiationMessage::ALL;
 }
 
 /// Why a negotiation message is refused.
@@ -291,5 +292,18 @@ mod tests {
             assert_eq!(S::parse(s.as_str()), Some(s));
         }
         assert_eq!(S::parse("requested"), None);
+    }
+
+    #[test]
+    fn later_states_run_forward_and_never_to_terminated() {
+        let later = crate::dsp::later_states::<Negotiation>(S::Verified);
+        assert_eq!(later, vec![S::Verified, S::Finalized]);
+        let from_requested = crate::dsp::later_states::<Negotiation>(S::Requested);
+        assert!(from_requested.contains(&S::Finalized));
+        assert!(!from_requested.contains(&S::Terminated));
+        assert_eq!(
+            crate::dsp::later_states::<Negotiation>(S::Finalized),
+            vec![S::Finalized]
+        );
     }
 }

@@ -129,6 +129,7 @@ impl StateMachine for Transfer {
     fn state_name(state: TransferState) -> &'static str {
         state.as_str()
     }
+    const MESSAGES: &'static [TransferMessage] = &TransferMessage::ALL;
 }
 
 /// Why a transfer message is refused.

@@ -185,14 +185,8 @@ pub fn receive_in<P: ProcessRecord>(
             true
         }
         Ok(crate::dsp::Step::Duplicate) => false,
-        // A message received before and repeated after the process moved on (the peer
-        // crashed before it recorded our answer): acknowledged, nothing changes.
-        Err(TransitionError::IllegalTransition { .. })
-            if tx
-                .entered_on_receipt(pid, P::Machine::state_name(P::Machine::target(message)))? =>
-        {
-            false
-        }
+        // A repeat after the process moved on is refused (DSP wants 400 there); the sender
+        // learns from our state that it was applied (see `peer_already_applied`).
         Err(e) => return Err(e.into()),
     };
     Ok((p, moved))
@@ -241,9 +235,9 @@ pub fn learn_provider_pid<P: ProcessRecord>(
     })
 }
 
-/// Whether the peer's process already is in the state our undelivered message led to: a
-/// retried message whose first delivery landed (and whose answer was lost) is refused by a
-/// peer that moved on, and that refusal must not end our process. Asks the peer
+/// Whether the peer's process already is in the state our undelivered message led to, or one
+/// after it: a retried message whose first delivery landed (and whose answer was lost) is
+/// refused by a peer that moved on, and that refusal must not end our process. Asks the peer
 /// (`GET <peer>/negotiations/<pid>`); any doubt reads as "no".
 pub async fn peer_already_applied<P: ProcessRecord>(
     store: &Store,
@@ -266,12 +260,19 @@ pub async fn peer_already_applied<P: ProcessRecord>(
         p.peer_address(),
         &format!("{}/{}", P::PATH, crate::mgmt_client::segment(&peer_pid)),
     );
-    let ours = <P::Machine as StateMachine>::state_name(p.state());
+    // the peer may have moved on since (a crash between its commit and its answer)
+    let applied: Vec<&str> = crate::dsp::later_states::<P::Machine>(p.state())
+        .into_iter()
+        .map(<P::Machine as StateMachine>::state_name)
+        .collect();
     let Ok(peer) = peers.to_participant(p.peer_id()) else {
         return false;
     };
     match peer.get_json(&url).await {
-        Ok((_, answer)) => answer.get("state").and_then(Value::as_str) == Some(ours),
+        Ok((_, answer)) => answer
+            .get("state")
+            .and_then(Value::as_str)
+            .is_some_and(|s| applied.contains(&s)),
         Err(e) => {
             tracing::warn!(process = id, error = %e, "asking the peer for its state failed");
             false
