@@ -13,6 +13,8 @@
 //! - the [`dataplane`] serves Arrow Flight, asking [`access`] who may read what.
 
 pub mod access;
+pub mod audit;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod dataplane;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use sluis_connector::config::{Config, DEFAULT_CONFIG, LogFormat};
-use sluis_connector::{demo, run, sample, tls};
+use sluis_connector::{cli, demo, run, sample, tls};
 
 #[derive(Parser)]
 #[command(
@@ -58,6 +58,11 @@ enum Command {
         #[arg(long, default_value_t = 42)]
         seed: u64,
     },
+    /// Run SQL on a provider's data plane with a transfer's token.
+    Query(cli::QueryArgs),
+    /// Data-plane token helpers.
+    #[command(subcommand)]
+    Token(cli::TokenCommand),
 }
 
 #[derive(Subcommand)]
@@ -140,6 +145,8 @@ fn dispatch(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Certs(c) => certs(c),
+        Command::Query(args) => runtime()?.block_on(cli::query(args)),
+        Command::Token(c) => cli::token(c),
         Command::Sample { out, rows, seed } => {
             let s = sample::generate_meter_readings(&out, rows, seed)?;
             println!(

@@ -80,6 +80,7 @@ pub fn router(node: Shared) -> Router {
         .route("/transfers", get(list_transfers).post(start_transfer))
         .route("/transfers/{id}", get(get_transfer))
         .route("/transfers/{id}/{action}", post(transfer_action))
+        .route("/audit", get(crate::audit::route))
         .layer(axum::middleware::from_fn_with_state(
             node.clone(),
             require_api_key,

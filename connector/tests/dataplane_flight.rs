@@ -11,10 +11,9 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Int64Type, Schema};
 use arrow_flight::{FlightClient, FlightDescriptor, Ticket};
 use futures::TryStreamExt;
-use sha2::{Digest, Sha256};
 use sluis_connector::dataplane::{
-    AccessControl, AccessError, ActiveGrant, DataPlaneConfig, DataSource, SourceKind, TlsIdentity,
-    serve,
+    AccessControl, AccessError, ActiveGrant, AuditId, DataPlaneConfig, DataSource, MaskKey,
+    SourceKind, TlsIdentity, serve,
 };
 use sluis_connector::sample::{SampleSummary, generate_meter_readings};
 use sluis_policy::enforcement::{
@@ -64,14 +63,19 @@ impl AccessControl for Grants {
             .ok_or_else(|| AccessError::Unauthenticated("unknown token".into()))
     }
 
-    fn record_query(&self, grant: &ActiveGrant, sql: &str) -> Result<(), AccessError> {
+    fn record_query(
+        &self,
+        grant: &ActiveGrant,
+        sql: &str,
+        _channel: &str,
+    ) -> Result<AuditId, AccessError> {
         if self.refuse_queries.contains(&grant.transfer_id) {
             return Err(AccessError::PermissionDenied(
                 "the agreement's query count is used up".into(),
             ));
         }
         self.recorded.lock().unwrap().push(sql.to_string());
-        Ok(())
+        Ok(0)
     }
 }
 
@@ -81,6 +85,11 @@ fn grant(transfer: &str, plan: EnforcementPlan) -> ActiveGrant {
         transfer_id: transfer.to_string(),
         dataset_id: "urn:uuid:dataset-meter-readings".into(),
         consumer: "did:web:consumer.example".into(),
+        mask_key: MaskKey::derive(
+            b"provider secret",
+            &format!("urn:uuid:agreement-{transfer}"),
+        ),
+        purpose: None,
         table_name: TABLE.into(),
         source: DataSource {
             kind: SourceKind::Parquet,
@@ -226,9 +235,10 @@ async fn do_get_returns_exactly_the_permitted_rows_and_columns() {
     assert_eq!(field_names(&batches[0].schema()), VISIBLE);
     assert!(strings(&batches, "region").iter().all(|r| r == "north"));
 
-    // meter ids arrive as hex SHA-256 of the real ids, never in clear
+    // meter ids arrive as the agreement's keyed hash (HMAC) of the real ids, never in clear
+    let key = grant("t-north", north_plan()).mask_key;
     let fleet: HashSet<String> = (0..ROWS / 100)
-        .map(|i| hex::encode(Sha256::digest(format!("MTR-{i:07}").as_bytes())))
+        .map(|i| key.mask(format!("MTR-{i:07}").as_bytes()))
         .collect();
     let ids = strings(&batches, "meter_id");
     assert!(ids.iter().all(|id| id.len() == 64 && fleet.contains(id)));

@@ -27,9 +27,10 @@ use super::{DataPlaneConfig, QueryError};
 
 /// Deepest expression nesting the parser accepts (DataFusion's default).
 const PARSER_RECURSION_LIMIT: usize = 50;
-/// The default catalog and schema every bare table name resolves into.
-const DEFAULT_CATALOG: &str = "datafusion";
-const DEFAULT_SCHEMA: &str = "public";
+/// The catalog every bare table name resolves into.
+pub const DEFAULT_CATALOG: &str = "datafusion";
+/// The schema every bare table name resolves into.
+pub const DEFAULT_SCHEMA: &str = "public";
 
 /// A DataFusion session with only what a query over one view needs.
 pub fn session_state(cfg: &DataPlaneConfig) -> DfResult<SessionState> {
