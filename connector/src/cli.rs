@@ -88,7 +88,7 @@ pub async fn query(args: QueryArgs) -> Result<()> {
         .try_collect()
         .await
         .map_err(|e| anyhow::anyhow!(flight_client::flight_message(&e)))
-        .context("the query stopped while streaming")?;
+        .context("the provider refused or stopped the query")?;
     progress.done();
     match &args.out {
         Some(path) => write_file(path, &batches),

@@ -385,7 +385,7 @@ async fn an_attenuated_token_only_narrows() {
 
 /// The provider's audit rows of `agreement`, newest first.
 async fn audit(space: &Space, agreement: &str) -> Vec<Value> {
-    let path = format!("/api/v1/audit?agreementId={}&limit=50", segment(agreement));
+    let path = format!("audit?agreementId={}&limit=50", segment(agreement));
     let got = space.provider.mgmt().get(&path).await.unwrap();
     got["queries"].as_array().cloned().unwrap_or_default()
 }
@@ -722,4 +722,160 @@ async fn http_data_pull_serves_the_enforced_data_in_three_formats() {
         "{rows:?}"
     );
     assert!(http.iter().any(|r| r["decision"] == "deny"), "{rows:?}");
+}
+
+/// Runs the `sluis` binary; (success, stdout, stderr).
+fn sluis(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluis"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_attenuates_offline_and_queries_with_the_narrower_token() {
+    let space = start();
+    let c = space.contract(DATASET_ID, OFFER_ID).await;
+    let table = c.address.property("table").unwrap();
+    let key = c.address.property("tokenPublicKey").unwrap();
+    let endpoint = space.provider.ports.flight_url.clone();
+    let ca = space.scn.root.join("ca.pem");
+    let ca = ca.to_str().unwrap();
+
+    let (ok, narrow, err) = sluis(&[
+        "token",
+        "attenuate",
+        "--token",
+        token(&c),
+        "--public-key",
+        key,
+        "--expires-in",
+        "30m",
+        "--columns",
+        "region,kwh",
+    ]);
+    assert!(ok, "{err}");
+    let narrow = narrow.trim();
+
+    // the narrower token reads its columns, into a CSV file
+    let out = tempfile::tempdir().unwrap();
+    let csv = out.path().join("r.csv");
+    let sql = format!("SELECT region, kwh FROM {table}");
+    let (ok, printed, err) = sluis(&[
+        "query",
+        "--endpoint",
+        &endpoint,
+        "--ca",
+        ca,
+        "--token",
+        narrow,
+        "--sql",
+        &sql,
+        "--out",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        printed.contains(&format!("wrote {} rows", space.north_rows())),
+        "{printed}"
+    );
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(text.lines().next(), Some("region,kwh"));
+    assert_eq!(text.lines().count(), space.north_rows() + 1);
+
+    // SELECT * shows only those columns; naming another one is refused
+    let (ok, _, err) = sluis(&[
+        "query",
+        "--endpoint",
+        &endpoint,
+        "--ca",
+        ca,
+        "--token",
+        narrow,
+        "--sql",
+        &format!("SELECT * FROM {table}"),
+        "--out",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(text.lines().next(), Some("region,kwh"));
+    let sql = format!("SELECT meter_id FROM {table}");
+    let (ok, _, err) = sluis(&[
+        "query",
+        "--endpoint",
+        &endpoint,
+        "--ca",
+        ca,
+        "--token",
+        narrow,
+        "--sql",
+        &sql,
+    ]);
+    assert!(!ok, "{sql} was served to the narrower token");
+    assert!(err.contains("refused"), "{err}");
+    // which the full token reads (printed as a table)
+    let (ok, printed, err) = sluis(&[
+        "query",
+        "--endpoint",
+        &endpoint,
+        "--ca",
+        ca,
+        "--token",
+        token(&c),
+        "--sql",
+        &sql,
+        "--max-rows",
+        "3",
+    ]);
+    assert!(ok, "{err}");
+    assert!(printed.contains("meter_id"), "{printed}");
+    assert!(
+        printed.contains(&format!("{} rows", space.north_rows())),
+        "{printed}"
+    );
+
+    // widening fails: a later expiry is refused, and more columns add a check, not a right
+    let (ok, _, err) = sluis(&[
+        "token",
+        "attenuate",
+        "--token",
+        narrow,
+        "--public-key",
+        key,
+        "--expires-in",
+        "3650d",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("cannot widen"), "{err}");
+    let (ok, wider, err) = sluis(&[
+        "token",
+        "attenuate",
+        "--token",
+        narrow,
+        "--public-key",
+        key,
+        "--columns",
+        "region,kwh,meter_id,customer_name",
+    ]);
+    assert!(ok, "{err}");
+    let sql = format!("SELECT meter_id FROM {table}");
+    let (ok, _, err) = sluis(&[
+        "query",
+        "--endpoint",
+        &endpoint,
+        "--ca",
+        ca,
+        "--token",
+        wider.trim(),
+        "--sql",
+        &sql,
+    ]);
+    assert!(!ok, "a re-attenuated token read meter_id");
+    assert!(err.contains("refused"), "{err}");
 }

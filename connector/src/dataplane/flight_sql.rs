@@ -78,7 +78,10 @@ impl FlightSqlDataPlane {
         ticket: Vec<u8>,
     ) -> Result<FlightInfo, QueryError> {
         let caller = authorize(&self.plane, request.metadata())?;
-        let prepared = self.plane.plan(&caller, sql, self.plane.deadline()).await?;
+        let prepared = self
+            .plane
+            .plan(&caller, sql, "flight-sql", self.plane.deadline())
+            .await?;
         info_for(&prepared, Ticket::new(ticket), request.into_inner())
     }
 
@@ -115,7 +118,10 @@ impl FlightSqlDataPlane {
     /// The enforced schema of the granted table.
     async fn table_schema(&self, caller: &Caller) -> Result<SchemaRef, QueryError> {
         let sql = select_all(&caller.grant.table_name);
-        let prepared = self.plane.plan(caller, &sql, self.plane.deadline()).await?;
+        let prepared = self
+            .plane
+            .plan(caller, &sql, "flight-sql", self.plane.deadline())
+            .await?;
         Ok(prepared.schema)
     }
 
@@ -147,7 +153,7 @@ impl FlightSqlDataPlane {
         let caller = authorize(&self.plane, request.metadata())?;
         let prepared = self
             .plane
-            .plan(&caller, &query.query, self.plane.deadline())
+            .plan(&caller, &query.query, "flight-sql", self.plane.deadline())
             .await?;
         let schema = IpcMessage::try_from(SchemaAsIpc::new(
             &prepared.schema,

@@ -80,8 +80,23 @@ impl DataPlane {
     }
 
     /// Plans `sql` for `caller` before `deadline`, then asks access control again with the
-    /// columns the query reads.
+    /// columns the query reads. A refusal is written to the audit log.
     pub async fn plan(
+        &self,
+        caller: &Caller,
+        sql: &str,
+        channel: &'static str,
+        deadline: Instant,
+    ) -> Result<PreparedQuery, QueryError> {
+        let planned = self.plan_unaudited(caller, sql, deadline).await;
+        if let Err(e) = &planned {
+            self.access
+                .record_refusal(&caller.grant, sql, channel, &e.to_string());
+        }
+        planned
+    }
+
+    async fn plan_unaudited(
         &self,
         caller: &Caller,
         sql: &str,
@@ -122,7 +137,7 @@ impl DataPlane {
             .await
             .map_err(|_| QueryError::Timeout)?
             .map_err(|_| QueryError::Unavailable)?;
-        let prepared = self.plan(caller, sql, deadline).await?;
+        let prepared = self.plan_unaudited(caller, sql, deadline).await?;
         let id = self.access.record_query(&caller.grant, sql, channel)?;
         let tally = Arc::new(Tally {
             access: self.access.clone(),

@@ -65,7 +65,7 @@ impl FlightDataPlane {
         let sql = descriptor_sql(&descriptor, &caller.grant)?;
         let prepared = self
             .plane
-            .plan(&caller, &sql, self.plane.deadline())
+            .plan(&caller, &sql, "flight", self.plane.deadline())
             .await?;
         info_for(&prepared, Ticket::new(sql), descriptor)
     }
@@ -79,7 +79,7 @@ impl FlightDataPlane {
         let sql = descriptor_sql(descriptor, &caller.grant)?;
         let prepared = self
             .plane
-            .plan(&caller, &sql, self.plane.deadline())
+            .plan(&caller, &sql, "flight", self.plane.deadline())
             .await?;
         SchemaResult::try_from(SchemaAsIpc::new(
             &prepared.schema,
