@@ -15,7 +15,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use arrow_flight::{FlightClient, Ticket};
@@ -83,15 +83,22 @@ fn enforced_plan() -> EnforcementPlan {
     }
 }
 
-async fn client(port: u16, token: Option<&str>) -> Result<FlightClient> {
-    let channel: Channel = Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?
+async fn channel(port: u16) -> Result<Channel> {
+    Ok(Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?
         .connect()
-        .await?;
+        .await?)
+}
+
+fn with_token(channel: Channel, token: Option<&str>) -> Result<FlightClient> {
     let mut c = FlightClient::new(channel);
     if let Some(t) = token {
         c.add_header("authorization", &format!("Bearer {t}"))?;
     }
     Ok(c)
+}
+
+async fn client(port: u16, token: Option<&str>) -> Result<FlightClient> {
+    with_token(channel(port).await?, token)
 }
 
 /// One full DoGet: (rows, bytes of Arrow data, seconds).
@@ -152,18 +159,17 @@ async fn concurrent(
     streams: usize,
     channels: usize,
 ) -> Result<(usize, f64)> {
-    let mut clients = Vec::new();
+    let mut connections = Vec::new();
     for _ in 0..channels {
-        clients.push(client(port, Some(token)).await?);
+        connections.push(channel(port).await?);
     }
     let start = Instant::now();
-    let tasks: Vec<_> = (0..streams)
-        .map(|i| {
-            let mut c = clients[i % channels].clone();
-            let sql = sql.to_string();
-            tokio::spawn(async move { drain(&mut c, &sql).await })
-        })
-        .collect();
+    let mut tasks = Vec::with_capacity(streams);
+    for i in 0..streams {
+        let mut c = with_token(connections[i % channels].clone(), Some(token))?;
+        let sql = sql.to_string();
+        tasks.push(tokio::spawn(async move { drain(&mut c, &sql).await }));
+    }
     let mut errors = 0;
     for t in tasks {
         match t.await {

@@ -577,3 +577,25 @@ async fn agreement_period_is_checked_at_every_query() {
         assert!(e.message().contains(rule), "{}", e.message());
     }
 }
+
+/// Predicates that fail on any hidden row (a division by zero, a failing cast): if the
+/// optimizer let them run beneath the row filter, the failure would reveal that hidden rows
+/// exist and, by bisection, their values.
+#[tokio::test]
+async fn failing_predicates_cannot_probe_hidden_rows() {
+    let server = north_server().await;
+    let mut client = server.client(Some("tok-north")).await;
+    let north = sample().1.rows_per_region["north"] as i64;
+    for predicate in [
+        "10 / (CASE WHEN region = 'north' THEN 1 ELSE 0 END) = 10",
+        "CAST(CASE WHEN region = 'north' THEN '1' ELSE region END AS INT) = 1",
+        "kwh >= 0 AND 1 / (CASE WHEN region <> 'north' THEN 0 ELSE 1 END) = 1",
+    ] {
+        let sql = format!("SELECT count(*) FROM {TABLE} WHERE {predicate}");
+        let batches = fetch(&mut client, &sql)
+            .await
+            .unwrap_or_else(|e| panic!("{predicate}: {e}"));
+        let n = batches[0].column(0).as_primitive::<Int64Type>().value(0);
+        assert_eq!(n, north, "{predicate}");
+    }
+}

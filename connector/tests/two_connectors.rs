@@ -464,7 +464,7 @@ async fn adbc_flight_sql_driver_reads_exactly_the_permitted_data() {
     assert!(full["bytes"].as_u64().unwrap() > 0, "{full}");
     assert_eq!(full["consumer"], scenario::CONSUMER_ID);
     assert!(
-        full["report"]["enforced"]["row_filters"].is_array(),
+        full["report"]["enforced"]["rowFilters"].is_array(),
         "{full}"
     );
     let refusals: Vec<&str> = rows
