@@ -257,7 +257,7 @@ impl FlightSqlService for FlightSqlDataPlane {
         command: CommandGetCatalogs,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = command.clone().into_builder().schema();
+        let schema = command.into_builder().schema();
         let ticket = command.as_any().encode_to_vec();
         traced("FlightSQL.GetFlightInfo.Catalogs", async {
             self.metadata_info(request, schema, ticket)
@@ -296,7 +296,7 @@ impl FlightSqlService for FlightSqlDataPlane {
         command: CommandGetTableTypes,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let schema = command.clone().into_builder().schema();
+        let schema = command.into_builder().schema();
         let ticket = command.as_any().encode_to_vec();
         traced("FlightSQL.GetFlightInfo.TableTypes", async {
             self.metadata_info(request, schema, ticket)

@@ -202,7 +202,7 @@ impl Format {
 
 /// Encodes batches into chunks of one format.
 enum Encoder {
-    Arrow(arrow::ipc::writer::StreamWriter<Vec<u8>>),
+    Arrow(Box<arrow::ipc::writer::StreamWriter<Vec<u8>>>),
     Csv { first: bool },
     Json { first: bool },
 }
@@ -210,10 +210,9 @@ enum Encoder {
 impl Encoder {
     fn new(format: Format, schema: SchemaRef) -> Result<Self, arrow::error::ArrowError> {
         Ok(match format {
-            Format::ArrowStream => Self::Arrow(arrow::ipc::writer::StreamWriter::try_new(
-                Vec::new(),
-                &schema,
-            )?),
+            Format::ArrowStream => Self::Arrow(Box::new(
+                arrow::ipc::writer::StreamWriter::try_new(Vec::new(), &schema)?,
+            )),
             Format::Csv => Self::Csv { first: true },
             Format::Json => Self::Json { first: true },
         })
