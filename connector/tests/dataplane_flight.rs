@@ -599,3 +599,47 @@ async fn failing_predicates_cannot_probe_hidden_rows() {
         assert_eq!(n, north, "{predicate}");
     }
 }
+
+#[tokio::test]
+async fn flight_sql_commands_are_planned_over_the_same_view() {
+    use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt};
+    use prost::Message;
+    let server = north_server().await;
+    let mut client = server.client(Some("tok-north")).await;
+    let command = |sql: &str| {
+        let c = CommandStatementQuery {
+            query: sql.into(),
+            transaction_id: None,
+        };
+        FlightDescriptor::new_cmd(c.as_any().encode_to_vec())
+    };
+    let schema = client
+        .get_schema(command(&format!("SELECT * FROM {TABLE}")))
+        .await
+        .unwrap();
+    assert_eq!(field_names(&schema), VISIBLE);
+    // a statement naming the hidden column is refused at planning, over Flight SQL too
+    let info = client
+        .get_flight_info(command(&format!("SELECT customer_name FROM {TABLE}")))
+        .await
+        .unwrap_err();
+    assert_eq!(status(info).code(), Code::PermissionDenied);
+    // and an accepted statement's ticket runs under the same row filter
+    let info = client
+        .get_flight_info(command(&format!("SELECT region FROM {TABLE}")))
+        .await
+        .unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let batches: Vec<RecordBatch> = client
+        .do_get(ticket)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        row_count(&batches),
+        sample().1.rows_per_region["north"] as usize
+    );
+    assert!(strings(&batches, "region").iter().all(|r| r == "north"));
+}

@@ -53,6 +53,24 @@ pub fn is_flight_sql(bytes: &[u8]) -> bool {
     Any::decode(bytes).is_ok_and(|any| any.type_url.starts_with(FLIGHT_SQL_TYPE_PREFIX))
 }
 
+/// The SQL of a Flight SQL statement or prepared-statement command, for `GetSchema`.
+pub fn statement_sql(bytes: &[u8]) -> Result<String, QueryError> {
+    let unsupported = || {
+        QueryError::Invalid(
+            "GetSchema takes SQL text or a Flight SQL statement or prepared-statement command"
+                .into(),
+        )
+    };
+    let any = Any::decode(bytes).map_err(|_| unsupported())?;
+    if let Ok(Some(command)) = any.unpack::<CommandStatementQuery>() {
+        return Ok(command.query);
+    }
+    match any.unpack::<CommandPreparedStatementQuery>() {
+        Ok(Some(command)) => handle_sql(&command.prepared_statement_handle).map(str::to_string),
+        _ => Err(unsupported()),
+    }
+}
+
 /// The Flight SQL side of the data plane.
 pub struct FlightSqlDataPlane {
     plane: DataPlane,
@@ -450,5 +468,11 @@ mod tests {
             assert!(!is_flight_sql(text.as_bytes()), "{text:?}");
         }
         assert!(sql_info().record_batch([]).is_ok());
+        assert_eq!(
+            statement_sql(&command.as_any().encode_to_vec()).unwrap(),
+            "SELECT 1"
+        );
+        let tables = CommandGetTables::default().as_any().encode_to_vec();
+        assert!(statement_sql(&tables).is_err());
     }
 }

@@ -26,7 +26,7 @@ use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, Span, field};
 
-use super::flight_sql::{FlightSqlDataPlane, is_flight_sql};
+use super::flight_sql::{FlightSqlDataPlane, is_flight_sql, statement_sql};
 use super::plane::{Caller, DataPlane, PURPOSE_HEADER};
 use super::query::{PreparedQuery, select_all};
 use super::{AccessControl, ActiveGrant, DataPlaneConfig, QueryError};
@@ -164,6 +164,7 @@ fn descriptor_sql(
     grant: &ActiveGrant,
 ) -> Result<String, QueryError> {
     match descriptor.r#type() {
+        DescriptorType::Cmd if is_flight_sql(&descriptor.cmd) => statement_sql(&descriptor.cmd),
         DescriptorType::Cmd => ticket_sql(&descriptor.cmd, grant),
         DescriptorType::Path if descriptor.path == [grant.table_name.as_str()] => {
             Ok(select_all(&grant.table_name))
