@@ -14,6 +14,7 @@
 
 pub mod access;
 pub mod audit;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;

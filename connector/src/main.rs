@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use sluis_connector::config::{Config, DEFAULT_CONFIG, LogFormat};
-use sluis_connector::{cli, demo, run, sample, tls};
+use sluis_connector::{bench, cli, demo, run, sample, tls};
 
 #[derive(Parser)]
 #[command(
@@ -63,6 +63,16 @@ enum Command {
     /// Data-plane token helpers.
     #[command(subcommand)]
     Token(cli::TokenCommand),
+    /// Benchmark the Flight data plane against pyarrow's Flight server (see BENCHMARKS.md).
+    #[command(hide = true)]
+    BenchFlight {
+        /// Rows of sample data.
+        #[arg(long, default_value_t = 10_000_000)]
+        rows: usize,
+        /// The Parquet file (generated when missing); default /tmp/sluis-bench-<rows>.parquet.
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -147,6 +157,7 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Certs(c) => certs(c),
         Command::Query(args) => runtime()?.block_on(cli::query(args)),
         Command::Token(c) => cli::token(c),
+        Command::BenchFlight { rows, file } => runtime()?.block_on(bench::run(rows, file)),
         Command::Sample { out, rows, seed } => {
             let s = sample::generate_meter_readings(&out, rows, seed)?;
             println!(

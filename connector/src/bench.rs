@@ -1,14 +1,17 @@
-//! Data-plane benchmark: DoGet throughput with and without policy against pyarrow's own C++
-//! Flight server on the same Parquet file, time to first batch, and 1,000 concurrent streams.
+//! Data-plane benchmark (`sluis bench-flight`): DoGet throughput with and without policy
+//! against pyarrow's own C++ Flight server on the same Parquet file, time to first batch, and
+//! 1,000 concurrent streams.
 //!
 //! ```sh
-//! cargo run --release --example flight_bench -- [ROWS] [FILE]     # defaults: 10000000, /tmp/sluis-bench-<ROWS>.parquet
+//! cargo build --release --workspace --bins --lib
+//! $CARGO_TARGET_DIR/release/sluis bench-flight --rows 10000000
 //! ```
 //!
 //! Everything runs on loopback without TLS (the same for all three servers). The pyarrow
 //! server is `connector/examples/pyarrow_flight_server.py`, run with the workspace's `.venv`
 //! (or `SLUIS_PYTHON`). The Sluis server runs in this process, so the memory figures include
-//! the client side.
+//! the client side. It is a subcommand rather than a cargo example so that a release build
+//! of the binary (the same features as production) is all it needs.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
@@ -17,13 +20,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
-use arrow_flight::{FlightClient, Ticket};
-use futures::{StreamExt, TryStreamExt};
-use sluis_connector::dataplane::{
+use crate::dataplane::{
     AccessControl, AccessError, ActiveGrant, AuditId, DataPlaneConfig, DataSource, MaskKey,
     SourceKind, serve,
 };
+use anyhow::{Context, Result};
+use arrow_flight::{FlightClient, Ticket};
+use futures::{StreamExt, TryStreamExt};
 use sluis_policy::enforcement::{
     ColumnMask, EnforcementPlan, FilterOperator, MaskKind, RowFilter, Scalar,
 };
@@ -225,17 +228,12 @@ fn pyarrow_server(file: &Path) -> Result<(Child, u16)> {
     Ok((child, port))
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let rows: usize = args.get(1).map_or(Ok(10_000_000), |s| s.parse())?;
-    let file = args.get(2).map_or_else(
-        || PathBuf::from(format!("/tmp/sluis-bench-{rows}.parquet")),
-        PathBuf::from,
-    );
+/// Runs the benchmark on `rows` rows in `file` (generated when missing) and prints the figures.
+pub async fn run(rows: usize, file: Option<PathBuf>) -> Result<()> {
+    let file = file.unwrap_or_else(|| PathBuf::from(format!("/tmp/sluis-bench-{rows}.parquet")));
     if !file.exists() {
         let t = Instant::now();
-        sluis_connector::sample::generate_meter_readings(&file, rows, 42)?;
+        crate::sample::generate_meter_readings(&file, rows, 42)?;
         println!(
             "generated {rows} rows in {:.1} s: {}",
             t.elapsed().as_secs_f64(),
