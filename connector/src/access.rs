@@ -1,11 +1,14 @@
 //! The provider's data-plane access control: a Biscuit token is verified offline against our
 //! public key, then checked against live state — the transfer must still be STARTED (so
 //! suspension, termination and completion revoke it at once) — and the agreement is compiled
-//! into the enforcement plan the data plane applies.
+//! into the enforcement plan the data plane applies. Every query is written to the audit log
+//! ([`crate::audit`]), from which the agreement's query count is counted.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
+
+use serde_json::json;
 
 use chrono::Utc;
 use sluis_policy::Policy;
@@ -13,7 +16,10 @@ use sluis_policy::enforcement::{ColumnAccess, EnforcementPlan, compile};
 use sluis_policy::token::{AccessRequest, TokenVerifier};
 use tracing::info;
 
-use crate::dataplane::{AccessControl, AccessError, ActiveGrant, DataSource, SourceKind};
+use crate::audit::{Admission, AuditLog, QueryEntry};
+use crate::dataplane::{
+    AccessControl, AccessError, ActiveGrant, AuditId, DataSource, MaskKey, QueryOutcome, SourceKind,
+};
 use crate::dsp::Role;
 use crate::dsp::transfer::TransferState;
 use crate::engine::transfer::FORMAT_FLIGHT;
@@ -24,7 +30,10 @@ pub struct ProviderAccess {
     node: Shared,
     verifier: TokenVerifier,
     plans: Mutex<HashMap<String, EnforcementPlan>>,
-    queries: Mutex<HashMap<String, u64>>,
+    /// Every query, and the agreements' query counts.
+    audit: AuditLog,
+    /// The provider secret hash-mask keys are derived from (the token signing key).
+    mask_secret: Vec<u8>,
 }
 
 impl ProviderAccess {
@@ -32,11 +41,15 @@ impl ProviderAccess {
     pub fn new(node: Shared) -> anyhow::Result<Self> {
         let verifier = TokenVerifier::from_public_key_hex(&node.tokens.public_key_hex())
             .map_err(|e| anyhow::anyhow!("loading the token public key: {e}"))?;
+        let audit = AuditLog::open(&crate::audit::path(&node.config.data_dir))?;
+        let mask_secret = hex::decode(node.tokens.private_key_hex())
+            .map_err(|e| anyhow::anyhow!("reading the token private key: {e}"))?;
         Ok(Self {
             node,
             verifier,
             plans: Mutex::default(),
-            queries: Mutex::default(),
+            audit,
+            mask_secret,
         })
     }
 
@@ -167,6 +180,8 @@ impl AccessControl for ProviderAccess {
             plan.columns = narrow(plan.columns, allowed);
         }
         Ok(ActiveGrant {
+            mask_key: MaskKey::derive(&self.mask_secret, &grant.agreement_id),
+            purpose: None,
             agreement_id: grant.agreement_id,
             transfer_id: grant.transfer_id,
             table_name: table_name(&grant.dataset_id),
@@ -177,27 +192,75 @@ impl AccessControl for ProviderAccess {
         })
     }
 
-    fn record_query(&self, grant: &ActiveGrant, sql: &str) -> Result<(), AccessError> {
-        let mut counts = self.queries.lock().unwrap_or_else(|p| p.into_inner());
-        let count = counts.entry(grant.agreement_id.clone()).or_default();
-        if let Some(max) = grant.plan.max_queries
-            && *count >= max
-        {
-            return Err(AccessError::PermissionDenied(format!(
-                "the agreement allows {max} queries and all are used (constraint: count)"
-            )));
+    fn record_query(
+        &self,
+        grant: &ActiveGrant,
+        sql: &str,
+        channel: &str,
+    ) -> Result<AuditId, AccessError> {
+        let max = grant.plan.max_queries;
+        let admission = self
+            .audit
+            .admit(&entry(grant, sql, channel), max, &compliance_report(grant))
+            .map_err(internal)?;
+        match admission {
+            Admission::Admitted { id, number } => {
+                info!(
+                    agreement = %grant.agreement_id,
+                    transfer = %grant.transfer_id,
+                    consumer = %grant.consumer,
+                    query = number,
+                    audit_id = id,
+                    sql = %sql.chars().take(2000).collect::<String>(),
+                    "query admitted"
+                );
+                Ok(id)
+            }
+            Admission::Exhausted { max } => Err(AccessError::PermissionDenied(format!(
+                "the agreement allows {max} queries and all are used (constraint: odrl:count)"
+            ))),
         }
-        *count += 1;
-        info!(
-            agreement = %grant.agreement_id,
-            transfer = %grant.transfer_id,
-            consumer = %grant.consumer,
-            query = count,
-            sql = %sql.chars().take(2000).collect::<String>(),
-            "query admitted"
-        );
-        Ok(())
     }
+
+    fn record_outcome(&self, id: AuditId, outcome: &QueryOutcome) {
+        if let Err(e) = self
+            .audit
+            .finish(id, outcome.rows, outcome.bytes, outcome.error.as_deref())
+        {
+            tracing::error!(error = %format!("{e:#}"), audit_id = id, "writing a query's outcome to the audit log failed");
+        }
+    }
+
+    fn record_refusal(&self, grant: &ActiveGrant, sql: &str, channel: &str, reason: &str) {
+        if let Err(e) = self.audit.refuse(&entry(grant, sql, channel), reason) {
+            tracing::error!(error = %format!("{e:#}"), "writing a refusal to the audit log failed");
+        }
+    }
+}
+
+fn entry<'a>(grant: &'a ActiveGrant, sql: &'a str, channel: &'a str) -> QueryEntry<'a> {
+    QueryEntry {
+        agreement_id: &grant.agreement_id,
+        transfer_id: &grant.transfer_id,
+        consumer: &grant.consumer,
+        purpose: grant.purpose.as_deref(),
+        channel,
+        sql,
+    }
+}
+
+/// What an admitted query was checked against and what is enforced beneath it.
+fn compliance_report(grant: &ActiveGrant) -> serde_json::Value {
+    json!({
+        "decision": "permit",
+        "checked": {
+            "token": "valid, transfer STARTED",
+            "period": { "notBefore": grant.plan.not_before, "notAfter": grant.plan.not_after },
+            "purpose": { "declared": grant.purpose, "allowed": grant.plan.purposes },
+            "maxQueries": grant.plan.max_queries,
+        },
+        "enforced": grant.plan,
+    })
 }
 
 #[cfg(test)]

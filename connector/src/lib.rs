@@ -13,8 +13,11 @@
 //! - the [`dataplane`] serves Arrow Flight, asking [`access`] who may read what.
 
 pub mod access;
+pub mod audit;
 pub mod bench;
+pub mod bench_flight;
 pub mod catalog_log;
+pub mod cli;
 pub mod cli_catalog;
 pub mod client;
 pub mod config;

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use sluis_connector::config::{Config, DEFAULT_CONFIG, LogFormat};
-use sluis_connector::{bench, consumer_cli, demo, run, sample, tls};
+use sluis_connector::{bench, bench_flight, cli, consumer_cli, demo, run, sample, tls};
 
 #[derive(Parser)]
 #[command(
@@ -116,6 +116,21 @@ enum Command {
         /// Random seed.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+    },
+    /// Run SQL on a provider's data plane with a transfer's token.
+    Query(cli::QueryArgs),
+    /// Data-plane token helpers.
+    #[command(subcommand)]
+    Token(cli::TokenCommand),
+    /// Benchmark the Flight data plane against pyarrow's Flight server (see BENCHMARKS.md).
+    #[command(hide = true)]
+    BenchFlight {
+        /// Rows of sample data.
+        #[arg(long, default_value_t = 10_000_000)]
+        rows: usize,
+        /// The Parquet file (generated when missing); default /tmp/sluis-bench-<rows>.parquet.
+        #[arg(long)]
+        file: Option<PathBuf>,
     },
 }
 
@@ -275,6 +290,9 @@ fn dispatch(command: Command) -> Result<()> {
         }
         Command::Catalog(args) => runtime()?.block_on(sluis_connector::cli_catalog::run(args)),
         Command::Certs(c) => certs(c),
+        Command::Query(args) => runtime()?.block_on(cli::query(args)),
+        Command::Token(c) => cli::token(c),
+        Command::BenchFlight { rows, file } => runtime()?.block_on(bench_flight::run(rows, file)),
         Command::Sample { out, rows, seed } => {
             let s = sample::generate_meter_readings(&out, rows, seed)?;
             println!(

@@ -82,6 +82,7 @@ pub fn router(node: Shared) -> Router {
         .route("/transfers/{id}", get(get_transfer))
         .route("/transfers/{id}/{action}", post(transfer_action))
         .merge(crate::mgmt_catalog::routes())
+        .route("/audit", get(crate::audit::route))
         .layer(axum::middleware::from_fn_with_state(
             node.clone(),
             require_api_key,

@@ -16,7 +16,7 @@ use crate::access::ProviderAccess;
 use crate::catalog_log::CatalogLog;
 use crate::client::PeerClient;
 use crate::config::{Config, DatasetConfig};
-use crate::dataplane::{self, DataPlaneConfig, TlsIdentity};
+use crate::dataplane::{self, DataPlane, DataPlaneConfig, TlsIdentity};
 use crate::engine::transfer::{FORMAT_FLIGHT, FORMAT_HTTP};
 use crate::federation::{self, Federation};
 use crate::node::{Node, PublicUrls};
@@ -162,10 +162,12 @@ pub async fn serve_until(config: Config, stop: watch::Receiver<bool>) -> Result<
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    let access = Arc::new(ProviderAccess::new(node.clone())?);
+    let plane = DataPlane::new(access, DataPlaneConfig::default());
     let protocol_task = tokio::spawn(server::serve_tls(
         protocol_l,
         tls.protocol_server_config()?,
-        protocol::router(node.clone()),
+        protocol::router(node.clone()).merge(dataplane::http::router(plane.clone())),
         stopped(stop.clone()),
     ));
     let mgmt_task = tokio::spawn(server::serve_plain(
@@ -173,15 +175,13 @@ pub async fn serve_until(config: Config, stop: watch::Receiver<bool>) -> Result<
         mgmt::router(node.clone()),
         stopped(stop.clone()),
     ));
-    let access = Arc::new(ProviderAccess::new(node.clone())?);
-    let flight_task = tokio::spawn(dataplane::serve(
+    let flight_task = tokio::spawn(dataplane::serve_plane(
         flight_l,
         Some(TlsIdentity {
             cert_pem: tls.cert_pem.clone(),
             key_pem: tls.key_pem.clone(),
         }),
-        access,
-        DataPlaneConfig::default(),
+        plane,
         stopped(stop.clone()),
     ));
     let outbox_task = tokio::spawn(outbox::run(node.clone(), stopped(stop.clone())));

@@ -32,6 +32,16 @@ pub const OTHER_DATASET_ID: &str = "urn:sluis:dataset:meter-readings-south";
 /// Its offer: south rows only.
 pub const OTHER_OFFER_ID: &str = "urn:sluis:offer:meter-readings-south";
 
+/// A third dataset over the same data, whose offer meters and masks (for tests of purposes,
+/// query counts and per-agreement hash masks).
+pub const METERED_DATASET_ID: &str = "urn:sluis:dataset:meter-readings-metered";
+/// Its offer: see [`metered_offer`].
+pub const METERED_OFFER_ID: &str = "urn:sluis:offer:meter-readings-metered";
+/// The purpose the metered offer requires.
+pub const METERED_PURPOSE: &str = "https://w3id.org/dpv#ResearchAndDevelopment";
+/// The queries the metered offer allows per agreement.
+pub const METERED_MAX_QUERIES: u64 = 3;
+
 /// The demo offer (DSP 2025-1 compact ODRL with the Sluis profile).
 pub fn demo_offer() -> serde_json::Value {
     region_offer(OFFER_ID, ALLOWED_REGION)
@@ -40,6 +50,23 @@ pub fn demo_offer() -> serde_json::Value {
 /// The second dataset's offer.
 pub fn other_offer() -> serde_json::Value {
     region_offer(OTHER_OFFER_ID, "south")
+}
+
+/// North rows, `customer_name` hidden, `meter_id` hashed, for [`METERED_PURPOSE`] only, at
+/// most [`METERED_MAX_QUERIES`] queries.
+pub fn metered_offer() -> serde_json::Value {
+    let mut offer = region_offer(METERED_OFFER_ID, ALLOWED_REGION);
+    let permission = &mut offer["permission"][0];
+    if let Some(constraints) = permission["constraint"].as_array_mut() {
+        constraints.push(json!({ "leftOperand": "purpose", "operator": "isAnyOf", "rightOperand": [METERED_PURPOSE] }));
+        constraints.push(json!({ "leftOperand": "count", "operator": "lteq",
+            "rightOperand": { "@value": METERED_MAX_QUERIES.to_string(), "@type": "xsd:integer" } }));
+    }
+    permission["duty"] = json!([{
+        "action": "sluis:hash",
+        "constraint": [{ "leftOperand": "sluis:column", "operator": "isAnyOf", "rightOperand": ["meter_id"] }]
+    }]);
+    offer
 }
 
 fn region_offer(id: &str, region: &str) -> serde_json::Value {
@@ -103,6 +130,11 @@ pub fn prepare(root: &Path, rows: usize) -> Result<Scenario> {
             OTHER_DATASET_ID,
             other_offer(),
             "Smart meter readings, south",
+        ),
+        (
+            METERED_DATASET_ID,
+            metered_offer(),
+            "Smart meter readings, metered",
         ),
     ] {
         let file = format!(

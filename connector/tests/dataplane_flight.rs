@@ -11,10 +11,9 @@ use arrow::array::{Array, AsArray, RecordBatch};
 use arrow::datatypes::{Int64Type, Schema};
 use arrow_flight::{FlightClient, FlightDescriptor, Ticket};
 use futures::TryStreamExt;
-use sha2::{Digest, Sha256};
 use sluis_connector::dataplane::{
-    AccessControl, AccessError, ActiveGrant, DataPlaneConfig, DataSource, SourceKind, TlsIdentity,
-    serve,
+    AccessControl, AccessError, ActiveGrant, AuditId, DataPlaneConfig, DataSource, MaskKey,
+    SourceKind, TlsIdentity, serve,
 };
 use sluis_connector::sample::{SampleSummary, generate_meter_readings};
 use sluis_policy::enforcement::{
@@ -64,14 +63,19 @@ impl AccessControl for Grants {
             .ok_or_else(|| AccessError::Unauthenticated("unknown token".into()))
     }
 
-    fn record_query(&self, grant: &ActiveGrant, sql: &str) -> Result<(), AccessError> {
+    fn record_query(
+        &self,
+        grant: &ActiveGrant,
+        sql: &str,
+        _channel: &str,
+    ) -> Result<AuditId, AccessError> {
         if self.refuse_queries.contains(&grant.transfer_id) {
             return Err(AccessError::PermissionDenied(
                 "the agreement's query count is used up".into(),
             ));
         }
         self.recorded.lock().unwrap().push(sql.to_string());
-        Ok(())
+        Ok(0)
     }
 }
 
@@ -81,6 +85,11 @@ fn grant(transfer: &str, plan: EnforcementPlan) -> ActiveGrant {
         transfer_id: transfer.to_string(),
         dataset_id: "urn:uuid:dataset-meter-readings".into(),
         consumer: "did:web:consumer.example".into(),
+        mask_key: MaskKey::derive(
+            b"provider secret",
+            &format!("urn:uuid:agreement-{transfer}"),
+        ),
+        purpose: None,
         table_name: TABLE.into(),
         source: DataSource {
             kind: SourceKind::Parquet,
@@ -226,9 +235,10 @@ async fn do_get_returns_exactly_the_permitted_rows_and_columns() {
     assert_eq!(field_names(&batches[0].schema()), VISIBLE);
     assert!(strings(&batches, "region").iter().all(|r| r == "north"));
 
-    // meter ids arrive as hex SHA-256 of the real ids, never in clear
+    // meter ids arrive as the agreement's keyed hash (HMAC) of the real ids, never in clear
+    let key = grant("t-north", north_plan()).mask_key;
     let fleet: HashSet<String> = (0..ROWS / 100)
-        .map(|i| hex::encode(Sha256::digest(format!("MTR-{i:07}").as_bytes())))
+        .map(|i| key.mask(format!("MTR-{i:07}").as_bytes()))
         .collect();
     let ids = strings(&batches, "meter_id");
     assert!(ids.iter().all(|id| id.len() == 64 && fleet.contains(id)));
@@ -566,4 +576,70 @@ async fn agreement_period_is_checked_at_every_query() {
         assert_eq!(e.code(), Code::PermissionDenied);
         assert!(e.message().contains(rule), "{}", e.message());
     }
+}
+
+/// Predicates that fail on any hidden row (a division by zero, a failing cast): if the
+/// optimizer let them run beneath the row filter, the failure would reveal that hidden rows
+/// exist and, by bisection, their values.
+#[tokio::test]
+async fn failing_predicates_cannot_probe_hidden_rows() {
+    let server = north_server().await;
+    let mut client = server.client(Some("tok-north")).await;
+    let north = sample().1.rows_per_region["north"] as i64;
+    for predicate in [
+        "10 / (CASE WHEN region = 'north' THEN 1 ELSE 0 END) = 10",
+        "CAST(CASE WHEN region = 'north' THEN '1' ELSE region END AS INT) = 1",
+        "kwh >= 0 AND 1 / (CASE WHEN region <> 'north' THEN 0 ELSE 1 END) = 1",
+    ] {
+        let sql = format!("SELECT count(*) FROM {TABLE} WHERE {predicate}");
+        let batches = fetch(&mut client, &sql)
+            .await
+            .unwrap_or_else(|e| panic!("{predicate}: {e}"));
+        let n = batches[0].column(0).as_primitive::<Int64Type>().value(0);
+        assert_eq!(n, north, "{predicate}");
+    }
+}
+
+#[tokio::test]
+async fn flight_sql_commands_are_planned_over_the_same_view() {
+    use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt};
+    use prost::Message;
+    let server = north_server().await;
+    let mut client = server.client(Some("tok-north")).await;
+    let command = |sql: &str| {
+        let c = CommandStatementQuery {
+            query: sql.into(),
+            transaction_id: None,
+        };
+        FlightDescriptor::new_cmd(c.as_any().encode_to_vec())
+    };
+    let schema = client
+        .get_schema(command(&format!("SELECT * FROM {TABLE}")))
+        .await
+        .unwrap();
+    assert_eq!(field_names(&schema), VISIBLE);
+    // a statement naming the hidden column is refused at planning, over Flight SQL too
+    let info = client
+        .get_flight_info(command(&format!("SELECT customer_name FROM {TABLE}")))
+        .await
+        .unwrap_err();
+    assert_eq!(status(info).code(), Code::PermissionDenied);
+    // and an accepted statement's ticket runs under the same row filter
+    let info = client
+        .get_flight_info(command(&format!("SELECT region FROM {TABLE}")))
+        .await
+        .unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let batches: Vec<RecordBatch> = client
+        .do_get(ticket)
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        row_count(&batches),
+        sample().1.rows_per_region["north"] as usize
+    );
+    assert!(strings(&batches, "region").iter().all(|r| r == "north"));
 }

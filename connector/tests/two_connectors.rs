@@ -238,11 +238,27 @@ async fn suspending_the_transfer_revokes_its_token_at_once() {
 
 /// Runs the pyarrow client script; the venv is the one the test command installs.
 fn pyarrow(space: &Space, token: &str, sql: &str) -> Value {
+    python_client(space, "read_flight.py", &["--token", token, "--sql", sql])
+}
+
+/// Runs the ADBC Flight SQL client script.
+fn adbc(space: &Space, token: &str, purpose: &str, sql: &str) -> Value {
+    python_client(
+        space,
+        "adbc_query.py",
+        &["--token", token, "--purpose", purpose, "--sql", sql],
+    )
+}
+
+/// Runs `tests/python/<script>` against the provider's Flight endpoint; parses its JSON line.
+fn python_client(space: &Space, script: &str, args: &[&str]) -> Value {
     let python = python();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/read_flight.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/python")
+        .join(script);
     let ca = space.scn.root.join("ca.pem");
     let out = Command::new(&python)
-        .arg(script)
+        .arg(&script)
         .args([
             "--endpoint",
             &space
@@ -253,17 +269,19 @@ fn pyarrow(space: &Space, token: &str, sql: &str) -> Value {
         ])
         .arg("--ca")
         .arg(ca)
-        .args(["--token", token, "--sql", sql])
+        .args(args)
         .output()
         .unwrap_or_else(|e| panic!("running {}: {e}", python.display()));
     assert!(
         out.status.success(),
-        "pyarrow client failed: {}",
+        "{} failed: {}",
+        script.display(),
         String::from_utf8_lossy(&out.stderr)
     );
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
-            "pyarrow client printed {:?}: {e}",
+            "{} printed {:?}: {e}",
+            script.display(),
             String::from_utf8_lossy(&out.stdout)
         )
     })
@@ -363,4 +381,501 @@ async fn an_attenuated_token_only_narrows() {
         err.contains("PermissionDenied") || err.contains("Unauthenticated"),
         "{err}"
     );
+}
+
+/// The provider's audit rows of `agreement`, newest first.
+async fn audit(space: &Space, agreement: &str) -> Vec<Value> {
+    let path = format!("audit?agreementId={}&limit=50", segment(agreement));
+    let got = space.provider.mgmt().get(&path).await.unwrap();
+    got["queries"].as_array().cloned().unwrap_or_default()
+}
+
+fn agreement_id(c: &Contracted) -> String {
+    c.agreement["id"]
+        .as_str()
+        .expect("agreement id")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn adbc_flight_sql_driver_reads_exactly_the_permitted_data() {
+    let space = start();
+    let c = space.contract(DATASET_ID, OFFER_ID).await;
+    let table = c.address.property("table").unwrap();
+
+    let got = adbc(&space, token(&c), "", &format!("SELECT * FROM {table}"));
+    assert_eq!(got["frame"], "pandas", "{got}");
+    assert_eq!(got["rows"], space.north_rows(), "{got}");
+    assert_eq!(got["statement_rows"], space.north_rows(), "{got}");
+    assert_eq!(got["regions"], serde_json::json!([ALLOWED_REGION]), "{got}");
+    assert_eq!(
+        got["columns"],
+        serde_json::json!(["meter_id", "region", "reading_time", "kwh", "tariff"]),
+        "{got}"
+    );
+    assert_eq!(got["statement_columns"], got["columns"], "{got}");
+    // the driver's catalogue shows the contracted dataset only
+    assert_eq!(
+        got["tables"],
+        serde_json::json!([format!("datafusion.public.{table}")]),
+        "{got}"
+    );
+
+    // a filter of the consumer's own cannot widen the row filter
+    let widened = adbc(
+        &space,
+        token(&c),
+        "",
+        &format!("SELECT region FROM {table} WHERE region <> 'north' OR 1 = 1"),
+    );
+    assert_eq!(widened["rows"], space.north_rows(), "{widened}");
+    assert_eq!(widened["regions"], serde_json::json!([ALLOWED_REGION]));
+
+    for (tok, sql, expected) in [
+        (
+            token(&c),
+            format!("SELECT {HIDDEN_COLUMN} FROM {table}"),
+            "visible-columns",
+        ),
+        (token(&c), format!("DROP TABLE {table}"), "select-only"),
+        (
+            token(&c),
+            "SELECT * FROM datafusion.public.meter_readings_south".to_string(),
+            "granted-table",
+        ),
+        ("", format!("SELECT * FROM {table}"), "authorization"),
+        ("forged", format!("SELECT * FROM {table}"), "nauthenticated"),
+    ] {
+        let refused = adbc(&space, tok, "", &sql);
+        let message = refused["message"].as_str().unwrap_or_default();
+        assert!(message.contains(expected), "{sql}: {refused}");
+        assert!(!message.contains("Anna"), "{refused}");
+    }
+
+    // every query is in the audit log with its decision, rows and bytes
+    let rows = audit(&space, &agreement_id(&c)).await;
+    let permits: Vec<&Value> = rows.iter().filter(|r| r["decision"] == "permit").collect();
+    assert!(permits.len() >= 4, "{rows:?}");
+    let full = permits
+        .iter()
+        .find(|r| r["sql"] == format!("SELECT * FROM {table}") && r["channel"] == "flight-sql")
+        .expect("the SELECT * of the ADBC driver");
+    assert_eq!(full["rows"], space.north_rows(), "{full}");
+    assert!(full["bytes"].as_u64().unwrap() > 0, "{full}");
+    assert_eq!(full["consumer"], scenario::CONSUMER_ID);
+    assert!(
+        full["report"]["enforced"]["rowFilters"].is_array(),
+        "{full}"
+    );
+    let refusals: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["decision"] == "deny")
+        .map(|r| r["reason"].as_str().unwrap_or_default())
+        .collect();
+    for rule in ["visible-columns", "select-only", "granted-table"] {
+        assert!(
+            refusals.iter().any(|r| r.contains(rule)),
+            "{rule} not audited: {refusals:?}"
+        );
+    }
+}
+
+/// Runs `sql` over Flight with `purpose` declared (None: no purpose header).
+async fn query_for(
+    space: &Space,
+    token: &str,
+    purpose: Option<&str>,
+    sql: &str,
+) -> anyhow::Result<Vec<arrow::record_batch::RecordBatch>> {
+    let endpoint = space.provider.ports.flight_url.clone();
+    let mut client = flight_client::connect(&endpoint, &space.scn.ca_pem, token).await?;
+    if let Some(p) = purpose {
+        client.add_header(sluis_connector::dataplane::PURPOSE_HEADER, p)?;
+    }
+    flight_client::query(&mut client, sql).await
+}
+
+fn meter_ids(batches: &[arrow::record_batch::RecordBatch]) -> std::collections::BTreeSet<String> {
+    use arrow::array::AsArray;
+    batches
+        .iter()
+        .flat_map(|b| {
+            let ids = b.column_by_name("meter_id").unwrap().as_string::<i32>();
+            ids.iter().flatten().map(str::to_string).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn purposes_masks_and_query_counts_hold_across_a_restart() {
+    use scenario::{METERED_DATASET_ID, METERED_MAX_QUERIES, METERED_OFFER_ID, METERED_PURPOSE};
+    let mut space = start();
+    let first = space.contract(METERED_DATASET_ID, METERED_OFFER_ID).await;
+    let second = space.contract(METERED_DATASET_ID, METERED_OFFER_ID).await;
+    let table = first.address.property("table").unwrap().to_string();
+    let sql = format!("SELECT DISTINCT meter_id FROM {table}");
+    let purpose = Some(METERED_PURPOSE);
+
+    // no purpose, or another purpose: refused, naming the constraint; not counted
+    for declared in [None, Some("https://w3id.org/dpv#Marketing")] {
+        let e = query_for(&space, token(&first), declared, &sql)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("odrl:purpose"), "{e}");
+    }
+
+    // masks are keyed per agreement: stable within one, different between two
+    let a1 = meter_ids(
+        &query_for(&space, token(&first), purpose, &sql)
+            .await
+            .unwrap(),
+    );
+    let a1_again = meter_ids(
+        &query_for(&space, token(&first), purpose, &sql)
+            .await
+            .unwrap(),
+    );
+    let b1 = meter_ids(
+        &query_for(&space, token(&second), purpose, &sql)
+            .await
+            .unwrap(),
+    );
+    assert!(!a1.is_empty());
+    assert_eq!(a1, a1_again);
+    assert_eq!(a1.len(), b1.len());
+    assert!(a1.is_disjoint(&b1));
+    assert!(a1.iter().all(|m| m.len() == 64 && !m.starts_with("MTR")));
+
+    // the count survives a restart of the provider
+    space.provider.kill();
+    let exe = Path::new(env!("CARGO_BIN_EXE_sluis"));
+    space.provider = Running::start(exe, &space.scn.provider, Duration::from_secs(60)).unwrap();
+    let used = 2;
+    for _ in used..METERED_MAX_QUERIES {
+        query_for(&space, token(&first), purpose, &sql)
+            .await
+            .unwrap();
+    }
+    let e = query_for(&space, token(&first), purpose, &sql)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("odrl:count"), "{e}");
+    // the other agreement has its own count
+    query_for(&space, token(&second), purpose, &sql)
+        .await
+        .unwrap();
+
+    let rows = audit(&space, &agreement_id(&first)).await;
+    let permits = rows.iter().filter(|r| r["decision"] == "permit").count();
+    assert_eq!(permits as u64, METERED_MAX_QUERIES, "{rows:?}");
+    let denials: Vec<&str> = rows
+        .iter()
+        .filter(|r| r["decision"] == "deny")
+        .map(|r| r["reason"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(denials.len(), 3, "{denials:?}");
+    assert!(denials[0].contains("odrl:count"), "{denials:?}");
+    assert!(rows.iter().all(|r| r["channel"] == "flight"));
+}
+
+/// Starts a second transfer of `c`'s agreement with `HttpData-PULL`; its data address.
+async fn http_transfer(
+    space: &Space,
+    c: &Contracted,
+) -> sluis_connector::dsp::messages::DataAddress {
+    let consumer = space.consumer.mgmt();
+    let started = consumer
+        .post(
+            "transfers",
+            &serde_json::json!({
+                "agreementId": agreement_id(c),
+                "format": "HttpData-PULL",
+                "providerId": scenario::PROVIDER_ID,
+                "connectorAddress": space.provider.ports.dsp_url,
+            }),
+        )
+        .await
+        .unwrap();
+    let tid = started["id"].as_str().unwrap();
+    let transfer = consumer
+        .get(&format!(
+            "transfers/{}?waitFor=STARTED&timeoutMs=30000",
+            segment(tid)
+        ))
+        .await
+        .unwrap();
+    serde_json::from_value(transfer["transfer"]["dataAddress"].clone()).unwrap()
+}
+
+/// Runs the urllib client against an HttpData-PULL endpoint.
+fn http_pull(space: &Space, url: &str, token: &str, accept: &str, sql: &str) -> Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/http_pull.py");
+    let out = Command::new(python())
+        .arg(&script)
+        .args([
+            "--url", url, "--token", token, "--accept", accept, "--sql", sql,
+        ])
+        .arg("--ca")
+        .arg(space.scn.root.join("ca.pem"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn http_data_pull_serves_the_enforced_data_in_three_formats() {
+    let space = start();
+    let c = space.contract(DATASET_ID, OFFER_ID).await;
+    let address = http_transfer(&space, &c).await;
+    assert_eq!(
+        address.endpoint_type,
+        sluis_connector::dataplane::http::ENDPOINT_TYPE
+    );
+    let url = address.endpoint.clone().unwrap();
+    assert!(
+        url.starts_with("https://") && url.ends_with("/data"),
+        "{url}"
+    );
+    let tok = address.property("authorization").unwrap().to_string();
+    let table = address.property("table").unwrap().to_string();
+    let visible = serde_json::json!(["kwh", "meter_id", "reading_time", "region", "tariff"]);
+
+    for (accept, content_type) in [
+        ("", "application/vnd.apache.arrow.stream"),
+        ("text/csv", "text/csv"),
+        ("application/json", "application/json"),
+    ] {
+        let got = http_pull(&space, &url, &tok, accept, "");
+        assert_eq!(got["status"], 200, "{accept}: {got}");
+        assert!(
+            got["content_type"]
+                .as_str()
+                .unwrap()
+                .starts_with(content_type),
+            "{got}"
+        );
+        assert_eq!(got["rows"], space.north_rows(), "{accept}: {got}");
+        assert_eq!(got["regions"], serde_json::json!([ALLOWED_REGION]), "{got}");
+        let mut columns: Vec<Value> = got["columns"].as_array().unwrap().clone();
+        columns.sort_by_key(|c| c.as_str().unwrap().to_string());
+        assert_eq!(Value::Array(columns), visible, "{accept}: {got}");
+    }
+
+    let some = http_pull(
+        &space,
+        &url,
+        &tok,
+        "application/json",
+        &format!("SELECT region, kwh FROM {table} WHERE region <> 'north' OR 1 = 1 LIMIT 7"),
+    );
+    assert_eq!(some["rows"], 7, "{some}");
+    assert_eq!(
+        some["regions"],
+        serde_json::json!([ALLOWED_REGION]),
+        "{some}"
+    );
+
+    for (token, accept, sql, status, needle) in [
+        ("", "", String::new(), 401, "authorization"),
+        ("forged", "", String::new(), 401, ""),
+        (tok.as_str(), "image/png", String::new(), 406, "Accept"),
+        (
+            tok.as_str(),
+            "",
+            format!("SELECT {HIDDEN_COLUMN} FROM {table}"),
+            403,
+            "visible-columns",
+        ),
+        (
+            tok.as_str(),
+            "",
+            "SELECT * FROM meter_readings_south".to_string(),
+            403,
+            "granted-table",
+        ),
+        (
+            tok.as_str(),
+            "",
+            format!("DELETE FROM {table}"),
+            403,
+            "select-only",
+        ),
+    ] {
+        let got = http_pull(&space, &url, token, accept, &sql);
+        assert_eq!(got["status"], status, "{sql}: {got}");
+        assert!(got["error"].as_str().unwrap().contains(needle), "{got}");
+    }
+
+    // the HTTP queries are audited under their own transfer
+    let rows = audit(&space, &agreement_id(&c)).await;
+    let http: Vec<&Value> = rows.iter().filter(|r| r["channel"] == "http").collect();
+    assert!(
+        http.iter()
+            .any(|r| r["decision"] == "permit" && r["rows"] == 7),
+        "{rows:?}"
+    );
+    assert!(http.iter().any(|r| r["decision"] == "deny"), "{rows:?}");
+}
+
+/// Runs the `sluis` binary; (success, stdout, stderr).
+fn sluis(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluis"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_attenuates_offline_and_queries_with_the_narrower_token() {
+    let space = start();
+    let c = space.contract(DATASET_ID, OFFER_ID).await;
+    let table = c.address.property("table").unwrap();
+    let key = c.address.property("tokenPublicKey").unwrap();
+    let endpoint = space.provider.ports.flight_url.clone();
+    let ca = space.scn.root.join("ca.pem");
+    let ca = ca.to_str().unwrap();
+
+    let (ok, narrow, err) = sluis(&[
+        "token",
+        "attenuate",
+        "--token",
+        token(&c),
+        "--public-key",
+        key,
+        "--expires-in",
+        "30m",
+        "--columns",
+        "region,kwh",
+    ]);
+    assert!(ok, "{err}");
+    let narrow = narrow.trim();
+
+    // the narrower token reads its columns, into a CSV file
+    let out = tempfile::tempdir().unwrap();
+    let csv = out.path().join("r.csv");
+    let sql = format!("SELECT region, kwh FROM {table}");
+    let (ok, printed, err) = sluis(&[
+        "query",
+        "--endpoint",
+        &endpoint,
+        "--ca",
+        ca,
+        "--token",
+        narrow,
+        "--sql",
+        &sql,
+        "--out",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        printed.contains(&format!("wrote {} rows", space.north_rows())),
+        "{printed}"
+    );
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(text.lines().next(), Some("region,kwh"));
+    assert_eq!(text.lines().count(), space.north_rows() + 1);
+
+    // SELECT * shows only those columns; naming another one is refused
+    let (ok, _, err) = sluis(&[
+        "query",
+        "--endpoint",
+        &endpoint,
+        "--ca",
+        ca,
+        "--token",
+        narrow,
+        "--sql",
+        &format!("SELECT * FROM {table}"),
+        "--out",
+        csv.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(text.lines().next(), Some("region,kwh"));
+    let sql = format!("SELECT meter_id FROM {table}");
+    let (ok, _, err) = sluis(&[
+        "query",
+        "--endpoint",
+        &endpoint,
+        "--ca",
+        ca,
+        "--token",
+        narrow,
+        "--sql",
+        &sql,
+    ]);
+    assert!(!ok, "{sql} was served to the narrower token");
+    assert!(err.contains("refused"), "{err}");
+    // which the full token reads (printed as a table)
+    let (ok, printed, err) = sluis(&[
+        "query",
+        "--endpoint",
+        &endpoint,
+        "--ca",
+        ca,
+        "--token",
+        token(&c),
+        "--sql",
+        &sql,
+        "--max-rows",
+        "3",
+    ]);
+    assert!(ok, "{err}");
+    assert!(printed.contains("meter_id"), "{printed}");
+    assert!(
+        printed.contains(&format!("{} rows", space.north_rows())),
+        "{printed}"
+    );
+
+    // widening fails: a later expiry is refused, and more columns add a check, not a right
+    let (ok, _, err) = sluis(&[
+        "token",
+        "attenuate",
+        "--token",
+        narrow,
+        "--public-key",
+        key,
+        "--expires-in",
+        "3650d",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("cannot widen"), "{err}");
+    let (ok, wider, err) = sluis(&[
+        "token",
+        "attenuate",
+        "--token",
+        narrow,
+        "--public-key",
+        key,
+        "--columns",
+        "region,kwh,meter_id,customer_name",
+    ]);
+    assert!(ok, "{err}");
+    let sql = format!("SELECT meter_id FROM {table}");
+    let (ok, _, err) = sluis(&[
+        "query",
+        "--endpoint",
+        &endpoint,
+        "--ca",
+        ca,
+        "--token",
+        wider.trim(),
+        "--sql",
+        &sql,
+    ]);
+    assert!(!ok, "a re-attenuated token read meter_id");
+    assert!(err.contains("refused"), "{err}");
 }

@@ -2,9 +2,10 @@
 //!
 //! Two layers:
 //! - [`view_plan`] builds the *view* the consumer queries: `scan(source) → Filter(row filters)
-//!   → Projection(visible columns, masks aliased to the original names)`. It is registered as
-//!   the only table of the session, so the raw source is never addressable, and DataFusion's
-//!   optimizer pushes filters and projections into the scan.
+//!   → Projection(visible columns, masks aliased to the original names)`. It is served as the
+//!   only table of the session by [`super::barrier::EnforcedTable`], so the raw source is never
+//!   addressable; DataFusion's optimizer pushes the row filter and the projection into the
+//!   source scan, but never the consumer's predicates into the view (see [`super::barrier`]).
 //! - [`apply_query_rules`] wraps the consumer's planned query with the rules that depend on
 //!   the query's shape: aggregate-only with a minimum group size, and a row limit.
 
@@ -26,7 +27,7 @@ use sluis_policy::enforcement::{
 };
 
 use super::QueryError;
-use super::mask::sha256_hex;
+use super::mask::{MaskKey, hmac_hex};
 
 /// Why an enforcement plan cannot be applied to a source. For the provider's log only: the
 /// messages name columns the consumer must not learn.
@@ -55,11 +56,13 @@ pub enum EnforceError {
     DataFusion(#[from] DataFusionError),
 }
 
-/// The enforced view over `source` under `plan`, scanned under the name `table_name`.
+/// The enforced view over `source` under `plan`, scanned under the name `table_name`; hash
+/// masks are keyed with `mask_key` (the agreement's).
 pub fn view_plan(
     table_name: &str,
     source: Arc<dyn TableProvider>,
     plan: &EnforcementPlan,
+    mask_key: MaskKey,
 ) -> Result<LogicalPlan, EnforceError> {
     let schema = source.schema();
     check_columns(&schema, plan)?;
@@ -67,7 +70,7 @@ pub fn view_plan(
     if let Some(predicate) = row_predicate(&plan.row_filters)? {
         builder = builder.filter(predicate)?;
     }
-    let projection = visible_exprs(&schema, plan)?;
+    let projection = visible_exprs(&schema, plan, mask_key)?;
     if projection.is_empty() {
         return Err(EnforceError::NothingVisible);
     }
@@ -157,7 +160,11 @@ fn scalar_lit(value: &Scalar) -> Expr {
 }
 
 /// One expression per visible column, in source order, masks aliased to the column's name.
-fn visible_exprs(schema: &Schema, plan: &EnforcementPlan) -> Result<Vec<Expr>, EnforceError> {
+fn visible_exprs(
+    schema: &Schema,
+    plan: &EnforcementPlan,
+    mask_key: MaskKey,
+) -> Result<Vec<Expr>, EnforceError> {
     let mut exprs = Vec::new();
     for field in schema.fields() {
         let name = field.name();
@@ -171,7 +178,7 @@ fn visible_exprs(schema: &Schema, plan: &EnforcementPlan) -> Result<Vec<Expr>, E
             .map(|m| m.kind);
         exprs.push(match mask {
             None => ident(name),
-            Some(MaskKind::Hash) => sha256_hex()
+            Some(MaskKind::Hash) => hmac_hex(mask_key)
                 .call(vec![cast(ident(name), DataType::Utf8)])
                 .alias(name),
             Some(MaskKind::Redact) => lit(ScalarValue::try_from(field.data_type())?).alias(name),
@@ -341,9 +348,9 @@ fn floored(agg: Aggregate, min_group: u64) -> Result<LogicalPlan, DataFusionErro
 
 /// The visible columns of the view that `plan` references, in the view's column order.
 ///
-/// The view is inlined into the plan when the SQL is planned; its own projection is skipped,
-/// so only the consumer's references count. An over-approximation: any column reference whose
-/// name is a view column counts, even if it resolves to a same-named alias.
+/// The view is a table scan in the consumer's plan (never inlined), so only the consumer's
+/// references count. An over-approximation: any column reference whose name is a view column
+/// counts, even if it resolves to a same-named alias.
 pub fn columns_read(plan: &LogicalPlan, view: &Schema) -> Vec<String> {
     let mut names = BTreeSet::new();
     collect_column_refs(plan, &mut names);
@@ -356,9 +363,6 @@ pub fn columns_read(plan: &LogicalPlan, view: &Schema) -> Vec<String> {
 }
 
 fn collect_column_refs(node: &LogicalPlan, names: &mut BTreeSet<String>) {
-    if is_view_root(node) {
-        return;
-    }
     for expr in node.expressions() {
         names.extend(expr.column_refs().into_iter().map(|c| c.name.clone()));
     }
@@ -369,17 +373,4 @@ fn collect_column_refs(node: &LogicalPlan, names: &mut BTreeSet<String>) {
     for input in node.inputs() {
         collect_column_refs(input, names);
     }
-}
-
-/// The root of an inlined enforcement view: a projection over filters over the source scan
-/// (the source is the only table scan a consumer plan can contain).
-fn is_view_root(node: &LogicalPlan) -> bool {
-    let LogicalPlan::Projection(projection) = node else {
-        return false;
-    };
-    let mut below = projection.input.as_ref();
-    while let LogicalPlan::Filter(filter) = below {
-        below = filter.input.as_ref();
-    }
-    matches!(below, LogicalPlan::TableScan(_))
 }

@@ -22,15 +22,21 @@ use arrow_flight::flight_service_server::FlightServiceServer;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
+pub mod barrier;
 pub mod enforce;
 mod error;
+mod flight_sql;
+pub mod http;
 mod mask;
+mod plane;
 mod query;
 pub mod sandbox;
 mod service;
 mod source;
 
 pub use error::QueryError;
+pub use mask::MaskKey;
+pub use plane::{AuditedStream, Caller, DataPlane, PURPOSE_HEADER, Tally, bearer_token};
 pub use query::{PreparedQuery, ResultStream, prepare, select_all};
 pub use service::FlightDataPlane;
 
@@ -45,6 +51,11 @@ pub struct ActiveGrant {
     pub dataset_id: String,
     /// The consumer participant.
     pub consumer: String,
+    /// The key of the agreement's hash masks (see [`MaskKey::derive`]).
+    pub mask_key: MaskKey,
+    /// The purpose the call declared in the [`PURPOSE_HEADER`] header (set by the data plane
+    /// for each call; checked against the agreement's purposes at each query).
+    pub purpose: Option<String>,
     /// The only table name the consumer's SQL can use.
     pub table_name: String,
     /// Where the data is.
@@ -96,9 +107,35 @@ pub trait AccessControl: Send + Sync + 'static {
         token: &str,
         columns: Option<&[String]>,
     ) -> Result<ActiveGrant, AccessError>;
-    /// Called once per query before it runs; Err refuses it (e.g. query count exhausted).
-    /// Also the audit hook.
-    fn record_query(&self, grant: &ActiveGrant, sql: &str) -> Result<(), AccessError>;
+    /// Called once per query, once it is planned and before it runs: Err refuses it (e.g.
+    /// the query count is used up). Records the admitted query (`channel`: `flight`,
+    /// `flight-sql` or `http`) and returns its audit id.
+    fn record_query(
+        &self,
+        grant: &ActiveGrant,
+        sql: &str,
+        channel: &str,
+    ) -> Result<AuditId, AccessError>;
+
+    /// Called when an admitted query's result stream ends, fails or is dropped.
+    fn record_outcome(&self, _id: AuditId, _outcome: &QueryOutcome) {}
+
+    /// Called when a query with a verified token is refused or fails before it runs.
+    fn record_refusal(&self, _grant: &ActiveGrant, _sql: &str, _channel: &str, _reason: &str) {}
+}
+
+/// The id of an admitted query's audit record (0 where nothing is recorded).
+pub type AuditId = i64;
+
+/// How an admitted query ended, for the audit log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueryOutcome {
+    /// Rows sent.
+    pub rows: u64,
+    /// Bytes sent, in the wire format of the call.
+    pub bytes: u64,
+    /// Why the stream stopped early, if it did.
+    pub error: Option<String>,
 }
 
 /// Resource limits of the data plane.
@@ -158,7 +195,18 @@ pub async fn serve(
     cfg: DataPlaneConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let service = FlightServiceServer::new(FlightDataPlane::new(access, cfg))
+    serve_plane(listener, tls, DataPlane::new(access, cfg), shutdown).await
+}
+
+/// Serves Flight and Flight SQL over `plane` (which may also serve [`http`]) on `listener`
+/// until `shutdown` completes.
+pub async fn serve_plane(
+    listener: tokio::net::TcpListener,
+    tls: Option<TlsIdentity>,
+    plane: DataPlane,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let service = FlightServiceServer::new(FlightDataPlane::with_plane(plane))
         .max_decoding_message_size(MAX_REQUEST_MESSAGE_BYTES);
     let mut builder = Server::builder();
     if let Some(tls) = tls {

@@ -11,7 +11,6 @@ use tokio::time::{Instant, Sleep};
 use arrow::datatypes::SchemaRef;
 use chrono::{DateTime, Utc};
 use datafusion::common::TableReference;
-use datafusion::datasource::ViewTable;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::session_state::SessionState;
 use datafusion::logical_expr::LogicalPlan;
@@ -19,6 +18,7 @@ use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::SessionContext;
 use sluis_policy::enforcement::EnforcementPlan;
 
+use super::barrier::EnforcedTable;
 use super::error::Redactor;
 use super::{ActiveGrant, DataPlaneConfig, QueryError, enforce, sandbox, source};
 
@@ -47,6 +47,7 @@ pub async fn prepare(
     cfg: &DataPlaneConfig,
 ) -> Result<PreparedQuery, QueryError> {
     check_period(&grant.plan, Utc::now())?;
+    check_purpose(&grant.plan, grant.purpose.as_deref())?;
     let statement = sandbox::parse(sql, cfg.max_sql_bytes)?;
     let state = sandbox::session_state(cfg).map_err(unavailable)?;
     let source = source::open(&state, &grant.source)
@@ -55,13 +56,14 @@ pub async fn prepare(
     let mut secrets = enforce::hidden_columns(&source.schema(), &grant.plan);
     secrets.push(grant.source.location.display().to_string());
     let redactor = Redactor::new(secrets);
-    let view = enforce::view_plan(&grant.table_name, source, &grant.plan).map_err(unavailable)?;
+    let view = enforce::view_plan(&grant.table_name, source, &grant.plan, grant.mask_key)
+        .map_err(unavailable)?;
     let view_schema = view.schema().as_arrow().clone();
 
     let ctx = SessionContext::new_with_state(state);
     ctx.register_table(
         TableReference::bare(grant.table_name.as_str()),
-        Arc::new(ViewTable::new(view, None)),
+        Arc::new(EnforcedTable::new(view)),
     )
     .map_err(unavailable)?;
     let state = ctx.state();
@@ -153,7 +155,10 @@ fn check_period(plan: &EnforcementPlan, now: DateTime<Utc>) -> Result<(), QueryE
     {
         return Err(QueryError::refused(
             "not-before",
-            format!("the agreement allows queries from {}", start.to_rfc3339()),
+            format!(
+                "the agreement's constraint odrl:dateTime (or elapsedTime) allows queries from {}",
+                start.to_rfc3339()
+            ),
         ));
     }
     if let Some(end) = plan.not_after
@@ -161,10 +166,32 @@ fn check_period(plan: &EnforcementPlan, now: DateTime<Utc>) -> Result<(), QueryE
     {
         return Err(QueryError::refused(
             "not-after",
-            format!("the agreement allowed queries until {}", end.to_rfc3339()),
+            format!(
+                "the agreement's constraint odrl:dateTime (or elapsedTime) allowed queries until {}",
+                end.to_rfc3339()
+            ),
         ));
     }
     Ok(())
+}
+
+/// `purposes`: the purpose the call declared must be one the agreement names.
+fn check_purpose(plan: &EnforcementPlan, declared: Option<&str>) -> Result<(), QueryError> {
+    let Some(allowed) = &plan.purposes else {
+        return Ok(());
+    };
+    if declared.is_some_and(|d| allowed.iter().any(|a| a == d)) {
+        return Ok(());
+    }
+    let said = declared.map_or_else(|| "no purpose".to_string(), |d| format!("purpose `{d}`"));
+    Err(QueryError::refused(
+        "purpose",
+        format!(
+            "the agreement's constraint odrl:purpose allows queries only for {}; this call declared {said}: send one of them in the `{}` header",
+            allowed.join(", "),
+            super::PURPOSE_HEADER
+        ),
+    ))
 }
 
 /// The source or the enforcement plan is broken: the provider must fix it, the consumer
@@ -207,6 +234,29 @@ mod tests {
         assert!(check_period(&plan, now).is_ok());
     }
 
+    #[test]
+    fn purpose_is_checked_and_the_refusal_names_the_constraint() {
+        let mut plan = EnforcementPlan::default();
+        assert!(check_purpose(&plan, None).is_ok());
+        plan.purposes = Some(vec!["dpv:ResearchAndDevelopment".into()]);
+        assert!(check_purpose(&plan, Some("dpv:ResearchAndDevelopment")).is_ok());
+        for declared in [
+            None,
+            Some("dpv:Marketing"),
+            Some("dpv:researchanddevelopment"),
+        ] {
+            let e = check_purpose(&plan, declared).unwrap_err();
+            assert!(matches!(
+                e,
+                QueryError::Refused {
+                    rule: "purpose",
+                    ..
+                }
+            ));
+            assert!(e.to_string().contains("odrl:purpose"), "{e}");
+        }
+    }
+
     use crate::dataplane::{DataSource, SourceKind};
     use arrow::array::{Array, Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
@@ -236,6 +286,8 @@ mod tests {
             transfer_id: "t".into(),
             dataset_id: "d".into(),
             consumer: "c".into(),
+            mask_key: Default::default(),
+            purpose: None,
             table_name: "cities".into(),
             source: DataSource {
                 kind,
@@ -380,6 +432,66 @@ mod tests {
         assert!(scan.contains("projection=[region, kwh]"), "{shown}");
         assert!(scan.contains("predicate=region@"), "{shown}");
         assert!(!shown.contains("customer_name"), "{shown}");
+    }
+
+    /// A predicate that fails on any row outside the north region: if the optimizer let it
+    /// run below (or merged with) the row filter, the query would fail on hidden rows, and
+    /// the failure would tell the consumer that such rows exist.
+    const ERRORS_ON_HIDDEN_ROWS: &str = "SELECT count(*) AS n FROM readings \
+        WHERE 10 / (CASE WHEN region = 'north' THEN 1 ELSE 0 END) = 10 AND kwh >= 0";
+
+    #[tokio::test]
+    async fn consumer_predicates_never_see_hidden_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.parquet");
+        let summary = crate::sample::generate_meter_readings(&path, 20_000, 7).unwrap();
+        let grant = ActiveGrant {
+            table_name: "readings".into(),
+            source: DataSource {
+                kind: SourceKind::Parquet,
+                location: path,
+            },
+            plan: EnforcementPlan {
+                row_filters: vec![RowFilter {
+                    column: "region".into(),
+                    operator: FilterOperator::Eq,
+                    values: vec![Scalar::String("north".into())],
+                }],
+                ..Default::default()
+            },
+            ..city_grant(SourceKind::Parquet, dir.path())
+        };
+        let cfg = DataPlaneConfig::default();
+        let prepared = prepare(&grant, ERRORS_ON_HIDDEN_ROWS, &cfg).await.unwrap();
+        let physical = prepared
+            .state
+            .create_physical_plan(&prepared.plan)
+            .await
+            .unwrap();
+        let shown = datafusion::physical_plan::displayable(physical.as_ref())
+            .indent(true)
+            .to_string();
+        // the consumer's predicate is evaluated above the barrier, never in the scan
+        let barrier = shown.find("PolicyBarrierExec").expect("a barrier");
+        let consumer = shown.find("CASE WHEN").expect("the consumer's filter");
+        assert!(consumer < barrier, "{shown}");
+        assert_eq!(shown.matches("CASE WHEN").count(), 1, "{shown}");
+
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        let batches: Vec<RecordBatch> = prepared
+            .execute(deadline)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .expect("the predicate only ever sees north rows");
+        let n = batches[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .value(0);
+        assert_eq!(n as u64, summary.rows_per_region["north"]);
     }
 
     #[test]

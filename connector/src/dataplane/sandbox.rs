@@ -7,11 +7,13 @@
 //!   `information_schema`, no table factories, no spilling to disk, a memory pool per query.
 //! - The only table the query may name is the granted one ([`check_tables`]).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use datafusion::common::TableReference;
 use datafusion::error::Result as DfResult;
 use datafusion::execution::SessionStateDefaults;
+use datafusion::execution::cache::cache_manager::{CacheManagerConfig, FileMetadataCache};
+use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::GreedyMemoryPool;
@@ -27,13 +29,30 @@ use super::{DataPlaneConfig, QueryError};
 
 /// Deepest expression nesting the parser accepts (DataFusion's default).
 const PARSER_RECURSION_LIMIT: usize = 50;
-/// The default catalog and schema every bare table name resolves into.
-const DEFAULT_CATALOG: &str = "datafusion";
-const DEFAULT_SCHEMA: &str = "public";
+/// The catalog every bare table name resolves into.
+pub const DEFAULT_CATALOG: &str = "datafusion";
+/// The schema every bare table name resolves into.
+pub const DEFAULT_SCHEMA: &str = "public";
+
+/// Bytes of Parquet footers kept between queries (see [`shared_metadata_cache`]).
+const METADATA_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Parquet footers, shared by every query's session so that a query does not read and parse
+/// the footer again. Entries are checked against the file's size and modification time, so a
+/// rewritten file is read afresh. Provider-side metadata only; no consumer sees it.
+fn shared_metadata_cache() -> Arc<FileMetadataCache> {
+    static CACHE: OnceLock<Arc<FileMetadataCache>> = OnceLock::new();
+    CACHE
+        .get_or_init(|| Arc::new(DefaultCache::new(METADATA_CACHE_BYTES)) as Arc<FileMetadataCache>)
+        .clone()
+}
 
 /// A DataFusion session with only what a query over one view needs.
 pub fn session_state(cfg: &DataPlaneConfig) -> DfResult<SessionState> {
+    let caches =
+        CacheManagerConfig::default().with_file_metadata_cache(Some(shared_metadata_cache()));
     let runtime = RuntimeEnvBuilder::new()
+        .with_cache_manager(caches)
         .with_memory_pool(Arc::new(GreedyMemoryPool::new(cfg.memory_limit_bytes)))
         .with_disk_manager_builder(
             DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),

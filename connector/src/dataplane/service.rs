@@ -5,6 +5,8 @@
 //! - `GetFlightInfo` / `GetSchema`: the descriptor is a `CMD` with SQL (empty: the whole
 //!   table) or the `PATH` `[table_name]`.
 //! - `ListFlights`: the granted dataset only.
+//! - Flight SQL (see [`super::flight_sql`]): statements, prepared statements and the catalogue
+//!   commands a Flight SQL driver (ADBC, JDBC) needs, over the same enforcement.
 //! - Everything else is `UNIMPLEMENTED`: the data plane is read-only.
 
 use std::sync::Arc;
@@ -20,62 +22,35 @@ use arrow_flight::{
 };
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use tokio::sync::Semaphore;
-use tokio::time::{Instant, timeout_at};
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, Span, field};
 
-use super::query::{PreparedQuery, prepare, select_all};
-use super::{AccessControl, AccessError, ActiveGrant, DataPlaneConfig, QueryError};
+use super::flight_sql::{FlightSqlDataPlane, is_flight_sql, statement_sql};
+use super::plane::{Caller, DataPlane, PURPOSE_HEADER};
+use super::query::{PreparedQuery, select_all};
+use super::{AccessControl, ActiveGrant, DataPlaneConfig, QueryError};
 
-/// The Flight service; see [`super::serve`].
+/// The Flight service; see [`super::serve`]. Flight SQL commands (protobuf `Any` messages of
+/// the `arrow.flight.protocol.sql` package) in tickets, descriptors and actions go to
+/// [`FlightSqlDataPlane`]; everything else is plain Flight with SQL text.
 pub struct FlightDataPlane {
-    access: Arc<dyn AccessControl>,
-    cfg: Arc<DataPlaneConfig>,
-    /// One permit per running query.
-    slots: Arc<Semaphore>,
+    plane: DataPlane,
+    sql: FlightSqlDataPlane,
 }
 
 impl FlightDataPlane {
     /// A service deciding access with `access`, within the limits of `cfg`.
     pub fn new(access: Arc<dyn AccessControl>, cfg: DataPlaneConfig) -> Self {
-        let slots = Arc::new(Semaphore::new(cfg.max_concurrent_queries.max(1)));
+        Self::with_plane(DataPlane::new(access, cfg))
+    }
+
+    /// A service over `plane`, which other protocols may share.
+    pub fn with_plane(plane: DataPlane) -> Self {
         Self {
-            access,
-            cfg: Arc::new(cfg),
-            slots,
+            sql: FlightSqlDataPlane::new(plane.clone()),
+            plane,
         }
-    }
-
-    /// Verifies the call's bearer token; records the grant's ids on the call's span.
-    fn authorize(&self, metadata: &MetadataMap) -> Result<(String, ActiveGrant), QueryError> {
-        let token = bearer_token(metadata)?;
-        let grant = self.access.authorize(&token, None)?;
-        let span = Span::current();
-        span.record("transfer_id", grant.transfer_id.as_str());
-        span.record("agreement_id", grant.agreement_id.as_str());
-        Ok((token, grant))
-    }
-
-    /// Plans `sql` for `grant` before `deadline`, then asks access control again with the
-    /// columns the query reads.
-    async fn plan(
-        &self,
-        token: &str,
-        grant: &ActiveGrant,
-        sql: &str,
-        deadline: Instant,
-    ) -> Result<PreparedQuery, QueryError> {
-        let prepared = timeout_at(deadline, prepare(grant, sql, &self.cfg))
-            .await
-            .map_err(|_| QueryError::Timeout)??;
-        self.access.authorize(token, Some(&prepared.columns))?;
-        Ok(prepared)
-    }
-
-    fn deadline(&self) -> Instant {
-        Instant::now() + self.cfg.query_timeout
     }
 
     /// The FlightInfo of `descriptor`, or of the whole granted table for None.
@@ -84,12 +59,15 @@ impl FlightDataPlane {
         metadata: &MetadataMap,
         descriptor: Option<FlightDescriptor>,
     ) -> Result<FlightInfo, QueryError> {
-        let (token, grant) = self.authorize(metadata)?;
+        let caller = authorize(&self.plane, metadata)?;
         let descriptor = descriptor
-            .unwrap_or_else(|| FlightDescriptor::new_path(vec![grant.table_name.clone()]));
-        let sql = descriptor_sql(&descriptor, &grant)?;
-        let prepared = self.plan(&token, &grant, &sql, self.deadline()).await?;
-        info_for(&prepared, sql, descriptor)
+            .unwrap_or_else(|| FlightDescriptor::new_path(vec![caller.grant.table_name.clone()]));
+        let sql = descriptor_sql(&descriptor, &caller.grant)?;
+        let prepared = self
+            .plane
+            .plan(&caller, &sql, "flight", self.plane.deadline())
+            .await?;
+        info_for(&prepared, Ticket::new(sql), descriptor)
     }
 
     async fn schema(
@@ -97,9 +75,12 @@ impl FlightDataPlane {
         metadata: &MetadataMap,
         descriptor: &FlightDescriptor,
     ) -> Result<SchemaResult, QueryError> {
-        let (token, grant) = self.authorize(metadata)?;
-        let sql = descriptor_sql(descriptor, &grant)?;
-        let prepared = self.plan(&token, &grant, &sql, self.deadline()).await?;
+        let caller = authorize(&self.plane, metadata)?;
+        let sql = descriptor_sql(descriptor, &caller.grant)?;
+        let prepared = self
+            .plane
+            .plan(&caller, &sql, "flight", self.plane.deadline())
+            .await?;
         SchemaResult::try_from(SchemaAsIpc::new(
             &prepared.schema,
             &IpcWriteOptions::default(),
@@ -115,39 +96,39 @@ impl FlightDataPlane {
         metadata: &MetadataMap,
         ticket: &Ticket,
     ) -> Result<BoxStream<'static, Result<FlightData, Status>>, QueryError> {
-        let deadline = self.deadline();
-        let (token, grant) = self.authorize(metadata)?;
-        let sql = ticket_sql(&ticket.ticket, &grant)?;
-        let slot = timeout_at(deadline, self.slots.clone().acquire_owned())
-            .await
-            .map_err(|_| QueryError::Timeout)?
-            .map_err(|_| QueryError::Unavailable)?;
-        let prepared = self.plan(&token, &grant, &sql, deadline).await?;
-        self.access.record_query(&grant, &sql)?;
-        let results = timeout_at(deadline, prepared.execute(deadline))
-            .await
-            .map_err(|_| QueryError::Timeout)??;
-        let schema = results.schema();
-        let span = Span::current();
-        let batches = results.map(move |batch| {
-            // the slot is held until the last batch has been produced
-            let _slot = &slot;
-            let _entered = span.enter();
-            batch.map_err(|e| {
-                tracing::info!(error = %e, "query stopped while streaming");
-                FlightError::Tonic(Box::new(Status::from(e)))
-            })
-        });
-        let flight = FlightDataEncoderBuilder::new()
-            .with_schema(schema)
-            .build(batches)
-            .map_err(Status::from);
-        Ok(flight.boxed())
+        let caller = authorize(&self.plane, metadata)?;
+        let sql = ticket_sql(&ticket.ticket, &caller.grant)?;
+        stream_query(&self.plane, &caller, &sql, "flight").await
     }
 }
 
+/// Verifies the call's `authorization` metadata and reads its declared purpose.
+pub(super) fn authorize(plane: &DataPlane, metadata: &MetadataMap) -> Result<Caller, QueryError> {
+    let header = |name: &str| metadata.get(name).map(|v| v.as_bytes());
+    plane.authorize(header("authorization"), header(PURPOSE_HEADER))
+}
+
+/// Runs `sql` and encodes its batches as Flight data, counting the bytes sent.
+pub(super) async fn stream_query(
+    plane: &DataPlane,
+    caller: &Caller,
+    sql: &str,
+    channel: &'static str,
+) -> Result<BoxStream<'static, Result<FlightData, Status>>, QueryError> {
+    let results = plane.run(caller, sql, channel).await?;
+    let schema = results.schema();
+    let tally = results.tally();
+    let batches = results.map_err(|e| FlightError::Tonic(Box::new(Status::from(e))));
+    let flight = FlightDataEncoderBuilder::new()
+        .with_schema(schema)
+        .build(batches)
+        .inspect_ok(move |data| tally.add_bytes(data.data_header.len() + data.data_body.len()))
+        .map_err(Status::from);
+    Ok(flight.boxed())
+}
+
 /// A span per call, with the transfer and agreement ids filled in once the token is verified.
-fn call_span(method: &'static str) -> Span {
+pub(super) fn call_span(method: &'static str) -> Span {
     tracing::info_span!(
         "flight",
         method,
@@ -157,7 +138,7 @@ fn call_span(method: &'static str) -> Span {
 }
 
 /// Logs a refused or failed call and turns it into a gRPC status.
-fn refuse(e: QueryError) -> Status {
+pub(super) fn refuse(e: QueryError) -> Status {
     match &e {
         QueryError::Access(_) | QueryError::Refused { .. } | QueryError::Invalid(_) => {
             tracing::info!(refusal = %e, "call refused");
@@ -165,31 +146,6 @@ fn refuse(e: QueryError) -> Status {
         _ => tracing::warn!(error = %e, "call failed"),
     }
     Status::from(e)
-}
-
-/// The token from `authorization: Bearer <token>`.
-fn bearer_token(metadata: &MetadataMap) -> Result<String, QueryError> {
-    let unauthenticated = |why: &str| {
-        QueryError::Access(AccessError::Unauthenticated(format!(
-            "{why}: send the transfer's token in the `authorization` header as `Bearer <token>`"
-        )))
-    };
-    let value = metadata
-        .get("authorization")
-        .ok_or_else(|| unauthenticated("no authorization header"))?;
-    let value = value
-        .to_str()
-        .map_err(|_| unauthenticated("the authorization header is not ASCII"))?;
-    let (scheme, token) = value
-        .split_once(' ')
-        .ok_or_else(|| unauthenticated("the authorization header has no bearer token"))?;
-    let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
-        return Err(unauthenticated(
-            "the authorization header has no bearer token",
-        ));
-    }
-    Ok(token.to_string())
 }
 
 /// The SQL of a ticket or command: UTF-8 text, empty for the whole table.
@@ -208,6 +164,7 @@ fn descriptor_sql(
     grant: &ActiveGrant,
 ) -> Result<String, QueryError> {
     match descriptor.r#type() {
+        DescriptorType::Cmd if is_flight_sql(&descriptor.cmd) => statement_sql(&descriptor.cmd),
         DescriptorType::Cmd => ticket_sql(&descriptor.cmd, grant),
         DescriptorType::Path if descriptor.path == [grant.table_name.as_str()] => {
             Ok(select_all(&grant.table_name))
@@ -225,10 +182,10 @@ fn descriptor_sql(
     }
 }
 
-/// A FlightInfo whose one endpoint's ticket is the SQL itself, served by this same server.
-fn info_for(
+/// A FlightInfo with one endpoint on this same server, whose ticket is `ticket`.
+pub(super) fn info_for(
     prepared: &PreparedQuery,
-    sql: String,
+    ticket: Ticket,
     descriptor: FlightDescriptor,
 ) -> Result<FlightInfo, QueryError> {
     let info = FlightInfo::new()
@@ -237,14 +194,14 @@ fn info_for(
             tracing::warn!(error = %e, "encoding a schema failed");
             QueryError::Failed
         })?
-        .with_endpoint(FlightEndpoint::new().with_ticket(Ticket::new(sql)))
+        .with_endpoint(FlightEndpoint::new().with_ticket(ticket))
         .with_descriptor(descriptor);
     Ok(info)
 }
 
 fn unimplemented(what: &str) -> Status {
     Status::unimplemented(format!(
-        "{what} is not supported: this data plane is read-only; use DoGet, GetFlightInfo, GetSchema or ListFlights"
+        "{what} is not supported: this data plane is read-only; use DoGet, GetFlightInfo, GetSchema, ListFlights or Flight SQL queries"
     ))
 }
 
@@ -282,7 +239,11 @@ impl FlightService for FlightDataPlane {
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<FlightInfo>, Status> {
-        let descriptor = request.get_ref().clone();
+        let descriptor = request.get_ref();
+        if descriptor.r#type() == DescriptorType::Cmd && is_flight_sql(&descriptor.cmd) {
+            return FlightService::get_flight_info(&self.sql, request).await;
+        }
+        let descriptor = descriptor.clone();
         self.flight_info(request.metadata(), Some(descriptor))
             .instrument(call_span("GetFlightInfo"))
             .await
@@ -314,6 +275,9 @@ impl FlightService for FlightDataPlane {
         &self,
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
+        if is_flight_sql(&request.get_ref().ticket) {
+            return FlightService::do_get(&self.sql, request).await;
+        }
         self.results(request.metadata(), request.get_ref())
             .instrument(call_span("DoGet"))
             .await
@@ -337,42 +301,24 @@ impl FlightService for FlightDataPlane {
 
     async fn do_action(
         &self,
-        _request: Request<Action>,
+        request: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
-        Err(unimplemented("DoAction"))
+        if FlightSqlDataPlane::ACTIONS.contains(&request.get_ref().r#type.as_str()) {
+            return FlightService::do_action(&self.sql, request).await;
+        }
+        Err(unimplemented("this action"))
     }
 
     async fn list_actions(
         &self,
         _request: Request<Empty>,
     ) -> Result<Response<Self::ListActionsStream>, Status> {
-        Err(unimplemented("ListActions"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn metadata(value: &str) -> MetadataMap {
-        let mut m = MetadataMap::new();
-        m.insert("authorization", value.parse().unwrap());
-        m
-    }
-
-    #[test]
-    fn bearer_tokens_are_parsed_strictly() {
-        assert_eq!(bearer_token(&metadata("Bearer abc")).unwrap(), "abc");
-        assert_eq!(bearer_token(&metadata("bearer  abc ")).unwrap(), "abc");
-        for bad in ["Basic abc", "Bearer ", "abc"] {
-            let e = bearer_token(&metadata(bad)).unwrap_err();
-            assert_eq!(
-                Status::from(e).code(),
-                tonic::Code::Unauthenticated,
-                "{bad}"
-            );
-        }
-        let e = bearer_token(&MetadataMap::new()).unwrap_err();
-        assert_eq!(Status::from(e).code(), tonic::Code::Unauthenticated);
+        let actions = FlightSqlDataPlane::ACTIONS.map(|name| {
+            Ok(ActionType {
+                r#type: name.to_string(),
+                description: format!("Flight SQL {name} (see the Flight SQL specification)"),
+            })
+        });
+        Ok(Response::new(futures::stream::iter(actions).boxed()))
     }
 }

@@ -73,7 +73,7 @@ pub trait StateMachine {
     /// Process states.
     type State: Copy + Eq + fmt::Debug;
     /// Messages, by their effect.
-    type Message: Copy + Eq + fmt::Debug;
+    type Message: Copy + Eq + fmt::Debug + 'static;
     /// Whether `sender` may send `message` at all in `state`.
     fn may_send(sender: Role, state: Option<Self::State>, message: Self::Message) -> bool;
     /// The state a legal message leads to.

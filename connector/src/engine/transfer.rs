@@ -190,11 +190,13 @@ fn data_address(node: &Node, t: &Transfer) -> EngineResult<DataAddress> {
         ("dataset", t.dataset_id.as_str()),
         ("tokenPublicKey", public_key.as_str()),
     ];
-    Ok(DataAddress::new(
-        ENDPOINT_TYPE_FLIGHT,
-        &node.urls.flight,
-        &props,
-    ))
+    let (endpoint_type, endpoint) = if t.format == FORMAT_HTTP {
+        let http = crate::dataplane::http::endpoint(&node.urls.dsp);
+        (crate::dataplane::http::ENDPOINT_TYPE, http)
+    } else {
+        (ENDPOINT_TYPE_FLIGHT, node.urls.flight.clone())
+    };
+    Ok(DataAddress::new(endpoint_type, &endpoint, &props))
 }
 
 // ---- consumer side --------------------------------------------------------------------------

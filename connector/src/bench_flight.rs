@@ -1,0 +1,298 @@
+//! Data-plane benchmark (`sluis bench-flight`): DoGet throughput with and without policy
+//! against pyarrow's own C++ Flight server on the same Parquet file, time to first batch, and
+//! 1,000 concurrent streams.
+//!
+//! ```sh
+//! cargo build --release --workspace --bins --lib
+//! $CARGO_TARGET_DIR/release/sluis bench-flight --rows 10000000
+//! ```
+//!
+//! Everything runs on loopback without TLS (the same for all three servers). The pyarrow
+//! server is `connector/examples/pyarrow_flight_server.py`, run with the workspace's `.venv`
+//! (or `SLUIS_PYTHON`). The Sluis server runs in this process, so the memory figures include
+//! the client side. It is a subcommand rather than a cargo example so that a release build
+//! of the binary (the same features as production) is all it needs.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::dataplane::{
+    AccessControl, AccessError, ActiveGrant, AuditId, DataPlaneConfig, DataSource, MaskKey,
+    SourceKind, serve,
+};
+use anyhow::{Context, Result};
+use arrow_flight::{FlightClient, Ticket};
+use futures::{StreamExt, TryStreamExt};
+use sluis_policy::enforcement::{
+    ColumnMask, EnforcementPlan, FilterOperator, MaskKind, RowFilter, Scalar,
+};
+use tonic::transport::{Channel, Endpoint};
+
+const TABLE: &str = "meter_readings";
+
+/// Tokens → grants; nothing else (the benchmark measures the data plane, not Biscuit).
+struct Fixed(HashMap<String, ActiveGrant>);
+
+impl AccessControl for Fixed {
+    fn authorize(&self, token: &str, _: Option<&[String]>) -> Result<ActiveGrant, AccessError> {
+        self.0
+            .get(token)
+            .cloned()
+            .ok_or_else(|| AccessError::Unauthenticated("unknown token".into()))
+    }
+
+    fn record_query(&self, _: &ActiveGrant, _: &str, _: &str) -> Result<AuditId, AccessError> {
+        Ok(0)
+    }
+}
+
+fn grant(file: &Path, plan: EnforcementPlan) -> ActiveGrant {
+    ActiveGrant {
+        agreement_id: "urn:bench:agreement".into(),
+        transfer_id: "urn:bench:transfer".into(),
+        dataset_id: "urn:bench:dataset".into(),
+        consumer: "did:web:bench".into(),
+        mask_key: MaskKey::derive(b"bench secret", "urn:bench:agreement"),
+        purpose: None,
+        table_name: TABLE.into(),
+        source: DataSource {
+            kind: SourceKind::Parquet,
+            location: file.to_path_buf(),
+        },
+        plan,
+    }
+}
+
+/// Half the rows (two regions of four) and `meter_id` hashed.
+fn enforced_plan() -> EnforcementPlan {
+    EnforcementPlan {
+        row_filters: vec![RowFilter {
+            column: "region".into(),
+            operator: FilterOperator::IsAnyOf,
+            values: vec![
+                Scalar::String("north".into()),
+                Scalar::String("south".into()),
+            ],
+        }],
+        masks: vec![ColumnMask {
+            column: "meter_id".into(),
+            kind: MaskKind::Hash,
+        }],
+        ..Default::default()
+    }
+}
+
+async fn channel(port: u16) -> Result<Channel> {
+    Ok(Endpoint::from_shared(format!("http://127.0.0.1:{port}"))?
+        .connect()
+        .await?)
+}
+
+fn with_token(channel: Channel, token: Option<&str>) -> Result<FlightClient> {
+    let mut c = FlightClient::new(channel);
+    if let Some(t) = token {
+        c.add_header("authorization", &format!("Bearer {t}"))?;
+    }
+    Ok(c)
+}
+
+async fn client(port: u16, token: Option<&str>) -> Result<FlightClient> {
+    with_token(channel(port).await?, token)
+}
+
+/// One full DoGet: (rows, bytes of Arrow data, seconds).
+async fn drain(c: &mut FlightClient, ticket: &str) -> Result<(usize, usize, f64)> {
+    let start = Instant::now();
+    let mut stream = c.do_get(Ticket::new(ticket.to_string())).await?;
+    let (mut rows, mut bytes) = (0, 0);
+    while let Some(batch) = stream.try_next().await? {
+        rows += batch.num_rows();
+        bytes += batch.get_array_memory_size();
+    }
+    Ok((rows, bytes, start.elapsed().as_secs_f64()))
+}
+
+/// The fastest of `runs` full reads, as (rows received, MB/s of Arrow data, seconds).
+async fn throughput(
+    port: u16,
+    token: Option<&str>,
+    ticket: &str,
+    runs: usize,
+) -> Result<(usize, f64, f64)> {
+    let mut c = client(port, token).await?;
+    let mut best = (0, 0.0, f64::MAX);
+    for _ in 0..runs {
+        let (rows, bytes, secs) = drain(&mut c, ticket).await?;
+        if secs < best.2 {
+            best = (rows, bytes as f64 / 1e6 / secs, secs);
+        }
+    }
+    Ok(best)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Time from DoGet to the first record batch of `sql`, `n` times: (p50, p99) in ms.
+async fn first_batch(port: u16, token: &str, sql: &str, n: usize) -> Result<(f64, f64)> {
+    let mut c = client(port, Some(token)).await?;
+    let mut times = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = Instant::now();
+        let mut stream = c.do_get(Ticket::new(sql.to_string())).await?;
+        stream.next().await.context("no batch")??;
+        times.push(start.elapsed().as_secs_f64() * 1e3);
+        while stream.try_next().await?.is_some() {}
+    }
+    times.sort_by(f64::total_cmp);
+    Ok((percentile(&times, 0.5), percentile(&times, 0.99)))
+}
+
+/// `streams` concurrent DoGets of `sql` over `channels` connections: (errors, seconds).
+async fn concurrent(
+    port: u16,
+    token: &str,
+    sql: &str,
+    streams: usize,
+    channels: usize,
+) -> Result<(usize, f64)> {
+    let mut connections = Vec::new();
+    for _ in 0..channels {
+        connections.push(channel(port).await?);
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::with_capacity(streams);
+    for i in 0..streams {
+        let mut c = with_token(connections[i % channels].clone(), Some(token))?;
+        let sql = sql.to_string();
+        tasks.push(tokio::spawn(async move { drain(&mut c, &sql).await }));
+    }
+    let mut errors = 0;
+    for t in tasks {
+        match t.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                if errors == 0 {
+                    eprintln!("first stream error: {e:#}");
+                }
+                errors += 1;
+            }
+            Err(_) => errors += 1,
+        }
+    }
+    Ok((errors, start.elapsed().as_secs_f64()))
+}
+
+/// Peak and current resident memory of this process (MB), from /proc.
+fn memory_mb() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+fn python() -> PathBuf {
+    std::env::var_os("SLUIS_PYTHON").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"),
+        PathBuf::from,
+    )
+}
+
+/// Starts the pyarrow Flight server on `file`; returns it and its port.
+fn pyarrow_server(file: &Path) -> Result<(Child, u16)> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/pyarrow_flight_server.py");
+    let mut child = Command::new(python())
+        .arg(script)
+        .arg(file)
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting the pyarrow Flight server (is .venv installed?)")?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("no stdout")?).read_line(&mut line)?;
+    let port = line
+        .trim()
+        .parse()
+        .with_context(|| format!("pyarrow server said {line:?}"))?;
+    Ok((child, port))
+}
+
+/// Runs the benchmark on `rows` rows in `file` (generated when missing) and prints the figures.
+pub async fn run(rows: usize, file: Option<PathBuf>) -> Result<()> {
+    let file = file.unwrap_or_else(|| PathBuf::from(format!("/tmp/sluis-bench-{rows}.parquet")));
+    if !file.exists() {
+        let t = Instant::now();
+        crate::sample::generate_meter_readings(&file, rows, 42)?;
+        println!(
+            "generated {rows} rows in {:.1} s: {}",
+            t.elapsed().as_secs_f64(),
+            file.display()
+        );
+    }
+
+    let grants = HashMap::from([
+        ("enforced".to_string(), grant(&file, enforced_plan())),
+        ("open".to_string(), grant(&file, EnforcementPlan::default())),
+    ]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let cfg = DataPlaneConfig {
+        max_concurrent_queries: 64,
+        ..Default::default()
+    };
+    tokio::spawn(serve(
+        listener,
+        None,
+        Arc::new(Fixed(grants)),
+        cfg,
+        std::future::pending(),
+    ));
+    let (mut py, py_port) = pyarrow_server(&file)?;
+
+    let runs = 3;
+    println!("DoGet of every visible row of {rows} source rows, fastest of {runs}:");
+    let enforced = throughput(port, Some("enforced"), "", runs).await?;
+    let open = throughput(port, Some("open"), "", runs).await?;
+    let pyarrow = throughput(py_port, None, "all", runs).await?;
+    let _ = py.kill();
+    for (name, (got, mbs, secs)) in [
+        ("sluis, 50 % row filter + HMAC mask", enforced),
+        ("sluis, no policy", open),
+        ("pyarrow FlightServerBase", pyarrow),
+    ] {
+        println!(
+            "  {name:<36} {got:>9} rows sent in {secs:>6.2} s  {mbs:>8.1} MB/s sent  {:>6.2} M source rows/s",
+            rows as f64 / 1e6 / secs
+        );
+    }
+    println!(
+        "  enforced / unenforced (source rows/s): {:.2}x; unenforced / pyarrow (same rows, time): {:.2}x",
+        open.2 / enforced.2,
+        pyarrow.2 / open.2
+    );
+
+    let sql = format!("SELECT meter_id, kwh FROM {TABLE} WHERE kwh > 1.0 LIMIT 1000");
+    let (p50, p99) = first_batch(port, "enforced", &sql, 200).await?;
+    println!("time to first batch ({sql}), 200 runs: p50 {p50:.2} ms, p99 {p99:.2} ms");
+
+    let (peak_before, _) = memory_mb();
+    let small = format!("SELECT * FROM {TABLE} LIMIT 10000");
+    let (errors, secs) = concurrent(port, "enforced", &small, 1000, 10).await?;
+    let (peak, now) = memory_mb();
+    println!(
+        "1000 concurrent streams ({small}, 10 connections): {errors} errors in {secs:.1} s; \
+         peak RSS {peak:.0} MB (before: {peak_before:.0} MB), RSS after {now:.0} MB"
+    );
+    Ok(())
+}

@@ -1,0 +1,148 @@
+//! The enforced view as a [`TableProvider`] whose scan is an optimizer barrier.
+//!
+//! The view (source scan → row filter → visible and masked columns, see
+//! [`super::enforce::view_plan`]) is planned and optimized on its own, inside
+//! [`EnforcedTable::scan`], and its physical plan is wrapped in a [`PolicyBarrierExec`]:
+//!
+//! - logically, the table is not a view (`get_logical_plan` is None, so it is not inlined) and
+//!   it accepts no pushed-down filters, so the consumer's `WHERE` stays above the scan;
+//! - physically, [`PolicyBarrierExec`] accepts no filter, projection, sort or limit pushdown,
+//!   so no optimizer rule can merge a consumer predicate with the row filter.
+//!
+//! The consumer's expressions therefore only ever see rows the row filter let through: an
+//! expression that errors (a division by zero, a failing cast) cannot reveal a hidden row.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::Column;
+use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::error::Result;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{Expr, LogicalPlan, LogicalPlanBuilder, TableType};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
+
+/// The only table of a consumer's session: the enforced view of the granted dataset.
+#[derive(Debug)]
+pub struct EnforcedTable {
+    view: LogicalPlan,
+    schema: SchemaRef,
+}
+
+impl EnforcedTable {
+    /// A table serving `view` (built by [`super::enforce::view_plan`]).
+    pub fn new(view: LogicalPlan) -> Self {
+        let schema = Arc::new(view.schema().as_arrow().clone());
+        Self { view, schema }
+    }
+
+    /// The view narrowed to the `projection` columns the query needs.
+    fn projected(&self, projection: Option<&Vec<usize>>) -> Result<LogicalPlan> {
+        let builder = LogicalPlanBuilder::from(self.view.clone());
+        let Some(projection) = projection else {
+            return builder.build();
+        };
+        let columns: Vec<Expr> = projection
+            .iter()
+            .map(|i| Expr::Column(Column::from(self.view.schema().qualified_field(*i))))
+            .collect();
+        builder.project(columns)?.build()
+    }
+}
+
+#[tonic::async_trait]
+impl TableProvider for EnforcedTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn get_logical_plan(&'_ self) -> Option<Cow<'_, LogicalPlan>> {
+        // never inlined into the consumer's plan
+        None
+    }
+
+    /// The consumer's filters are never pushed in (the default: `Unsupported`), and the
+    /// `limit` hint is ignored (a limit below the row filter would be wrong).
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let plan = self.projected(projection)?;
+        let physical = state.create_physical_plan(&plan).await?;
+        Ok(Arc::new(PolicyBarrierExec::new(physical)))
+    }
+}
+
+/// Passes its input's batches through unchanged; no optimizer pushes anything through it.
+#[derive(Debug)]
+pub struct PolicyBarrierExec {
+    input: Arc<dyn ExecutionPlan>,
+    properties: Arc<PlanProperties>,
+}
+
+impl PolicyBarrierExec {
+    /// A barrier above `input`.
+    pub fn new(input: Arc<dyn ExecutionPlan>) -> Self {
+        let properties = Arc::new(PlanProperties::clone(input.properties()));
+        Self { input, properties }
+    }
+}
+
+impl DisplayAs for PolicyBarrierExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PolicyBarrierExec")
+    }
+}
+
+impl ExecutionPlan for PolicyBarrierExec {
+    fn name(&self) -> &str {
+        "PolicyBarrierExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![true]
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> Result<TreeNodeRecursion>,
+    ) -> Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        match (children.pop(), children.is_empty()) {
+            (Some(input), true) => Ok(Arc::new(Self::new(input))),
+            _ => datafusion::common::internal_err!("PolicyBarrierExec has exactly one child"),
+        }
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> Result<SendableRecordBatchStream> {
+        self.input.execute(partition, context)
+    }
+}
