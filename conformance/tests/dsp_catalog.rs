@@ -67,7 +67,10 @@ async fn every_catalogue_message_validates_against_the_dsp_schemas() {
         .post_json(&format!("{base}/catalog/request"), &request)
         .await
         .unwrap();
-    assert_eq!(catalog["dataset"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        catalog["dataset"].as_array().map(Vec::len),
+        Some(scenario::CONFIG_DATASETS)
+    );
     assert_schema_valid("catalog-schema.json", &catalog);
     let (headers, page) = client
         .post_json_with_headers(&format!("{base}/catalog/request?limit=1"), &request)

@@ -405,11 +405,17 @@ mod tests {
     fn every_route_is_in_the_openapi_document() {
         let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
         assert_eq!(doc["openapi"], "3.1.0");
-        let source = include_str!("mgmt.rs");
-        let router = &source[source.find("pub fn router").unwrap()..];
-        let router = &router[..router.find("\n}\n").unwrap()];
         let mut seen = 0;
-        for chunk in router.split(".route(").skip(1) {
+        let routers = [
+            (include_str!("mgmt.rs"), "pub fn router"),
+            (include_str!("mgmt_catalog.rs"), "pub fn routes"),
+        ];
+        let chunks = routers.iter().flat_map(|(source, start)| {
+            let router = &source[source.find(start).unwrap()..];
+            let router = &router[..router.find("\n}\n").unwrap()];
+            router.split(".route(").skip(1)
+        });
+        for chunk in chunks {
             let path = chunk.split('"').nth(1).unwrap();
             let full = if path.starts_with("/health") {
                 path.to_string()
@@ -419,7 +425,7 @@ mod tests {
             let documented = &doc["paths"][&full];
             assert!(documented.is_object(), "{full} is not in openapi.json");
             let handlers = &chunk[..chunk.find(')').unwrap_or(chunk.len())];
-            for method in ["get", "post"] {
+            for method in ["get", "post", "put", "delete"] {
                 if chunk.contains(&format!("{method}("))
                     || handlers.contains(&format!(".{method}("))
                 {

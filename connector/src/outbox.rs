@@ -174,10 +174,17 @@ fn is_refusal(e: &PeerError) -> bool {
 async fn already_applied(node: &Shared, item: &OutboxItem) -> bool {
     match item.purpose.as_str() {
         negotiation::PURPOSE_MESSAGE => {
-            peer_already_applied::<Negotiation>(&node.store, &node.peers, &item.process_id).await
+            peer_already_applied::<Negotiation>(
+                &node.store,
+                &node.peers,
+                &item.process_id,
+                &item.body,
+            )
+            .await
         }
         transfer::PURPOSE_MESSAGE => {
-            peer_already_applied::<Transfer>(&node.store, &node.peers, &item.process_id).await
+            peer_already_applied::<Transfer>(&node.store, &node.peers, &item.process_id, &item.body)
+                .await
         }
         _ => false,
     }

@@ -32,6 +32,8 @@ pub const OTHER_DATASET_ID: &str = "urn:sluis:dataset:meter-readings-south";
 /// Its offer: south rows only.
 pub const OTHER_OFFER_ID: &str = "urn:sluis:offer:meter-readings-south";
 
+/// How many datasets the scenario's provider publishes from its config.
+pub const CONFIG_DATASETS: usize = 3;
 /// A third dataset over the same data, whose offer meters and masks (for tests of purposes,
 /// query counts and per-agreement hash masks).
 pub const METERED_DATASET_ID: &str = "urn:sluis:dataset:meter-readings-metered";

@@ -83,7 +83,7 @@ async fn datasets_created_through_the_api_survive_kill_9() {
     );
     // the config's datasets are upserted at start, not duplicated
     let list = api.get("catalog/datasets").await.unwrap();
-    assert_eq!(list["total"], 3, "{list:#}");
+    assert_eq!(list["total"], scenario::CONFIG_DATASETS + 1, "{list:#}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -339,8 +339,9 @@ async fn dsp_catalogue_pages_filters_and_visibility() {
     let base = &provider.ports.dsp_url;
     let url = format!("{base}/catalog/request");
 
-    // pages follow Link headers: 62 visible to the consumer (60 + 2 of the config), 63 to the auditor
-    for (client, expected) in [(&consumer, 62), (&auditor, 63)] {
+    // pages follow Link headers: 60 + the config's visible to the consumer, one more to the auditor
+    let visible = 60 + scenario::CONFIG_DATASETS;
+    for (client, expected) in [(&consumer, visible), (&auditor, visible + 1)] {
         let mut next = Some(format!("{url}?limit=25"));
         let (mut seen, mut pages) = (Vec::new(), 0);
         while let Some(u) = next.take() {
@@ -375,7 +376,7 @@ async fn dsp_catalogue_pages_filters_and_visibility() {
         assert_eq!(pages, expected.div_ceil(25));
         assert_eq!(
             seen.contains(&json!("urn:sluis:dataset:secret")),
-            expected == 63
+            expected == visible + 1
         );
     }
 
@@ -521,7 +522,7 @@ async fn federated_catalogue_crawls_two_providers_and_reports_failing_peers() {
     let ok = &statuses[scenario::PROVIDER_ID];
     assert_eq!(
         (ok["datasets"].as_u64(), &ok["lastError"]),
-        (Some(2), &Value::Null),
+        (Some(scenario::CONFIG_DATASETS as u64), &Value::Null),
         "{ok:#}"
     );
     assert!(ok["lastSuccess"].is_string());
@@ -556,7 +557,8 @@ async fn federated_catalogue_crawls_two_providers_and_reports_failing_peers() {
         .await
         .unwrap();
     assert_eq!(status, StatusCode::OK, "{csv}");
-    assert!(csv.contains(",2\r\n") && csv.contains(",70\r\n"), "{csv}");
+    let own = format!(",{}\r\n", scenario::CONFIG_DATASETS);
+    assert!(csv.contains(&own) && csv.contains(",70\r\n"), "{csv}");
     let hits = api.get("catalog/search?q=second+6").await.unwrap();
     assert_eq!(hits["hits"].as_array().unwrap().len(), 11, "{hits:#}");
     assert_eq!(hits["hits"][0]["peer_id"], "did:web:second.example");
@@ -575,7 +577,8 @@ async fn federated_catalogue_crawls_two_providers_and_reports_failing_peers() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        text.contains(scenario::DATASET_ID) && text.contains("2 datasets"),
+        text.contains(scenario::DATASET_ID)
+            && text.contains(&format!("{} datasets", scenario::CONFIG_DATASETS)),
         "{text}"
     );
 }

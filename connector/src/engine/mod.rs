@@ -243,6 +243,7 @@ pub async fn peer_already_applied<P: ProcessRecord>(
     store: &Store,
     peers: &crate::client::PeerClient,
     id: &str,
+    body: &Value,
 ) -> bool {
     let Ok(Some(mut p)) = store.transact(|tx| P::load(tx, id)) else {
         return false;
@@ -261,7 +262,9 @@ pub async fn peer_already_applied<P: ProcessRecord>(
         &format!("{}/{}", P::PATH, crate::mgmt_client::segment(&peer_pid)),
     );
     // the peer may have moved on since (a crash between its commit and its answer)
-    let applied: Vec<&str> = crate::dsp::later_states::<P::Machine>(p.state())
+    // from the state the message led to: ours may have moved on meanwhile too
+    let sent = target_of::<P>(body).unwrap_or(p.state());
+    let applied: Vec<&str> = crate::dsp::later_states::<P::Machine>(sent)
         .into_iter()
         .map(<P::Machine as StateMachine>::state_name)
         .collect();
@@ -278,6 +281,20 @@ pub async fn peer_already_applied<P: ProcessRecord>(
             false
         }
     }
+}
+
+/// The state a queued message (`@type`, and `eventType` for events) led its process to.
+fn target_of<P: ProcessRecord>(body: &Value) -> Option<<P::Machine as StateMachine>::State> {
+    let ty = body.get("@type")?.as_str()?;
+    let event = body
+        .get("eventType")
+        .and_then(Value::as_str)
+        .map(|e| e.rsplit(':').next().unwrap_or(e));
+    <P::Machine as StateMachine>::MESSAGES
+        .iter()
+        .filter(|&&m| P::message_type(m) == ty)
+        .map(|&m| <P::Machine as StateMachine>::target(m))
+        .find(|&s| event.is_none_or(|e| <P::Machine as StateMachine>::state_name(s) == e))
 }
 
 /// The participant a queued message of process `id` must reach (`None`: no such process).
