@@ -746,6 +746,22 @@ async fn cli_attenuates_offline_and_queries_with_the_narrower_token() {
     let endpoint = space.provider.ports.flight_url.clone();
     let ca = space.scn.root.join("ca.pem");
     let ca = ca.to_str().unwrap();
+    // `sluis query` against the provider with a token and SQL, then any further arguments
+    let query = |token: &str, sql: &str, more: &[&str]| {
+        let mut args = vec![
+            "query",
+            "--endpoint",
+            endpoint.as_str(),
+            "--ca",
+            ca,
+            "--token",
+            token,
+            "--sql",
+            sql,
+        ];
+        args.extend_from_slice(more);
+        sluis(&args)
+    };
 
     let (ok, narrow, err) = sluis(&[
         "token",
@@ -766,19 +782,7 @@ async fn cli_attenuates_offline_and_queries_with_the_narrower_token() {
     let out = tempfile::tempdir().unwrap();
     let csv = out.path().join("r.csv");
     let sql = format!("SELECT region, kwh FROM {table}");
-    let (ok, printed, err) = sluis(&[
-        "query",
-        "--endpoint",
-        &endpoint,
-        "--ca",
-        ca,
-        "--token",
-        narrow,
-        "--sql",
-        &sql,
-        "--out",
-        csv.to_str().unwrap(),
-    ]);
+    let (ok, printed, err) = query(narrow, &sql, &["--out", csv.to_str().unwrap()]);
     assert!(ok, "{err}");
     assert!(
         printed.contains(&format!("wrote {} rows", space.north_rows())),
@@ -789,50 +793,20 @@ async fn cli_attenuates_offline_and_queries_with_the_narrower_token() {
     assert_eq!(text.lines().count(), space.north_rows() + 1);
 
     // SELECT * shows only those columns; naming another one is refused
-    let (ok, _, err) = sluis(&[
-        "query",
-        "--endpoint",
-        &endpoint,
-        "--ca",
-        ca,
-        "--token",
+    let (ok, _, err) = query(
         narrow,
-        "--sql",
         &format!("SELECT * FROM {table}"),
-        "--out",
-        csv.to_str().unwrap(),
-    ]);
+        &["--out", csv.to_str().unwrap()],
+    );
     assert!(ok, "{err}");
     let text = std::fs::read_to_string(&csv).unwrap();
     assert_eq!(text.lines().next(), Some("region,kwh"));
     let sql = format!("SELECT meter_id FROM {table}");
-    let (ok, _, err) = sluis(&[
-        "query",
-        "--endpoint",
-        &endpoint,
-        "--ca",
-        ca,
-        "--token",
-        narrow,
-        "--sql",
-        &sql,
-    ]);
+    let (ok, _, err) = query(narrow, &sql, &[]);
     assert!(!ok, "{sql} was served to the narrower token");
     assert!(err.contains("refused"), "{err}");
     // which the full token reads (printed as a table)
-    let (ok, printed, err) = sluis(&[
-        "query",
-        "--endpoint",
-        &endpoint,
-        "--ca",
-        ca,
-        "--token",
-        token(&c),
-        "--sql",
-        &sql,
-        "--max-rows",
-        "3",
-    ]);
+    let (ok, printed, err) = query(token(&c), &sql, &["--max-rows", "3"]);
     assert!(ok, "{err}");
     assert!(printed.contains("meter_id"), "{printed}");
     assert!(
@@ -865,17 +839,7 @@ async fn cli_attenuates_offline_and_queries_with_the_narrower_token() {
     ]);
     assert!(ok, "{err}");
     let sql = format!("SELECT meter_id FROM {table}");
-    let (ok, _, err) = sluis(&[
-        "query",
-        "--endpoint",
-        &endpoint,
-        "--ca",
-        ca,
-        "--token",
-        wider.trim(),
-        "--sql",
-        &sql,
-    ]);
+    let (ok, _, err) = query(wider.trim(), &sql, &[]);
     assert!(!ok, "a re-attenuated token read meter_id");
     assert!(err.contains("refused"), "{err}");
 }
