@@ -280,6 +280,26 @@ mod tests {
         .unwrap()
     }
 
+    /// The Parquet file at `path` as table `readings`, north rows only.
+    fn north_readings(path: std::path::PathBuf, dir: &Path) -> ActiveGrant {
+        ActiveGrant {
+            table_name: "readings".into(),
+            source: DataSource {
+                kind: SourceKind::Parquet,
+                location: path,
+            },
+            plan: EnforcementPlan {
+                row_filters: vec![RowFilter {
+                    column: "region".into(),
+                    operator: FilterOperator::Eq,
+                    values: vec![Scalar::String("north".into())],
+                }],
+                ..Default::default()
+            },
+            ..city_grant(SourceKind::Parquet, dir)
+        }
+    }
+
     fn city_grant(kind: SourceKind, location: &Path) -> ActiveGrant {
         ActiveGrant {
             agreement_id: "a".into(),
@@ -395,23 +415,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.parquet");
         crate::sample::generate_meter_readings(&path, 10_000, 3).unwrap();
-        let grant = ActiveGrant {
-            table_name: "readings".into(),
-            source: DataSource {
-                kind: SourceKind::Parquet,
-                location: path,
-            },
-            plan: EnforcementPlan {
-                row_filters: vec![RowFilter {
-                    column: "region".into(),
-                    operator: FilterOperator::Eq,
-                    values: vec![Scalar::String("north".into())],
-                }],
-                columns: ColumnAccess::Deny(vec!["customer_name".into()]),
-                ..Default::default()
-            },
-            ..city_grant(SourceKind::Parquet, dir.path())
-        };
+        let mut grant = north_readings(path, dir.path());
+        grant.plan.columns = ColumnAccess::Deny(vec!["customer_name".into()]);
         let cfg = DataPlaneConfig::default();
         let prepared = prepare(&grant, "SELECT avg(kwh) FROM readings", &cfg)
             .await
@@ -445,22 +450,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.parquet");
         let summary = crate::sample::generate_meter_readings(&path, 20_000, 7).unwrap();
-        let grant = ActiveGrant {
-            table_name: "readings".into(),
-            source: DataSource {
-                kind: SourceKind::Parquet,
-                location: path,
-            },
-            plan: EnforcementPlan {
-                row_filters: vec![RowFilter {
-                    column: "region".into(),
-                    operator: FilterOperator::Eq,
-                    values: vec![Scalar::String("north".into())],
-                }],
-                ..Default::default()
-            },
-            ..city_grant(SourceKind::Parquet, dir.path())
-        };
+        let grant = north_readings(path, dir.path());
         let cfg = DataPlaneConfig::default();
         let prepared = prepare(&grant, ERRORS_ON_HIDDEN_ROWS, &cfg).await.unwrap();
         let physical = prepared
