@@ -149,6 +149,8 @@ enum CrawlError {
     Invalid(String),
     #[error("storing the catalogue failed: {0}")]
     Store(String),
+    #[error("preparing a TLS client for this peer failed: {0}")]
+    Client(String),
 }
 
 impl Federation {
@@ -313,8 +315,13 @@ async fn crawl(
     let mut url = join_url(&peer.url, "catalog/request");
     let mut first: Option<Value> = None;
     let mut datasets: Vec<Value> = Vec::new();
+    // only a server whose certificate names the peer's participant id may answer
+    let client = node
+        .peers
+        .to_participant(&peer.id)
+        .map_err(|e| CrawlError::Client(format!("{e:#}")))?;
     for _ in 0..MAX_PAGES {
-        let (headers, page) = node.peers.post_json_with_headers(&url, &request).await?;
+        let (headers, page) = client.post_json_with_headers(&url, &request).await?;
         check_catalog(&page, &peer.id)?;
         if let Some(items) = page.get("dataset").and_then(Value::as_array) {
             datasets.extend(items.iter().cloned());

@@ -193,14 +193,20 @@ async fn own_catalog(State(node): State<Shared>) -> MgmtResult {
 #[serde(rename_all = "camelCase")]
 struct PeerCatalogRequest {
     connector_address: String,
+    /// When given, only a server whose certificate names this participant may answer.
+    #[serde(default)]
+    provider_id: Option<String>,
 }
 
 async fn peer_catalog(State(node): State<Shared>, body: Bytes) -> MgmtResult {
     let req: PeerCatalogRequest = parse_body(&body, None)?;
     let url = join_url(&req.connector_address, "catalog/request");
     let body = crate::dsp::messages::message("CatalogRequestMessage", json!({ "filter": [] }));
-    let (_, catalog) = node
-        .peers
+    let client = match &req.provider_id {
+        Some(id) => node.peers.to_participant(id)?,
+        None => node.peers.clone(),
+    };
+    let (_, catalog) = client
         .post_json(&url, &body)
         .await
         .map_err(EngineError::from)?;

@@ -498,6 +498,8 @@ async fn federated_catalogue_crawls_two_providers_and_reports_failing_peers() {
         (scenario::PROVIDER_ID, provider.ports.dsp_url.as_str()),
         ("did:web:second.example", provider2.ports.dsp_url.as_str()),
         ("did:web:liar.example", liar_url.as_str()),
+        // a real member of the data space, but not the participant this peer names
+        ("did:web:impostor.example", provider2.ports.dsp_url.as_str()),
     ] {
         api.post("catalog/peers", &json!({"id": id, "url": url}))
             .await
@@ -509,6 +511,7 @@ async fn federated_catalogue_crawls_two_providers_and_reports_failing_peers() {
         "did:web:second.example",
         "did:web:liar.example",
         "did:web:dead.example",
+        "did:web:impostor.example",
     ] {
         let status = api
             .post(
@@ -537,6 +540,9 @@ async fn federated_catalogue_crawls_two_providers_and_reports_failing_peers() {
         "{liar:#}"
     );
     assert_eq!(liar["lastSuccess"], Value::Null);
+    let impostor = &statuses["did:web:impostor.example"];
+    assert!(impostor["lastError"].is_string(), "{impostor:#}");
+    assert_eq!(impostor["lastSuccess"], Value::Null);
     let dead = &statuses["did:web:dead.example"];
     assert!(
         dead["lastError"].as_str().unwrap().contains("unreachable"),
