@@ -50,8 +50,9 @@ pub struct PeerCatalogInfo {
     pub datasets: usize,
 }
 
-/// One search result.
+/// One search result (camelCase in JSON, as the management API).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct SearchHit {
     /// The dataset id.
     pub dataset_id: String,

@@ -567,7 +567,7 @@ async fn federated_catalogue_crawls_two_providers_and_reports_failing_peers() {
     assert!(csv.contains(&own) && csv.contains(",70\r\n"), "{csv}");
     let hits = api.get("catalog/search?q=second+6").await.unwrap();
     assert_eq!(hits["hits"].as_array().unwrap().len(), 11, "{hits:#}");
-    assert_eq!(hits["hits"][0]["peer_id"], "did:web:second.example");
+    assert_eq!(hits["hits"][0]["peerId"], "did:web:second.example");
 
     // the CLI lists a peer's catalogue through the management API
     let out = std::process::Command::new(exe())
