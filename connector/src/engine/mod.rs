@@ -250,11 +250,7 @@ pub async fn peer_already_applied<P: ProcessRecord>(
     };
     let role = p.role();
     let (provider, consumer) = p.pid_slots();
-    let peer_pid = match role {
-        Role::Provider => consumer.clone(),
-        Role::Consumer => provider.clone(),
-    };
-    let Some(peer_pid) = peer_pid else {
+    let Some(peer_pid) = peer_pid(role, provider, consumer).map(str::to_owned) else {
         return false;
     };
     let url = join_url(
@@ -280,6 +276,19 @@ pub async fn peer_already_applied<P: ProcessRecord>(
             tracing::warn!(process = id, error = %e, "asking the peer for its state failed");
             false
         }
+    }
+}
+
+/// The peer's process id: the consumer's for our provider side, the provider's for our
+/// consumer side.
+pub(crate) fn peer_pid<'a>(
+    role: Role,
+    provider_pid: &'a Option<String>,
+    consumer_pid: &'a Option<String>,
+) -> Option<&'a str> {
+    match role {
+        Role::Provider => consumer_pid.as_deref(),
+        Role::Consumer => provider_pid.as_deref(),
     }
 }
 

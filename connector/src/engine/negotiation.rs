@@ -51,13 +51,9 @@ fn parse_policy(v: &Value, what: &str) -> EngineResult<Policy> {
     Policy::from_json(v).map_err(|e| EngineError::BadRequest(format!("invalid {what}: {e}")))
 }
 
-/// The DSP path segment of a message sent to the peer of a process.
 /// Where a message of ours about a process goes.
 pub(super) fn message_url(n: &Negotiation, message: Msg) -> EngineResult<String> {
-    let peer_pid = match n.role {
-        Role::Provider => n.consumer_pid.as_deref(),
-        Role::Consumer => n.provider_pid.as_deref(),
-    };
+    let peer_pid = super::peer_pid(n.role, &n.provider_pid, &n.consumer_pid);
     let path = match (message, peer_pid) {
         (Msg::Request, None) => "negotiations/request".to_string(),
         (Msg::Offer, None) => "negotiations/offers".to_string(),

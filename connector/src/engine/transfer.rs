@@ -67,10 +67,7 @@ pub(super) fn message_type(m: Msg) -> &'static str {
 
 /// Where a message of ours about a process goes.
 pub(super) fn message_url(t: &Transfer, m: Msg) -> EngineResult<String> {
-    let peer_pid = match t.role {
-        Role::Provider => t.consumer_pid.as_deref(),
-        Role::Consumer => t.provider_pid.as_deref(),
-    };
+    let peer_pid = super::peer_pid(t.role, &t.provider_pid, &t.consumer_pid);
     let path = match (m, peer_pid) {
         (Msg::Request, _) => "transfers/request".to_string(),
         (_, None) => {
