@@ -2,6 +2,9 @@
 //!
 //! `bench [N]` builds N datasets through `put_dataset`, dumps them to N-Quads, then runs
 //! `bench load <dump>` in a fresh process so load time and resident memory are measured clean.
+//! Built with `--features rocksdb`, it then bulk-loads the same dump into oxigraph's disk store
+//! and runs `bench open <dir>` in a fresh process: the disk-backed catalogue beside the
+//! in-memory baseline, in one run.
 
 use std::time::{Duration, Instant};
 
@@ -302,6 +305,11 @@ fn main() {
         load_and_query(std::path::Path::new(&args[2]));
         return;
     }
+    #[cfg(feature = "rocksdb")]
+    if args.get(1).map(String::as_str) == Some("open") {
+        disk::open_and_query(std::path::Path::new(&args[2]));
+        return;
+    }
     let n: usize = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(100_000);
     let dir = std::env::temp_dir().join(format!("sluis-catalog-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -312,13 +320,62 @@ fn main() {
         status("VmRSS:"),
         status("VmHWM:")
     );
+    run_self(&["load".as_ref(), dump.as_os_str()]);
+    #[cfg(feature = "rocksdb")]
+    {
+        let store_dir = dir.join("catalog.oxigraph");
+        disk::bulk_load(&dump, &store_dir);
+        run_self(&["open".as_ref(), store_dir.as_os_str()]);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Runs this benchmark again in a fresh process (clean memory figures).
+fn run_self(args: &[&std::ffi::OsStr]) {
     let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .arg("load")
-        .arg(&dump)
+        .args(args)
         .status()
         .unwrap();
-    std::fs::remove_dir_all(&dir).ok();
     assert!(status.success());
+}
+
+#[cfg(feature = "rocksdb")]
+mod disk {
+    use super::*;
+
+    /// Loads the dump into a new disk store with oxigraph's bulk loader.
+    pub fn bulk_load(dump: &std::path::Path, dir: &std::path::Path) {
+        let bytes = std::fs::read(dump).unwrap();
+        let start = Instant::now();
+        let store = oxigraph::store::Store::open(dir).unwrap();
+        store
+            .bulk_loader()
+            .load_from_slice(oxigraph::io::RdfFormat::NQuads, &bytes)
+            .unwrap();
+        store.flush().unwrap();
+        println!(
+            "disk store: bulk load of the dump ({} MB): {:.2} s",
+            bytes.len() / 1_000_000,
+            start.elapsed().as_secs_f64()
+        );
+    }
+
+    /// Opens the disk store in a fresh process and runs the same queries.
+    pub fn open_and_query(dir: &std::path::Path) {
+        let start = Instant::now();
+        let cat = CatalogStore::open(dir).unwrap();
+        let n = cat.len().unwrap();
+        println!(
+            "disk store: open ({n} datasets): {:.2} s",
+            start.elapsed().as_secs_f64()
+        );
+        println!(
+            "disk store: resident memory after open: {} (peak {})",
+            status("VmRSS:"),
+            status("VmHWM:")
+        );
+        query(&cat, n);
+    }
 }
 
 /// Where load time goes: parsing alone, then inserting already-parsed quads.

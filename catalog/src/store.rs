@@ -140,6 +140,24 @@ impl CatalogStore {
         Ok(Self::from_store(Store::new()?))
     }
 
+    /// Opens (creating if needed) a disk-backed catalogue in the RocksDB directory `path`.
+    /// Nothing is loaded at start (only the id index is rebuilt) and every write is durable
+    /// once its transaction commits. Only one process may open `path` at a time.
+    #[cfg(feature = "rocksdb")]
+    pub fn open(path: &std::path::Path) -> Result<Self, CatalogError> {
+        let cat = Self::from_store(Store::open(path)?);
+        cat.rebuild_index()?;
+        Ok(cat)
+    }
+
+    /// Copies every quad of `other` into this catalogue in one transaction (moving a
+    /// catalogue between back ends).
+    pub fn extend_from(&self, other: &CatalogStore) -> Result<(), CatalogError> {
+        let quads = other.store.iter().collect::<Result<Vec<_>, _>>()?;
+        self.store.extend(quads)?;
+        self.rebuild_index()
+    }
+
     fn from_store(store: Store) -> Self {
         CatalogStore {
             store,

@@ -1,17 +1,22 @@
-//! Durability of the catalogue: the in-memory oxigraph store plus a change log.
+//! Durability of the catalogue, with one of two back ends.
 //!
-//! Every write of the management API is applied to the catalogue and, while the log's lock
-//! is held, appended to `<data_dir>/catalog.db` (SQLite, WAL, `synchronous = FULL`: each
-//! commit is on disk before the API answers) as a [`CatalogChange`]. Writes are serialised,
-//! so the log's order is the order in which they were applied. At start the catalogue is
-//! rebuilt from the latest snapshot (`catalog-snapshot.nq`, an N-Quads dump) and the changes
-//! logged after it; when the log has grown past [`SNAPSHOT_AFTER`] changes, a new snapshot
-//! is written and the log truncated. A change that was applied but not yet logged when the
-//! process died was never acknowledged. Replaying a change is idempotent (each replaces
-//! what it touches), so a crash between writing a snapshot and truncating the log is safe.
+//! **In memory plus a change log** (the default build). Every write of the management API is
+//! applied to the catalogue and, while the log's lock is held, appended to
+//! `<data_dir>/catalog.db` (SQLite, WAL, `synchronous = FULL`: each commit is on disk before
+//! the API answers) as a [`CatalogChange`]. Writes are serialised, so the log's order is the
+//! order in which they were applied. At start the catalogue is rebuilt from the latest
+//! snapshot (`catalog-snapshot.nq`, an N-Quads dump) and the changes logged after it; when the
+//! log has grown past [`SNAPSHOT_AFTER`] changes, a new snapshot is written and the log
+//! truncated. A change that was applied but not yet logged when the process died was never
+//! acknowledged. Replaying a change is idempotent (each replaces what it touches), so a crash
+//! between writing a snapshot and truncating the log is safe.
 //!
-//! Not logged: the config's `[[dataset]]` entries (upserted from the config at each start)
-//! and peer catalogues (a cache the crawler refetches at start).
+//! **On disk** (built with the `rocksdb` feature). The catalogue is oxigraph's RocksDB store
+//! in `<data_dir>/catalog.oxigraph`, durable by itself: nothing is loaded at start and memory
+//! stays bounded. A catalogue kept in memory before is copied into it at its first start.
+//!
+//! Not logged in either: the config's `[[dataset]]` entries (upserted from the config at each
+//! start) and peer catalogues (a cache the crawler refetches at start).
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -29,10 +34,12 @@ CREATE TABLE IF NOT EXISTS catalog_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, c
 CREATE TABLE IF NOT EXISTS catalog_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 ";
 
-/// The catalogue's change log.
+/// The catalogue's durability: its change log, or its disk store.
 pub struct CatalogLog {
     conn: Mutex<Connection>,
     snapshot: PathBuf,
+    /// The disk store's directory, when built with the `rocksdb` feature.
+    disk: Option<PathBuf>,
 }
 
 fn store_error(e: impl std::fmt::Display) -> CatalogError {
@@ -53,6 +60,7 @@ impl CatalogLog {
         Ok(CatalogLog {
             conn: Mutex::new(conn),
             snapshot: data_dir.join("catalog-snapshot.nq"),
+            disk: cfg!(feature = "rocksdb").then(|| data_dir.join("catalog.oxigraph")),
         })
     }
 
@@ -60,9 +68,56 @@ impl CatalogLog {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Rebuilds the catalogue: the snapshot, then every change logged after it. A change that
-    /// no longer applies is reported and skipped. Writes a new snapshot when the log is long.
+    /// Opens the catalogue: the disk store if there is one, else the in-memory one restored
+    /// from the snapshot and the log.
     pub fn restore(&self) -> Result<CatalogStore> {
+        match &self.disk {
+            Some(dir) => self.open_disk(dir),
+            None => self.restore_in_memory(),
+        }
+    }
+
+    /// Opens the disk store; at its first start, copies in the catalogue kept in memory until
+    /// then and empties the log (the disk store now holds it).
+    #[cfg(feature = "rocksdb")]
+    fn open_disk(&self, dir: &Path) -> Result<CatalogStore> {
+        let fresh = !dir.exists();
+        let catalog = CatalogStore::open(dir).with_context(|| {
+            format!(
+                "opening the catalogue store {}: is another sluis using this data directory?",
+                dir.display()
+            )
+        })?;
+        if fresh {
+            let before = self.restore_in_memory()?;
+            if before.len()? > 0 {
+                catalog.extend_from(&before)?;
+                info!(
+                    datasets = catalog.len()?,
+                    "catalogue moved to the disk store"
+                );
+            }
+            let conn = self.lock();
+            conn.execute("DELETE FROM catalog_log", [])?;
+            drop(conn);
+            let _ = std::fs::remove_file(&self.snapshot);
+        }
+        info!(datasets = catalog.len()?, store = %dir.display(), "catalogue opened");
+        Ok(catalog)
+    }
+
+    #[cfg(not(feature = "rocksdb"))]
+    fn open_disk(&self, dir: &Path) -> Result<CatalogStore> {
+        anyhow::bail!(
+            "{} needs a sluis built with `--features rocksdb`",
+            dir.display()
+        )
+    }
+
+    /// Rebuilds the in-memory catalogue: the snapshot, then every change logged after it. A
+    /// change that no longer applies is reported and skipped. Writes a new snapshot when the
+    /// log is long.
+    fn restore_in_memory(&self) -> Result<CatalogStore> {
         let catalog = match std::fs::read(&self.snapshot) {
             Ok(bytes) => CatalogStore::load(&bytes).with_context(|| {
                 format!(
@@ -133,13 +188,17 @@ impl CatalogLog {
 
     /// Runs a catalogue write and logs the change it reports, as one step: `apply` returns
     /// its result and the change to log (`None` when it changed nothing). Nothing is logged
-    /// when `apply` fails. Returns once the change is on disk.
+    /// when `apply` fails. Returns once the change is on disk (with the disk store, the
+    /// commit of `apply` itself).
     pub fn record<T>(
         &self,
         apply: impl FnOnce() -> Result<(T, Option<CatalogChange>), CatalogError>,
     ) -> Result<T, CatalogError> {
         let conn = self.lock();
         let (out, change) = apply()?;
+        if self.disk.is_some() {
+            return Ok(out); // committed to the disk store by `apply`
+        }
         if let Some(change) = change {
             let text = serde_json::to_string(&change).map_err(store_error)?;
             conn.execute(
