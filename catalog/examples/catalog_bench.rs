@@ -348,10 +348,11 @@ mod disk {
         let bytes = std::fs::read(dump).unwrap();
         let start = Instant::now();
         let store = oxigraph::store::Store::open(dir).unwrap();
-        store
-            .bulk_loader()
+        let mut loader = store.bulk_loader();
+        loader
             .load_from_slice(oxigraph::io::RdfFormat::NQuads, &bytes)
             .unwrap();
+        loader.commit().unwrap();
         store.flush().unwrap();
         println!(
             "disk store: bulk load of the dump ({} MB): {:.2} s",

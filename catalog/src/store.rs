@@ -1,11 +1,13 @@
 //! [`CatalogStore`]: the oxigraph-backed catalogue.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use oxigraph::io::{RdfFormat, RdfParseError, RdfParser};
 use oxigraph::model::vocab::rdf;
-use oxigraph::model::{GraphName, GraphNameRef, NamedNode, NamedOrBlankNode, Quad, Term};
+use oxigraph::model::{
+    GraphName, GraphNameRef, NamedNode, NamedNodeRef, NamedOrBlankNode, Quad, Term,
+};
 use oxigraph::store::{LoaderError, Store};
 use serde_json::Value;
 
@@ -433,6 +435,8 @@ impl CatalogStore {
     pub(crate) fn rebuild_index(&self) -> Result<(), CatalogError> {
         let mut ids = self.ids.write().map_err(lock_err)?;
         ids.clear();
+        let policies = self.graphs_with(ODRL_HAS_POLICY)?;
+        let distributions = self.graphs_with(DCAT_DISTRIBUTION_P)?;
         // Quads, not `named_graphs()`: the bulk loader does not register graph names.
         let typed =
             self.store
@@ -444,27 +448,27 @@ impl CatalogStore {
                 && g == s
                 && is_dataset_graph(g.as_str())
             {
-                let offerable = self.is_offerable(g)?;
+                let offerable = policies.contains(g.as_str()) && distributions.contains(g.as_str());
                 ids.insert(g.as_str().to_string(), Entry::new(offerable));
             }
         }
         Ok(())
     }
-}
 
-impl CatalogStore {
-    /// Whether the dataset graph `n` has an offer and a distribution (DSP needs both).
-    pub(crate) fn is_offerable(&self, n: &NamedNode) -> Result<bool, CatalogError> {
-        let g = GraphNameRef::NamedNode(n.as_ref());
-        let s = n.as_ref().into();
-        let has = |p| {
-            self.store
-                .quads_for_pattern(Some(s), Some(p), None, Some(g))
-                .next()
-                .transpose()
-                .map(|q| q.is_some())
-        };
-        Ok(has(ODRL_HAS_POLICY)? && has(DCAT_DISTRIBUTION_P)?)
+    /// Graphs whose own node has property `p`: one scan of the predicate's index instead of
+    /// a lookup per dataset (which costs seconds at 100,000 datasets on the disk store).
+    fn graphs_with(&self, p: NamedNodeRef<'_>) -> Result<HashSet<String>, CatalogError> {
+        let mut out = HashSet::new();
+        for q in self.store.quads_for_pattern(None, Some(p), None, None) {
+            let q = q?;
+            if let (GraphName::NamedNode(g), NamedOrBlankNode::NamedNode(s)) =
+                (&q.graph_name, &q.subject)
+                && g == s
+            {
+                out.insert(g.as_str().to_string());
+            }
+        }
+        Ok(out)
     }
 }
 
