@@ -12,8 +12,9 @@
 //! between writing a snapshot and truncating the log is safe.
 //!
 //! **On disk** (built with the `rocksdb` feature). The catalogue is oxigraph's RocksDB store
-//! in `<data_dir>/catalog.oxigraph`, durable by itself: nothing is loaded at start and memory
-//! stays bounded. A catalogue kept in memory before is copied into it at its first start.
+//! in `<data_dir>/catalog.oxigraph`, durable by itself: only the id index is rebuilt at start
+//! and memory stays bounded. A catalogue kept in memory before is copied into it at start,
+//! then its snapshot and log are removed.
 //!
 //! Not logged in either: the config's `[[dataset]]` entries (upserted from the config at each
 //! start) and peer catalogues (a cache the crawler refetches at start).
@@ -81,14 +82,15 @@ impl CatalogLog {
     /// then and empties the log (the disk store now holds it).
     #[cfg(feature = "rocksdb")]
     fn open_disk(&self, dir: &Path) -> Result<CatalogStore> {
-        let fresh = !dir.exists();
         let catalog = CatalogStore::open(dir).with_context(|| {
             format!(
                 "opening the catalogue store {}: is another sluis using this data directory?",
                 dir.display()
             )
         })?;
-        if fresh {
+        // Decided by what is left to move, not by whether the directory is new: a crash
+        // during the move leaves both, and the next start copies again (quads are a set).
+        if self.holds_in_memory_catalogue()? {
             let before = self.restore_in_memory()?;
             if before.len()? > 0 {
                 catalog.extend_from(&before)?;
@@ -104,6 +106,15 @@ impl CatalogLog {
         }
         info!(datasets = catalog.len()?, store = %dir.display(), "catalogue opened");
         Ok(catalog)
+    }
+
+    /// Whether a snapshot or logged changes of an in-memory catalogue exist.
+    #[cfg_attr(not(feature = "rocksdb"), allow(dead_code))]
+    fn holds_in_memory_catalogue(&self) -> Result<bool> {
+        let logged: i64 = self
+            .lock()
+            .query_row("SELECT count(*) FROM catalog_log", [], |r| r.get(0))?;
+        Ok(logged > 0 || self.snapshot.exists())
     }
 
     #[cfg(not(feature = "rocksdb"))]
@@ -264,5 +275,19 @@ mod tests {
         drop((log, cat));
         let cat = CatalogLog::open(dir.path()).unwrap().restore().unwrap();
         assert_eq!(cat.len().unwrap() as i64, SNAPSHOT_AFTER + 2);
+    }
+
+    #[test]
+    fn an_in_memory_catalogue_is_seen_by_its_log_or_its_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = CatalogLog::open(dir.path()).unwrap();
+        assert!(!log.holds_in_memory_catalogue().unwrap());
+        let cat = log.restore_in_memory().unwrap();
+        put(&log, &cat, "urn:x:logged");
+        assert!(log.holds_in_memory_catalogue().unwrap());
+        log.lock().execute("DELETE FROM catalog_log", []).unwrap();
+        assert!(!log.holds_in_memory_catalogue().unwrap());
+        std::fs::write(dir.path().join("catalog-snapshot.nq"), "").unwrap();
+        assert!(log.holds_in_memory_catalogue().unwrap());
     }
 }
