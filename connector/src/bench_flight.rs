@@ -228,8 +228,25 @@ fn pyarrow_server(file: &Path) -> Result<(Child, u16)> {
     Ok((child, port))
 }
 
-/// Runs the benchmark on `rows` rows in `file` (generated when missing) and prints the figures.
-pub async fn run(rows: usize, file: Option<PathBuf>) -> Result<()> {
+/// A part of the benchmark, to run alone (for a profile, say).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Phase {
+    /// DoGet of every visible row: enforced, unenforced and pyarrow.
+    Throughput,
+    /// Time to first batch of a small enforced query.
+    FirstBatch,
+    /// 1,000 concurrent streams, with the memory used.
+    Concurrent,
+}
+
+/// Runs the benchmark on `rows` rows in `file` (generated when missing) and prints the figures:
+/// the phases in `only` (all when empty), `first_batch_runs` queries for the first batch.
+pub async fn run(
+    rows: usize,
+    file: Option<PathBuf>,
+    only: &[Phase],
+    first_batch_runs: usize,
+) -> Result<()> {
     let file = file.unwrap_or_else(|| PathBuf::from(format!("/tmp/sluis-bench-{rows}.parquet")));
     if !file.exists() {
         let t = Instant::now();
@@ -258,8 +275,33 @@ pub async fn run(rows: usize, file: Option<PathBuf>) -> Result<()> {
         cfg,
         std::future::pending(),
     ));
-    let (mut py, py_port) = pyarrow_server(&file)?;
+    let runs = |phase| only.is_empty() || only.contains(&phase);
+    if runs(Phase::Throughput) {
+        compare_throughput(&file, rows, port).await?;
+    }
+    if runs(Phase::FirstBatch) {
+        let sql = format!("SELECT meter_id, kwh FROM {TABLE} WHERE kwh > 1.0 LIMIT 1000");
+        let (p50, p99) = first_batch(port, "enforced", &sql, first_batch_runs).await?;
+        println!(
+            "time to first batch ({sql}), {first_batch_runs} runs: p50 {p50:.2} ms, p99 {p99:.2} ms"
+        );
+    }
+    if runs(Phase::Concurrent) {
+        let (peak_before, _) = memory_mb();
+        let small = format!("SELECT * FROM {TABLE} LIMIT 10000");
+        let (errors, secs) = concurrent(port, "enforced", &small, 1000, 10).await?;
+        let (peak, now) = memory_mb();
+        println!(
+            "1000 concurrent streams ({small}, 10 connections): {errors} errors in {secs:.1} s; \
+             peak RSS {peak:.0} MB (before: {peak_before:.0} MB), RSS after {now:.0} MB"
+        );
+    }
+    Ok(())
+}
 
+/// DoGet of every visible row, enforced and not, against pyarrow's server on the same file.
+async fn compare_throughput(file: &Path, rows: usize, port: u16) -> Result<()> {
+    let (mut py, py_port) = pyarrow_server(file)?;
     let runs = 3;
     println!("DoGet of every visible row of {rows} source rows, fastest of {runs}:");
     let enforced = throughput(port, Some("enforced"), "", runs).await?;
@@ -280,19 +322,6 @@ pub async fn run(rows: usize, file: Option<PathBuf>) -> Result<()> {
         "  enforced / unenforced (source rows/s): {:.2}x; unenforced / pyarrow (same rows, time): {:.2}x",
         open.2 / enforced.2,
         pyarrow.2 / open.2
-    );
-
-    let sql = format!("SELECT meter_id, kwh FROM {TABLE} WHERE kwh > 1.0 LIMIT 1000");
-    let (p50, p99) = first_batch(port, "enforced", &sql, 200).await?;
-    println!("time to first batch ({sql}), 200 runs: p50 {p50:.2} ms, p99 {p99:.2} ms");
-
-    let (peak_before, _) = memory_mb();
-    let small = format!("SELECT * FROM {TABLE} LIMIT 10000");
-    let (errors, secs) = concurrent(port, "enforced", &small, 1000, 10).await?;
-    let (peak, now) = memory_mb();
-    println!(
-        "1000 concurrent streams ({small}, 10 connections): {errors} errors in {secs:.1} s; \
-         peak RSS {peak:.0} MB (before: {peak_before:.0} MB), RSS after {now:.0} MB"
     );
     Ok(())
 }

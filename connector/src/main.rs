@@ -131,6 +131,12 @@ enum Command {
         /// The Parquet file (generated when missing); default /tmp/sluis-bench-<rows>.parquet.
         #[arg(long)]
         file: Option<PathBuf>,
+        /// Run only these phases (repeatable); default: all.
+        #[arg(long = "only", value_enum)]
+        only: Vec<bench_flight::Phase>,
+        /// Queries timed for the time to first batch.
+        #[arg(long, default_value_t = 200)]
+        first_batch_runs: usize,
     },
 }
 
@@ -292,7 +298,12 @@ fn dispatch(command: Command) -> Result<()> {
         Command::Certs(c) => certs(c),
         Command::Query(args) => runtime()?.block_on(cli::query(args)),
         Command::Token(c) => cli::token(c),
-        Command::BenchFlight { rows, file } => runtime()?.block_on(bench_flight::run(rows, file)),
+        Command::BenchFlight {
+            rows,
+            file,
+            only,
+            first_batch_runs,
+        } => runtime()?.block_on(bench_flight::run(rows, file, &only, first_batch_runs)),
         Command::Sample { out, rows, seed } => {
             let s = sample::generate_meter_readings(&out, rows, seed)?;
             println!(
