@@ -215,7 +215,11 @@ pub async fn serve_plane(
     }
     builder
         .add_service(service)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        // without TCP_NODELAY a small last frame waits for the client's delayed ACK (40 ms)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
         .await?;
     Ok(())
 }
