@@ -70,6 +70,25 @@ fn grant(file: &Path, plan: EnforcementPlan) -> ActiveGrant {
 /// Half the rows (two regions of four) and `meter_id` hashed.
 fn enforced_plan() -> EnforcementPlan {
     EnforcementPlan {
+        masks: mask_only_plan().masks,
+        ..filter_only_plan()
+    }
+}
+
+/// `meter_id` hashed, every row.
+fn mask_only_plan() -> EnforcementPlan {
+    EnforcementPlan {
+        masks: vec![ColumnMask {
+            column: "meter_id".into(),
+            kind: MaskKind::Hash,
+        }],
+        ..Default::default()
+    }
+}
+
+/// Half the rows (two regions of four), no mask.
+fn filter_only_plan() -> EnforcementPlan {
+    EnforcementPlan {
         row_filters: vec![RowFilter {
             column: "region".into(),
             operator: FilterOperator::IsAnyOf,
@@ -77,10 +96,6 @@ fn enforced_plan() -> EnforcementPlan {
                 Scalar::String("north".into()),
                 Scalar::String("south".into()),
             ],
-        }],
-        masks: vec![ColumnMask {
-            column: "meter_id".into(),
-            kind: MaskKind::Hash,
         }],
         ..Default::default()
     }
@@ -261,6 +276,8 @@ pub async fn run(
     let grants = HashMap::from([
         ("enforced".to_string(), grant(&file, enforced_plan())),
         ("open".to_string(), grant(&file, EnforcementPlan::default())),
+        ("filter".to_string(), grant(&file, filter_only_plan())),
+        ("mask".to_string(), grant(&file, mask_only_plan())),
     ]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
@@ -308,10 +325,14 @@ async fn compare_throughput(file: &Path, rows: usize, port: u16) -> Result<()> {
     let open = throughput(port, Some("open"), "", runs).await?;
     let pyarrow = throughput(py_port, None, "all", runs).await?;
     let _ = py.kill();
+    let filter = throughput(port, Some("filter"), "", runs).await?;
+    let mask = throughput(port, Some("mask"), "", runs).await?;
     for (name, (got, mbs, secs)) in [
-        ("sluis, 50 % row filter + HMAC mask", enforced),
+        ("sluis, 50 % row filter + hash mask", enforced),
         ("sluis, no policy", open),
         ("pyarrow FlightServerBase", pyarrow),
+        ("sluis, 50 % row filter only", filter),
+        ("sluis, hash mask only", mask),
     ] {
         println!(
             "  {name:<36} {got:>9} rows sent in {secs:>6.2} s  {mbs:>8.1} MB/s sent  {:>6.2} M source rows/s",

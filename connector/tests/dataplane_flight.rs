@@ -12,8 +12,8 @@ use arrow::datatypes::{Int64Type, Schema};
 use arrow_flight::{FlightClient, FlightDescriptor, Ticket};
 use futures::TryStreamExt;
 use sluis_connector::dataplane::{
-    AccessControl, AccessError, ActiveGrant, AuditId, DataPlaneConfig, DataSource, MaskKey,
-    SourceKind, TlsIdentity, serve,
+    AccessControl, AccessError, ActiveGrant, AuditId, DataPlaneConfig, DataSource, MASK_HEX_DIGITS,
+    MaskKey, SourceKind, TlsIdentity, serve,
 };
 use sluis_connector::sample::{SampleSummary, generate_meter_readings};
 use sluis_policy::enforcement::{
@@ -235,13 +235,16 @@ async fn do_get_returns_exactly_the_permitted_rows_and_columns() {
     assert_eq!(field_names(&batches[0].schema()), VISIBLE);
     assert!(strings(&batches, "region").iter().all(|r| r == "north"));
 
-    // meter ids arrive as the agreement's keyed hash (HMAC) of the real ids, never in clear
+    // meter ids arrive as the agreement's keyed hash of the real ids, never in clear
     let key = grant("t-north", north_plan()).mask_key;
     let fleet: HashSet<String> = (0..ROWS / 100)
         .map(|i| key.mask(format!("MTR-{i:07}").as_bytes()))
         .collect();
     let ids = strings(&batches, "meter_id");
-    assert!(ids.iter().all(|id| id.len() == 64 && fleet.contains(id)));
+    assert!(
+        ids.iter()
+            .all(|id| id.len() == MASK_HEX_DIGITS && fleet.contains(id))
+    );
     assert_eq!(server.access.recorded.lock().unwrap().len(), 1);
 }
 

@@ -6,6 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
+use sluis_connector::dataplane::MASK_HEX_DIGITS;
 use sluis_connector::demo::{self, Contracted, summarise};
 use sluis_connector::flight_client;
 use sluis_connector::mgmt_client::segment;
@@ -545,7 +546,10 @@ async fn purposes_masks_and_query_counts_hold_across_a_restart() {
     assert_eq!(a1, a1_again);
     assert_eq!(a1.len(), b1.len());
     assert!(a1.is_disjoint(&b1));
-    assert!(a1.iter().all(|m| m.len() == 64 && !m.starts_with("MTR")));
+    assert!(
+        a1.iter()
+            .all(|m| m.len() == MASK_HEX_DIGITS && !m.starts_with("MTR"))
+    );
 
     // the count survives a restart of the provider
     space.provider.kill();

@@ -27,7 +27,7 @@ use sluis_policy::enforcement::{
 };
 
 use super::QueryError;
-use super::mask::{MaskKey, hmac_hex};
+use super::mask::{MaskKey, keyed_hash_hex};
 
 /// Why an enforcement plan cannot be applied to a source. For the provider's log only: the
 /// messages name columns the consumer must not learn.
@@ -178,7 +178,7 @@ fn visible_exprs(
             .map(|m| m.kind);
         exprs.push(match mask {
             None => ident(name),
-            Some(MaskKind::Hash) => hmac_hex(mask_key)
+            Some(MaskKind::Hash) => keyed_hash_hex(mask_key)
                 .call(vec![cast(ident(name), DataType::Utf8)])
                 .alias(name),
             Some(MaskKind::Redact) => lit(ScalarValue::try_from(field.data_type())?).alias(name),

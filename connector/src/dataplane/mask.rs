@@ -1,10 +1,16 @@
-//! The hash mask: hex HMAC-SHA256 of a value's text form, keyed per agreement, as a
-//! DataFusion scalar function.
+//! The hash mask: the 128-bit SipHash-2-4 of a value's text form, keyed per agreement, as 32
+//! lower-case hex digits, as a DataFusion scalar function.
 //!
 //! The key of an agreement is derived from a provider secret and the agreement id
 //! ([`MaskKey::derive`]): a masked value is stable within one agreement (joinable, countable)
 //! but differs between agreements, and without the provider's secret nobody can confirm a
 //! guess (an unsalted hash of a name or a meter id is reversed by hashing candidates).
+//!
+//! What a mask needs is a pseudo-random function of short values under a secret key, which is
+//! what SipHash was designed to be. It costs about 16 ns for a meter id where HMAC-SHA256
+//! (mask v1, 64 hex digits) and keyed BLAKE3 cost 119 and 92 ns on the benchmark machine: with
+//! those, a masked scan ran at 0.52x and 0.66x of an open one. 128 bits keep collisions out of
+//! reach (2^64 values).
 //!
 //! It is used only inside enforcement views, never registered in the consumer's session:
 //! consumers see its results, they cannot call it.
@@ -13,40 +19,57 @@ use std::sync::Arc;
 
 use arrow::array::{Array, StringBuilder, as_string_array};
 use arrow::datatypes::DataType;
-use datafusion::common::{DataFusionError, Result};
+use datafusion::common::Result;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use siphasher::sip128::{Hasher128, SipHasher24};
 
-type HmacSha256 = Hmac<Sha256>;
+/// Hex digits of a mask (128 bits).
+pub const MASK_HEX_DIGITS: usize = 32;
 
 /// The secret key of one agreement's hash masks. Its `Debug` form never shows the key.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct MaskKey([u8; 32]);
 
 impl MaskKey {
-    /// The key of `agreement_id`: HMAC-SHA256(`provider_secret`, label ‖ agreement id).
+    /// The key of `agreement_id`: HMAC-SHA256(`provider_secret`, label ‖ agreement id); the
+    /// mask uses its first 128 bits.
     pub fn derive(provider_secret: &[u8], agreement_id: &str) -> Self {
-        let mut mac = keyed(provider_secret);
-        mac.update(b"sluis mask key v1\0");
+        // HMAC takes keys of any length
+        let mut mac = Hmac::<Sha256>::new_from_slice(provider_secret)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts any key"));
+        // v2: the label changed with the mask function, so no key serves both
+        mac.update(b"sluis mask key v2\0");
         mac.update(agreement_id.as_bytes());
         Self(mac.finalize().into_bytes().into())
     }
 
-    /// Lower-case hex HMAC-SHA256 of `value` under this key.
+    /// The mask of `value` under this key: [`MASK_HEX_DIGITS`] lower-case hex digits.
     pub fn mask(&self, value: &[u8]) -> String {
-        let mut mac = keyed(&self.0);
-        mac.update(value);
-        hex::encode(mac.finalize().into_bytes())
+        let mut out = [0u8; MASK_HEX_DIGITS];
+        String::from_utf8_lossy(self.mask_into(value, &mut out)).into_owned()
+    }
+
+    /// Writes the mask of `value` into `out` and returns it (ASCII hex digits).
+    fn mask_into<'a>(&self, value: &[u8], out: &'a mut [u8; MASK_HEX_DIGITS]) -> &'a [u8] {
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&self.0[..16]);
+        let mut sip = SipHasher24::new_with_key(&key);
+        // the bytes as they are: `Hasher::write` adds no length prefix or terminator
+        std::hash::Hasher::write(&mut sip, value);
+        let bytes = u128::from(sip.finish128()).to_be_bytes();
+        for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+            pair[0] = HEX[usize::from(byte >> 4)];
+            pair[1] = HEX[usize::from(byte & 0x0f)];
+        }
+        out
     }
 }
 
-fn keyed(key: &[u8]) -> HmacSha256 {
-    // HMAC takes keys of any length
-    HmacSha256::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC accepts any key"))
-}
+const HEX: &[u8; 16] = b"0123456789abcdef";
 
 impl std::fmt::Debug for MaskKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -56,12 +79,12 @@ impl std::fmt::Debug for MaskKey {
 
 /// `sluis_mask(text) -> text`: [`MaskKey::mask`] of the UTF-8 bytes; NULL stays NULL.
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct HmacHex {
+struct KeyedHashHex {
     signature: Signature,
     key: MaskKey,
 }
 
-impl ScalarUDFImpl for HmacHex {
+impl ScalarUDFImpl for KeyedHashHex {
     fn name(&self) -> &str {
         "sluis_mask"
     }
@@ -77,20 +100,15 @@ impl ScalarUDFImpl for HmacHex {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let input = args.args[0].to_array(args.number_rows)?;
         let text = as_string_array(&input);
-        // the key schedule once per batch; each value then costs two SHA-256 compressions
-        let keyed_mac = keyed(&self.key.0);
-        let mut masked = StringBuilder::with_capacity(text.len(), text.len() * 64);
-        let mut hex_out = [0u8; 64];
+        let mut masked = StringBuilder::with_capacity(text.len(), text.len() * MASK_HEX_DIGITS);
+        let mut out = [0u8; MASK_HEX_DIGITS];
         for value in text.iter() {
             match value {
                 None => masked.append_null(),
                 Some(s) => {
-                    let mut mac = keyed_mac.clone();
-                    mac.update(s.as_bytes());
-                    hex::encode_to_slice(mac.finalize().into_bytes(), &mut hex_out)
-                        .map_err(|e| DataFusionError::Internal(format!("hex: {e}")))?;
-                    // hex digits are ASCII
-                    masked.append_value(std::str::from_utf8(&hex_out).unwrap_or_default());
+                    let hex = self.key.mask_into(s.as_bytes(), &mut out);
+                    // hex digits are ASCII, so this never fails
+                    masked.append_value(std::str::from_utf8(hex).unwrap_or_default());
                 }
             }
         }
@@ -99,8 +117,8 @@ impl ScalarUDFImpl for HmacHex {
 }
 
 /// The hash mask function under `key`.
-pub fn hmac_hex(key: MaskKey) -> Arc<ScalarUDF> {
-    Arc::new(ScalarUDF::new_from_impl(HmacHex {
+pub fn keyed_hash_hex(key: MaskKey) -> Arc<ScalarUDF> {
+    Arc::new(ScalarUDF::new_from_impl(KeyedHashHex {
         signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
         key,
     }))
@@ -121,7 +139,8 @@ mod tests {
         // another provider's secret gives other masks for the same agreement
         let other = MaskKey::derive(b"other secret", "urn:agreement:a");
         assert_ne!(a.mask(b"meter-17"), other.mask(b"meter-17"));
-        assert_eq!(a.mask(b"x").len(), 64);
+        assert_eq!(a.mask(b"x").len(), MASK_HEX_DIGITS);
+        assert!(a.mask(b"x").bytes().all(|c| c.is_ascii_hexdigit()));
         assert_eq!(format!("{a:?}"), "MaskKey(..)");
     }
 }

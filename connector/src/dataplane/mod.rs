@@ -35,7 +35,7 @@ mod service;
 mod source;
 
 pub use error::QueryError;
-pub use mask::MaskKey;
+pub use mask::{MASK_HEX_DIGITS, MaskKey};
 pub use plane::{AuditedStream, Caller, DataPlane, PURPOSE_HEADER, Tally, bearer_token};
 pub use query::{PreparedQuery, ResultStream, prepare, select_all};
 pub use service::FlightDataPlane;
