@@ -657,6 +657,31 @@ tck_test!(a_stranger_gets_404, async {
     t.assert_negotiation(&p, P, "AGREED").await;
 });
 
+/// A process is readable by its parties only; a stranger gets the 404 of an unknown pid.
+async fn readable_by_its_parties_only(t: &Tck, path: &str, error_type: &str) {
+    let (status, body) = t.get(path).await;
+    assert_eq!(status, 200, "the party must read {path}: {body}");
+    let answer = t.get_as_stranger(path).await;
+    assert_eq!(
+        answer.0, 404,
+        "{STRANGER_ID} must not read {path}: {}",
+        answer.1
+    );
+    assert_refused(answer, error_type);
+}
+
+tck_test!(a_stranger_cannot_read_a_negotiation, async {
+    let (t, p) = agreed(Rules::MANUAL).await;
+    let path = format!("negotiations/{}", p.provider);
+    readable_by_its_parties_only(&t, &path, NEG_ERROR).await;
+});
+
+tck_test!(a_stranger_cannot_read_a_transfer, async {
+    let (t, p) = transfer_started().await;
+    let path = format!("transfers/{}", p.provider);
+    readable_by_its_parties_only(&t, &path, TR_ERROR).await;
+});
+
 tck_test!(
     a_schema_invalid_message_is_refused_naming_the_field,
     async {

@@ -22,6 +22,7 @@ use crate::dsp::transfer::TransferMessage;
 use crate::engine::{EngineError, negotiation, transfer};
 use crate::node::Shared;
 use crate::protocol_catalog;
+use crate::store::Store;
 use crate::tls::PeerIdentity;
 use crate::visibility::{Caller, PeerClaims};
 
@@ -89,7 +90,16 @@ pub fn router(node: Shared) -> Router {
         .route("/catalog/request", post(protocol_catalog::catalog_request))
         .route("/catalog/datasets/{id}", get(protocol_catalog::dataset))
         .route("/negotiations/request", post(negotiation_request))
-        .route("/negotiations/{pid}", get(negotiation_get))
+        .route(
+            "/negotiations/{pid}",
+            process_get(
+                NEG,
+                "no such negotiation",
+                Store::negotiation,
+                |n| &n.peer_id,
+                negotiation::dsp_view,
+            ),
+        )
         .route(
             "/negotiations/{pid}/request",
             post(negotiation_counter_request),
@@ -115,7 +125,16 @@ pub fn router(node: Shared) -> Router {
             neg("ContractNegotiationTerminationMessage", n::on_termination),
         )
         .route("/transfers/request", post(transfer_request))
-        .route("/transfers/{pid}", get(transfer_get))
+        .route(
+            "/transfers/{pid}",
+            process_get(
+                TR,
+                "no such transfer",
+                Store::transfer,
+                |t| &t.peer_id,
+                transfer::dsp_view,
+            ),
+        )
         .route(
             "/transfers/{pid}/start",
             tr("TransferStartMessage", t::on_start),
@@ -280,21 +299,6 @@ async fn negotiation_counter_request(
     ok(StatusCode::OK, negotiation::dsp_view(&n))
 }
 
-async fn negotiation_get(
-    State(node): State<Shared>,
-    Extension(peer): Extension<Option<PeerIdentity>>,
-    Path(pid): Path<String>,
-) -> DspResult {
-    let who = caller(&peer, NEG)?;
-    let n = node
-        .store
-        .negotiation(&pid)
-        .map_err(|e| DspReject::from_engine(NEG, e.into()))?
-        .filter(|n| n.peer_id == who)
-        .ok_or_else(|| DspReject::new(StatusCode::NOT_FOUND, NEG, "no such negotiation"))?;
-    ok(StatusCode::OK, negotiation::dsp_view(&n))
-}
-
 // ---- transfer ---------------------------------------------------------------------------------
 
 const TR: ErrorKind = ErrorKind::Transfer;
@@ -311,19 +315,27 @@ async fn transfer_request(
     ok(created_or_ok(created), transfer::dsp_view(&t))
 }
 
-async fn transfer_get(
-    State(node): State<Shared>,
-    Extension(peer): Extension<Option<PeerIdentity>>,
-    Path(pid): Path<String>,
-) -> DspResult {
-    let who = caller(&peer, TR)?;
-    let t = node
-        .store
-        .transfer(&pid)
-        .map_err(|e| DspReject::from_engine(TR, e.into()))?
-        .filter(|t| t.peer_id == who)
-        .ok_or_else(|| DspReject::new(StatusCode::NOT_FOUND, TR, "no such transfer"))?;
-    ok(StatusCode::OK, transfer::dsp_view(&t))
+/// A GET route for process `{pid}` as its DSP view: found only if the caller is its peer
+/// (anyone else gets the same 404 as for an unknown pid).
+fn process_get<P: Send + 'static>(
+    kind: ErrorKind,
+    missing: &'static str,
+    find: fn(&Store, &str) -> anyhow::Result<Option<P>>,
+    peer_of: fn(&P) -> &str,
+    view: fn(&P) -> Value,
+) -> axum::routing::MethodRouter<Shared> {
+    get(
+        move |State(node): State<Shared>,
+              Extension(peer): Extension<Option<PeerIdentity>>,
+              Path(pid): Path<String>| async move {
+            let who = caller(&peer, kind)?;
+            let process = find(&node.store, &pid)
+                .map_err(|e| DspReject::from_engine(kind, e.into()))?
+                .filter(|p| peer_of(p) == who)
+                .ok_or_else(|| DspReject::new(StatusCode::NOT_FOUND, kind, missing))?;
+            ok(StatusCode::OK, view(&process))
+        },
+    )
 }
 
 /// An engine entry point for a message about an existing process.

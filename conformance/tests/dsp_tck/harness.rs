@@ -239,6 +239,11 @@ impl Tck {
         answer(self.stranger.post_json(&self.url(path), msg).await)
     }
 
+    /// GETs a document from the CUT as a participant who is party to nothing.
+    pub async fn get_as_stranger(&self, path: &str) -> (StatusCode, Value) {
+        answer(self.stranger.get_json(&self.url(path)).await)
+    }
+
     /// GETs a document at the root of the CUT's protocol listener.
     pub async fn get_root(&self, path: &str) -> (StatusCode, Value) {
         let root = self.cut_dsp.trim_end_matches('/').trim_end_matches("/dsp");
