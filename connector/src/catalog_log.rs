@@ -238,6 +238,13 @@ mod tests {
     use super::*;
     use sluis_catalog::Dataset;
 
+    /// The log of the in-memory catalogue, also in a build with the disk store.
+    fn in_memory(dir: &Path) -> CatalogLog {
+        let mut log = CatalogLog::open(dir).unwrap();
+        log.disk = None;
+        log
+    }
+
     fn put(log: &CatalogLog, cat: &CatalogStore, id: &str) {
         let ds = Dataset {
             id: id.into(),
@@ -259,7 +266,7 @@ mod tests {
     #[test]
     fn changes_survive_reopening_and_snapshots() {
         let dir = tempfile::tempdir().unwrap();
-        let log = CatalogLog::open(dir.path()).unwrap();
+        let log = in_memory(dir.path());
         let cat = log.restore().unwrap();
         for i in 0..=SNAPSHOT_AFTER {
             put(&log, &cat, &format!("urn:x:{i}"));
@@ -267,20 +274,20 @@ mod tests {
         let failed = log.record::<()>(|| Err(CatalogError::Store("no".into())));
         assert!(failed.is_err());
         drop((log, cat));
-        let log = CatalogLog::open(dir.path()).unwrap();
+        let log = in_memory(dir.path());
         let cat = log.restore().unwrap();
         assert_eq!(cat.len().unwrap() as i64, SNAPSHOT_AFTER + 1);
         assert!(dir.path().join("catalog-snapshot.nq").exists());
         put(&log, &cat, "urn:x:after");
         drop((log, cat));
-        let cat = CatalogLog::open(dir.path()).unwrap().restore().unwrap();
+        let cat = in_memory(dir.path()).restore().unwrap();
         assert_eq!(cat.len().unwrap() as i64, SNAPSHOT_AFTER + 2);
     }
 
     #[test]
     fn an_in_memory_catalogue_is_seen_by_its_log_or_its_snapshot() {
         let dir = tempfile::tempdir().unwrap();
-        let log = CatalogLog::open(dir.path()).unwrap();
+        let log = in_memory(dir.path());
         assert!(!log.holds_in_memory_catalogue().unwrap());
         let cat = log.restore_in_memory().unwrap();
         put(&log, &cat, "urn:x:logged");
