@@ -30,13 +30,14 @@ use siphasher::sip128::{Hasher128, SipHasher24};
 /// Hex digits of a mask (128 bits).
 pub const MASK_HEX_DIGITS: usize = 32;
 
-/// The secret key of one agreement's hash masks. Its `Debug` form never shows the key.
+/// The secret key of one agreement's hash masks (a SipHash key). Its `Debug` form never shows
+/// the key.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub struct MaskKey([u8; 32]);
+pub struct MaskKey([u8; 16]);
 
 impl MaskKey {
-    /// The key of `agreement_id`: HMAC-SHA256(`provider_secret`, label ‖ agreement id); the
-    /// mask uses its first 128 bits.
+    /// The key of `agreement_id`: the first 128 bits of HMAC-SHA256(`provider_secret`, label ‖
+    /// agreement id).
     pub fn derive(provider_secret: &[u8], agreement_id: &str) -> Self {
         // HMAC takes keys of any length
         let mut mac = Hmac::<Sha256>::new_from_slice(provider_secret)
@@ -44,32 +45,32 @@ impl MaskKey {
         // v2: the label changed with the mask function, so no key serves both
         mac.update(b"sluis mask key v2\0");
         mac.update(agreement_id.as_bytes());
-        Self(mac.finalize().into_bytes().into())
+        let derived = mac.finalize().into_bytes();
+        let mut key = [0u8; 16];
+        key.copy_from_slice(&derived[..16]);
+        Self(key)
     }
 
     /// The mask of `value` under this key: [`MASK_HEX_DIGITS`] lower-case hex digits.
     pub fn mask(&self, value: &[u8]) -> String {
-        let mut out = [0u8; MASK_HEX_DIGITS];
-        String::from_utf8_lossy(self.mask_into(value, &mut out)).into_owned()
+        hex::encode(self.digest(value))
     }
 
-    /// Writes the mask of `value` into `out` and returns it (ASCII hex digits).
-    fn mask_into<'a>(&self, value: &[u8], out: &'a mut [u8; MASK_HEX_DIGITS]) -> &'a [u8] {
-        let mut key = [0u8; 16];
-        key.copy_from_slice(&self.0[..16]);
-        let mut sip = SipHasher24::new_with_key(&key);
+    /// Writes the mask of `value` into `out` and returns it.
+    fn mask_into<'a>(&self, value: &[u8], out: &'a mut [u8; MASK_HEX_DIGITS]) -> &'a str {
+        // 16 bytes always fit 32 hex digits, and hex digits are ASCII
+        let _ = hex::encode_to_slice(self.digest(value), out);
+        std::str::from_utf8(out).unwrap_or_default()
+    }
+
+    /// The 128-bit SipHash-2-4 of `value`.
+    fn digest(&self, value: &[u8]) -> [u8; 16] {
+        let mut sip = SipHasher24::new_with_key(&self.0);
         // the bytes as they are: `Hasher::write` adds no length prefix or terminator
         std::hash::Hasher::write(&mut sip, value);
-        let bytes = u128::from(sip.finish128()).to_be_bytes();
-        for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
-            pair[0] = HEX[usize::from(byte >> 4)];
-            pair[1] = HEX[usize::from(byte & 0x0f)];
-        }
-        out
+        u128::from(sip.finish128()).to_be_bytes()
     }
 }
-
-const HEX: &[u8; 16] = b"0123456789abcdef";
 
 impl std::fmt::Debug for MaskKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -105,11 +106,7 @@ impl ScalarUDFImpl for KeyedHashHex {
         for value in text.iter() {
             match value {
                 None => masked.append_null(),
-                Some(s) => {
-                    let hex = self.key.mask_into(s.as_bytes(), &mut out);
-                    // hex digits are ASCII, so this never fails
-                    masked.append_value(std::str::from_utf8(hex).unwrap_or_default());
-                }
+                Some(s) => masked.append_value(self.key.mask_into(s.as_bytes(), &mut out)),
             }
         }
         Ok(ColumnarValue::Array(Arc::new(masked.finish())))
