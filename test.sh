@@ -7,6 +7,8 @@ cd "$(dirname "$0")"
 ROOT=$(pwd)
 SHARED="${SLUIS_SHARED:-$ROOT/../shared}"
 step() { printf '\n==> %s\n' "$*"; }
+# disk a clean debug build of every target takes (measured 2026-11-25, see README)
+NEED_MB=4000
 
 step "Python test clients (.venv: $(python3 --version 2>&1))"
 if [ ! -x .venv/bin/python ]; then
@@ -32,13 +34,24 @@ else
 fi
 
 step "Build (debug, all targets)"
+TARGET="${CARGO_TARGET_DIR:-target}"
+mkdir -p "$TARGET"
+free_mb=$(df -Pm "$TARGET" | awk 'NR==2 {print $4}')
+if [ "${free_mb:-0}" -lt "$NEED_MB" ]; then
+  echo "warning: $free_mb MB free under $TARGET; a clean build needs about $NEED_MB MB." >&2
+  echo "         Free some space, or set CARGO_TARGET_DIR to a larger disk." >&2
+fi
+if [ "${CI:-}" = true ]; then
+  # a one-shot build never reuses incremental state: skip writing it
+  export CARGO_INCREMENTAL=0
+fi
 cargo build --workspace --all-targets --locked
 
 status=0
 step "Conformance: ODRL test suite"
 if [ -d "$SHARED/spec/odrl-test-suite" ]; then
   # the binary the workspace build made: `cargo run -p` would resolve other features and rebuild
-  "${CARGO_TARGET_DIR:-target}/debug/odrl-suite" "$SHARED/spec/odrl-test-suite" conformance/odrl-cases || status=1
+  "$TARGET/debug/odrl-suite" "$SHARED/spec/odrl-test-suite" conformance/odrl-cases || status=1
 else
   echo "FAILED: the shared ODRL test suite is not at $SHARED/spec/odrl-test-suite (set SLUIS_SHARED)"
   status=1

@@ -8,6 +8,11 @@ use clap::{Parser, Subcommand};
 use sluis_connector::config::{Config, DEFAULT_CONFIG, LogFormat};
 use sluis_connector::{bench, bench_flight, cli, consumer_cli, demo, run, sample, tls};
 
+/// mimalloc keeps freed pages for reuse; glibc's malloc hands large buffers (Parquet column
+/// chunks, Arrow batches) back to the kernel and faults them in again on the next query.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "sluis",
