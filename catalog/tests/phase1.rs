@@ -507,3 +507,49 @@ fn a_change_log_replays_to_the_same_catalogue() {
     assert_eq!(live.datasets().unwrap().len(), 2);
     assert!(log.contains("\"op\":\"putDataset\""), "{log}");
 }
+
+/// Served pages and lookups come from a cache of recently served datasets; every write must
+/// reach them at once, or a withdrawn offer would still be offered.
+#[test]
+fn every_write_reaches_served_pages_and_lookups_at_once() {
+    let cat = CatalogStore::new().unwrap();
+    let id = "https://provider.example/datasets/meter";
+    let page = |cat: &CatalogStore| {
+        let p = cat.dsp_catalog(&svc(), Page::default()).unwrap();
+        (dataset_ids(&p.catalog), p.catalog.to_string())
+    };
+    let lookup = |cat: &CatalogStore| cat.dsp_dataset(id, &svc()).unwrap().map(|v| v.to_string());
+    cat.put_dataset(&dataset(id, vec![demo_offer(), nested_offer()]))
+        .unwrap();
+    // served twice: the second answer is the cached one
+    assert_eq!(page(&cat), page(&cat));
+    assert!(lookup(&cat).unwrap().contains("urn:sluis:offer:nested"));
+
+    // a replacement withdraws an offer and renames the dataset
+    let mut second = dataset(id, vec![demo_offer()]);
+    second.title = "Renamed".into();
+    cat.put_dataset(&second).unwrap();
+    let (ids, text) = page(&cat);
+    assert_eq!(ids, vec![id.to_string()]);
+    assert!(text.contains("Renamed") && !text.contains("urn:sluis:offer:nested"));
+    let looked_up = lookup(&cat).unwrap();
+    assert!(looked_up.contains("Renamed") && !looked_up.contains("urn:sluis:offer:nested"));
+
+    // an import replaces it again
+    let mut third = dataset(id, vec![demo_offer()]);
+    third.title = "Imported".into();
+    let other = CatalogStore::new().unwrap();
+    other.put_dataset(&third).unwrap();
+    let turtle = other
+        .export(sluis_catalog::RdfSyntax::Turtle, None)
+        .unwrap();
+    cat.import(&turtle, sluis_catalog::RdfSyntax::Turtle)
+        .unwrap();
+    assert!(page(&cat).1.contains("Imported"));
+    assert!(lookup(&cat).unwrap().contains("Imported"));
+
+    // a removal empties both
+    assert!(cat.remove_dataset(id).unwrap());
+    assert!(page(&cat).0.is_empty());
+    assert!(lookup(&cat).is_none());
+}
