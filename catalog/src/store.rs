@@ -45,8 +45,9 @@ pub struct CatalogStore {
 type HotDatasets = LruCache<String, (u64, Arc<Dataset>)>;
 
 /// Datasets kept parsed for serving (see [`CatalogStore::served_dataset`]): the first pages
-/// of the catalogue, about 10 MB. On the disk store a dataset read from the graph costs tens
-/// of RocksDB lookups, and a page of 50 took 18 ms.
+/// of the catalogue; about 8 MB (resident memory at 100,000 datasets went from 266 to 274 MB).
+/// On the disk store a dataset read from the graph costs tens of RocksDB lookups, and a page
+/// of 50 took 18 ms.
 const HOT_DATASETS: usize = 1024;
 
 /// Source of [`Entry::version`]s.
