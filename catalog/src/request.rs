@@ -281,7 +281,7 @@ impl CatalogStore {
         let marker = self.scope_marker()?;
         let mut items = Vec::with_capacity(ids.len());
         for id in ids {
-            let Some(ds) = self.served_dataset(&id)? else {
+            let Some(ds) = self.served_dataset(&NamedNode::new_unchecked(id))? else {
                 continue;
             };
             let offers = visible_offers(&ds, visible, marker.as_ref());

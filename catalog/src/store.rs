@@ -283,7 +283,11 @@ impl CatalogStore {
     /// Every write replaces the dataset's [`Entry`] under the index's write lock after it
     /// commits, and the version is read before the graph: a cached dataset is therefore never
     /// older than the entry it is served for.
-    pub(crate) fn served_dataset(&self, id: &str) -> Result<Option<Arc<Dataset>>, CatalogError> {
+    pub(crate) fn served_dataset(
+        &self,
+        node: &NamedNode,
+    ) -> Result<Option<Arc<Dataset>>, CatalogError> {
+        let id = node.as_str();
         let Some(version) = self
             .ids
             .read()
@@ -298,7 +302,7 @@ impl CatalogStore {
         {
             return Ok(Some(ds.clone()));
         }
-        let Some(ds) = self.read_dataset(&NamedNode::new_unchecked(id))? else {
+        let Some(ds) = self.read_dataset(node)? else {
             return Ok(None);
         };
         let ds = Arc::new(ds);
@@ -407,8 +411,7 @@ impl CatalogStore {
         svc: &ServiceInfo,
         visible: &dyn crate::OfferVisibility,
     ) -> Result<Option<Value>, CatalogError> {
-        dataset_node(id)?; // an id that is not an IRI is refused, not "unknown"
-        let Some(ds) = self.served_dataset(id)? else {
+        let Some(ds) = self.served_dataset(&dataset_node(id)?)? else {
             return Ok(None);
         };
         let offers = visible_offers(&ds, visible, self.scope_marker()?.as_ref());
