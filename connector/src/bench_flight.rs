@@ -131,24 +131,6 @@ async fn drain(c: &mut FlightClient, ticket: &str) -> Result<(usize, usize, f64)
     Ok((rows, bytes, start.elapsed().as_secs_f64()))
 }
 
-/// The fastest of `runs` full reads, as (rows received, MB/s of Arrow data, seconds).
-async fn throughput(
-    port: u16,
-    token: Option<&str>,
-    ticket: &str,
-    runs: usize,
-) -> Result<(usize, f64, f64)> {
-    let mut c = client(port, token).await?;
-    let mut best = (0, 0.0, f64::MAX);
-    for _ in 0..runs {
-        let (rows, bytes, secs) = drain(&mut c, ticket).await?;
-        if secs < best.2 {
-            best = (rows, bytes as f64 / 1e6 / secs, secs);
-        }
-    }
-    Ok(best)
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i.min(sorted.len() - 1)]
@@ -255,12 +237,14 @@ pub enum Phase {
 }
 
 /// Runs the benchmark on `rows` rows in `file` (generated when missing) and prints the figures:
-/// the phases in `only` (all when empty), `first_batch_runs` queries for the first batch.
+/// the phases in `only` (all when empty), `first_batch_runs` queries for the first batch,
+/// `rounds` full reads of each configuration for the throughput.
 pub async fn run(
     rows: usize,
     file: Option<PathBuf>,
     only: &[Phase],
     first_batch_runs: usize,
+    rounds: usize,
 ) -> Result<()> {
     let file = file.unwrap_or_else(|| PathBuf::from(format!("/tmp/sluis-bench-{rows}.parquet")));
     if !file.exists() {
@@ -294,7 +278,7 @@ pub async fn run(
     ));
     let runs = |phase| only.is_empty() || only.contains(&phase);
     if runs(Phase::Throughput) {
-        compare_throughput(&file, rows, port).await?;
+        compare_throughput(&file, rows, port, rounds.max(1)).await?;
     }
     if runs(Phase::FirstBatch) {
         let sql = format!("SELECT meter_id, kwh FROM {TABLE} WHERE kwh > 1.0 LIMIT 1000");
@@ -316,33 +300,74 @@ pub async fn run(
     Ok(())
 }
 
+/// The configurations the throughput phase compares, in the order of each round.
+const CONFIGS: [(&str, Option<&str>); 5] = [
+    ("sluis, 50 % row filter + hash mask", Some("enforced")),
+    ("sluis, no policy", Some("open")),
+    ("pyarrow FlightServerBase", None),
+    ("sluis, 50 % row filter only", Some("filter")),
+    ("sluis, hash mask only", Some("mask")),
+];
+
 /// DoGet of every visible row, enforced and not, against pyarrow's server on the same file.
-async fn compare_throughput(file: &Path, rows: usize, port: u16) -> Result<()> {
+///
+/// The configurations take turns, one full read each per round, so that a slow spell of a
+/// shared machine falls on all of them; the ratios are the medians of the per-round ratios.
+async fn compare_throughput(file: &Path, rows: usize, port: u16, rounds: usize) -> Result<()> {
     let (mut py, py_port) = pyarrow_server(file)?;
-    let runs = 3;
-    println!("DoGet of every visible row of {rows} source rows, fastest of {runs}:");
-    let enforced = throughput(port, Some("enforced"), "", runs).await?;
-    let open = throughput(port, Some("open"), "", runs).await?;
-    let pyarrow = throughput(py_port, None, "all", runs).await?;
-    let _ = py.kill();
-    let filter = throughput(port, Some("filter"), "", runs).await?;
-    let mask = throughput(port, Some("mask"), "", runs).await?;
-    for (name, (got, mbs, secs)) in [
-        ("sluis, 50 % row filter + hash mask", enforced),
-        ("sluis, no policy", open),
-        ("pyarrow FlightServerBase", pyarrow),
-        ("sluis, 50 % row filter only", filter),
-        ("sluis, hash mask only", mask),
-    ] {
+    let mut clients = Vec::new();
+    for (_, token) in CONFIGS {
+        clients.push(match token {
+            Some(t) => client(port, Some(t)).await?,
+            None => client(py_port, None).await?,
+        });
+    }
+    // (rows, bytes, seconds) per configuration per round
+    let mut runs: Vec<Vec<(usize, usize, f64)>> = vec![Vec::new(); CONFIGS.len()];
+    println!("DoGet of every visible row of {rows} source rows, {rounds} rounds:");
+    for round in 0..rounds {
+        for (i, (_, token)) in CONFIGS.iter().enumerate() {
+            let ticket = if token.is_some() { "" } else { "all" };
+            runs[i].push(drain(&mut clients[i], ticket).await?);
+        }
+        let secs = |i: usize| runs[i][round].2;
         println!(
-            "  {name:<36} {got:>9} rows sent in {secs:>6.2} s  {mbs:>8.1} MB/s sent  {:>6.2} M source rows/s",
-            rows as f64 / 1e6 / secs
+            "  round {}: enforced {:.2} s, no policy {:.2} s, pyarrow {:.2} s, filter {:.2} s, mask {:.2} s",
+            round + 1,
+            secs(0),
+            secs(1),
+            secs(2),
+            secs(3),
+            secs(4)
         );
     }
+    let _ = py.kill();
+    for ((name, _), taken) in CONFIGS.iter().zip(&runs) {
+        let (got, bytes, best) = taken
+            .iter()
+            .copied()
+            .min_by(|a, b| a.2.total_cmp(&b.2))
+            .unwrap_or_default();
+        let mut secs: Vec<f64> = taken.iter().map(|r| r.2).collect();
+        secs.sort_by(f64::total_cmp);
+        println!(
+            "  {name:<36} {got:>9} rows sent; best {best:>6.2} s, median {:>6.2} s; {:>8.1} MB/s sent, {:>6.2} M source rows/s (best)",
+            percentile(&secs, 0.5),
+            bytes as f64 / 1e6 / best,
+            rows as f64 / 1e6 / best
+        );
+    }
+    let median_ratio = |num: usize, den: usize| {
+        let mut r: Vec<f64> = (0..rounds)
+            .map(|k| runs[num][k].2 / runs[den][k].2)
+            .collect();
+        r.sort_by(f64::total_cmp);
+        percentile(&r, 0.5)
+    };
     println!(
-        "  enforced / unenforced (source rows/s): {:.2}x; unenforced / pyarrow (same rows, time): {:.2}x",
-        open.2 / enforced.2,
-        pyarrow.2 / open.2
+        "  enforced / unenforced (source rows/s): {:.2}x; unenforced / pyarrow (same rows, time): {:.2}x (medians of the per-round ratios)",
+        median_ratio(1, 0),
+        median_ratio(2, 1)
     );
     Ok(())
 }

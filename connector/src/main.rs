@@ -143,6 +143,9 @@ enum Command {
         /// Queries timed for the time to first batch.
         #[arg(long, default_value_t = 200)]
         first_batch_runs: usize,
+        /// Full reads of each configuration in the throughput phase, taking turns.
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
     },
 }
 
@@ -309,7 +312,14 @@ fn dispatch(command: Command) -> Result<()> {
             file,
             only,
             first_batch_runs,
-        } => runtime()?.block_on(bench_flight::run(rows, file, &only, first_batch_runs)),
+            rounds,
+        } => runtime()?.block_on(bench_flight::run(
+            rows,
+            file,
+            &only,
+            first_batch_runs,
+            rounds,
+        )),
         Command::Sample { out, rows, seed } => {
             let s = sample::generate_meter_readings(&out, rows, seed)?;
             println!(

@@ -259,13 +259,13 @@ async fn negotiation_action(
         .reason
         .unwrap_or_else(|| "terminated by the operator".into());
     let n = match action.as_str() {
-        "offer" => negotiation::offer(&node, &id)?,
-        "request" => negotiation::counter_request(&node, &id, body.offer)?,
-        "agree" => negotiation::agree(&node, &id)?,
-        "verify" => negotiation::verify(&node, &id)?,
-        "finalize" => negotiation::finalize(&node, &id)?,
-        "accept" => negotiation::accept(&node, &id)?,
-        "terminate" => negotiation::terminate(&node, &id, &reason)?,
+        "offer" => negotiation::offer(&node, &id).await?,
+        "request" => negotiation::counter_request(&node, &id, body.offer).await?,
+        "agree" => negotiation::agree(&node, &id).await?,
+        "verify" => negotiation::verify(&node, &id).await?,
+        "finalize" => negotiation::finalize(&node, &id).await?,
+        "accept" => negotiation::accept(&node, &id).await?,
+        "terminate" => negotiation::terminate(&node, &id, &reason).await?,
         other => {
             return Err(MgmtError(
                 StatusCode::NOT_FOUND,
@@ -290,7 +290,7 @@ async fn get_agreement(State(node): State<Shared>, Path(id): Path<String>) -> Mg
 
 async fn start_transfer(State(node): State<Shared>, body: Bytes) -> MgmtResult {
     let req: StartTransfer = parse_body(&body, None)?;
-    json_ok(StatusCode::CREATED, transfer::request(&node, req)?)
+    json_ok(StatusCode::CREATED, transfer::request(&node, req).await?)
 }
 
 async fn list_transfers(State(node): State<Shared>) -> MgmtResult {
@@ -348,10 +348,10 @@ async fn transfer_action(
         .reason
         .unwrap_or_else(|| format!("{action} by the operator"));
     let t = match action.as_str() {
-        "start" | "resume" => transfer::start(&node, &id)?,
-        "suspend" => transfer::stop(&node, &id, TransferMessage::Suspension, &reason)?,
-        "complete" => transfer::stop(&node, &id, TransferMessage::Completion, &reason)?,
-        "terminate" => transfer::stop(&node, &id, TransferMessage::Termination, &reason)?,
+        "start" | "resume" => transfer::start(&node, &id).await?,
+        "suspend" => transfer::stop(&node, &id, TransferMessage::Suspension, &reason).await?,
+        "complete" => transfer::stop(&node, &id, TransferMessage::Completion, &reason).await?,
+        "terminate" => transfer::stop(&node, &id, TransferMessage::Termination, &reason).await?,
         other => {
             return Err(MgmtError(
                 StatusCode::NOT_FOUND,
@@ -377,8 +377,9 @@ async fn wait_for(
     };
     let timeout = Duration::from_millis(q.timeout_ms.unwrap_or(10_000)).min(MAX_WAIT);
     let deadline = Instant::now() + timeout;
-    let mut changes = node.store.subscribe();
+    let watch = node.store.watch(id);
     loop {
+        let changed = watch.changed();
         match read(node)? {
             None => return Err(MgmtError(StatusCode::NOT_FOUND, "no such process".into())),
             Some((state, terminal)) if state == target || terminal => return Ok(()),
@@ -388,16 +389,8 @@ async fn wait_for(
         if left.is_zero() {
             return Ok(());
         }
-        // Changes of other processes do not wake the read; a lagged receiver only means we
-        // re-read; a closed one cannot happen while we hold the store.
-        let ours = async {
-            while let Ok(change) = changes.recv().await {
-                if change.id == id {
-                    return;
-                }
-            }
-        };
-        let _ = tokio::time::timeout(left, ours).await;
+        // only a commit that changed this process wakes the read
+        let _ = tokio::time::timeout(left, changed).await;
     }
 }
 

@@ -121,17 +121,19 @@ async fn deliver(node: &Shared, item: &OutboxItem) {
     };
     match sent {
         Ok((_, answer)) => {
-            let done = node.store.transact(|tx| tx.dequeue(item.id)).and_then(|_| {
-                match item.purpose.as_str() {
+            let done = match node.store.transact(|tx| tx.dequeue(item.id)).await {
+                Err(e) => Err(e),
+                Ok(()) => match item.purpose.as_str() {
                     negotiation::PURPOSE_REQUEST => {
                         learn_provider_pid::<Negotiation>(&node.store, &item.process_id, &answer)
+                            .await
                     }
                     transfer::PURPOSE_REQUEST => {
-                        learn_provider_pid::<Transfer>(&node.store, &item.process_id, &answer)
+                        learn_provider_pid::<Transfer>(&node.store, &item.process_id, &answer).await
                     }
                     _ => Ok(()),
-                }
-            });
+                },
+            };
             if let Err(e) = done {
                 warn!(error = %format!("{e:#}"), "recording a delivery failed");
             }
@@ -145,7 +147,7 @@ async fn deliver(node: &Shared, item: &OutboxItem) {
         }
         Err(e) if is_refusal(&e) && already_applied(node, item).await => {
             info!(error = %e, "the peer refused a repeat of a message it had applied: delivered");
-            if let Err(e) = node.store.transact(|tx| tx.dequeue(item.id)) {
+            if let Err(e) = node.store.transact(|tx| tx.dequeue(item.id)).await {
                 warn!(error = %format!("{e:#}"), "recording a delivery failed");
             }
         }
@@ -153,9 +155,9 @@ async fn deliver(node: &Shared, item: &OutboxItem) {
             warn!(error = %e, "delivery failed for good; terminating the process locally");
             let why = format!("delivery to the peer failed: {e}");
             let result = if item.purpose.starts_with("negotiation") {
-                fail_locally::<Negotiation>(&node.store, &item.process_id, &why)
+                fail_locally::<Negotiation>(&node.store, &item.process_id, &why).await
             } else {
-                fail_locally::<Transfer>(&node.store, &item.process_id, &why)
+                fail_locally::<Transfer>(&node.store, &item.process_id, &why).await
             };
             if let Err(e) = result {
                 warn!(error = %format!("{e:#}"), "recording the failure failed");

@@ -106,23 +106,33 @@ pub fn router(node: Shared) -> Router {
         )
         .route(
             "/negotiations/{pid}/offers",
-            neg("ContractOfferMessage", n::on_offer),
+            neg("ContractOfferMessage", |n, c, p, m| {
+                Box::pin(async move { n::on_offer(&n, &c, &p, m).await })
+            }),
         )
         .route(
             "/negotiations/{pid}/events",
-            neg("ContractNegotiationEventMessage", n::on_event),
+            neg("ContractNegotiationEventMessage", |n, c, p, m| {
+                Box::pin(async move { n::on_event(&n, &c, &p, m).await })
+            }),
         )
         .route(
             "/negotiations/{pid}/agreement",
-            neg("ContractAgreementMessage", n::on_agreement),
+            neg("ContractAgreementMessage", |n, c, p, m| {
+                Box::pin(async move { n::on_agreement(&n, &c, &p, m).await })
+            }),
         )
         .route(
             "/negotiations/{pid}/agreement/verification",
-            neg("ContractAgreementVerificationMessage", n::on_verification),
+            neg("ContractAgreementVerificationMessage", |n, c, p, m| {
+                Box::pin(async move { n::on_verification(&n, &c, &p, m).await })
+            }),
         )
         .route(
             "/negotiations/{pid}/termination",
-            neg("ContractNegotiationTerminationMessage", n::on_termination),
+            neg("ContractNegotiationTerminationMessage", |n, c, p, m| {
+                Box::pin(async move { n::on_termination(&n, &c, &p, m).await })
+            }),
         )
         .route("/transfers/request", post(transfer_request))
         .route(
@@ -137,22 +147,30 @@ pub fn router(node: Shared) -> Router {
         )
         .route(
             "/transfers/{pid}/start",
-            tr("TransferStartMessage", t::on_start),
+            tr("TransferStartMessage", |n, c, p, m| {
+                Box::pin(async move { t::on_start(&n, &c, &p, m).await })
+            }),
         )
         .route(
             "/transfers/{pid}/completion",
-            tr("TransferCompletionMessage", t::on_completion),
+            tr("TransferCompletionMessage", |n, c, p, m| {
+                Box::pin(async move { t::on_completion(&n, &c, &p, m).await })
+            }),
         )
         .route(
             "/transfers/{pid}/suspension",
             tr("TransferSuspensionMessage", |n, c, p, m| {
-                t::on_stop(n, c, p, m, TransferMessage::Suspension)
+                Box::pin(
+                    async move { t::on_stop(&n, &c, &p, m, TransferMessage::Suspension).await },
+                )
             }),
         )
         .route(
             "/transfers/{pid}/termination",
             tr("TransferTerminationMessage", |n, c, p, m| {
-                t::on_stop(n, c, p, m, TransferMessage::Termination)
+                Box::pin(
+                    async move { t::on_stop(&n, &c, &p, m, TransferMessage::Termination).await },
+                )
             }),
         );
     Router::new()
@@ -265,6 +283,7 @@ async fn negotiation_request(
 ) -> DspResult {
     let (who, msg, pids) = contract_request(&node, &peer, claims, body).await?;
     let (n, created) = negotiation::on_initial_request(&node, &who, msg)
+        .await
         .map_err(|e| DspReject::from_engine(NEG, e).with_pids(pids))?;
     ok(created_or_ok(created), negotiation::dsp_view(&n))
 }
@@ -295,6 +314,7 @@ async fn negotiation_counter_request(
 ) -> DspResult {
     let (who, msg, pids) = contract_request(&node, &peer, claims, body).await?;
     let n = negotiation::on_counter_request(&node, &who, &pid, msg)
+        .await
         .map_err(|e| DspReject::from_engine(NEG, e).with_pids(pids))?;
     ok(StatusCode::OK, negotiation::dsp_view(&n))
 }
@@ -311,6 +331,7 @@ async fn transfer_request(
     let who = caller(&peer, TR)?;
     let (msg, pids) = read(body, "TransferRequestMessage", TR).await?;
     let (t, created) = transfer::on_request(&node, &who, msg)
+        .await
         .map_err(|e| DspReject::from_engine(TR, e).with_pids(pids))?;
     ok(created_or_ok(created), transfer::dsp_view(&t))
 }
@@ -338,8 +359,10 @@ fn process_get<P: Send + 'static>(
     )
 }
 
-/// An engine entry point for a message about an existing process.
-type Inbound<T, P> = fn(&Shared, &str, &str, T) -> Result<P, EngineError>;
+/// An engine entry point for a message about an existing process: (node, caller, pid,
+/// message).
+type Inbound<T, P> =
+    fn(Shared, String, String, T) -> futures::future::BoxFuture<'static, Result<P, EngineError>>;
 
 /// A POST route for a message about process `{pid}`: caller, bounded body, engine, reply.
 /// `answer` gives the body of the 200 answer (`None`: an empty body).
@@ -360,7 +383,8 @@ where
               body: Body| async move {
             let who = caller(&peer, kind)?;
             let (msg, pids) = read(body, expected, kind).await?;
-            let process = handle(&node, &who, &pid, msg)
+            let process = handle(node, who, pid, msg)
+                .await
                 .map_err(|e| DspReject::from_engine(kind, e).with_pids(pids))?;
             Ok::<_, DspReject>(match answer(&process) {
                 Some(body) => (StatusCode::OK, Json(body)).into_response(),

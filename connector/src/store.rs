@@ -4,15 +4,17 @@
 //! Every state change commits in one transaction with the messages it sends (the outbox),
 //! so a crash can neither lose a message nor send one for a change that did not happen.
 
+use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::{Context, Result, anyhow};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 use serde_json::Value;
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::futures::Notified;
+use tokio::sync::{Notify, watch};
 
 use crate::dsp::Role;
 use crate::dsp::negotiation::NegotiationState;
@@ -99,15 +101,54 @@ pub enum ProcessKind {
     Transfer,
 }
 
-/// A committed state change, broadcast to waiters.
-#[derive(Debug, Clone)]
-pub struct Change {
-    /// Which kind of process.
-    pub kind: ProcessKind,
-    /// The local process id.
-    pub id: String,
-    /// The new state name.
-    pub state: String,
+/// The tasks waiting for a change of one process each: a commit wakes only the waiters of
+/// the processes it changed (a broadcast of every change woke every waiter).
+#[derive(Default)]
+struct Watchers(Mutex<HashMap<String, (usize, Arc<Notify>)>>);
+
+impl Watchers {
+    fn map(&self) -> MutexGuard<'_, HashMap<String, (usize, Arc<Notify>)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wake(&self, ids: &[String]) {
+        let map = self.map();
+        if map.is_empty() {
+            return;
+        }
+        for id in ids {
+            if let Some((_, notify)) = map.get(id) {
+                notify.notify_waiters();
+            }
+        }
+    }
+}
+
+/// Interest in the committed changes of one process (see [`Store::watch`]).
+pub struct ProcessWatch {
+    watchers: Arc<Watchers>,
+    id: String,
+    notify: Arc<Notify>,
+}
+
+impl ProcessWatch {
+    /// Completes at the next committed change of the process after this call: call it
+    /// before reading the state, then await it, and no change in between is missed.
+    pub fn changed(&self) -> Notified<'_> {
+        self.notify.notified()
+    }
+}
+
+impl Drop for ProcessWatch {
+    fn drop(&mut self) {
+        let mut map = self.watchers.map();
+        if let Some((count, _)) = map.get_mut(&self.id) {
+            *count -= 1;
+            if *count == 0 {
+                map.remove(&self.id);
+            }
+        }
+    }
 }
 
 /// A contract negotiation as this connector sees it.
@@ -226,9 +267,6 @@ pub struct OutboxItem {
     pub next_attempt_at: DateTime<Utc>,
 }
 
-/// Read connections beside the writer: WAL lets them read while the writer commits.
-const READERS: usize = 2;
-
 /// The head of a process's outbox queue, as the sender schedules it.
 #[derive(Debug, Clone)]
 pub struct DueMessage {
@@ -242,22 +280,78 @@ pub struct DueMessage {
 
 /// The state store. Cheap to clone.
 ///
-/// One connection writes (transactions are short: no network call happens inside one); a
-/// few more read, so that waiting reads never queue behind commits. Statements are prepared
-/// once per connection.
+/// One connection writes, and every change reads through it too (transactions are short: no
+/// network call happens inside one). Reads outside a change go to a second connection, which
+/// sees only committed data: the outbox must never send a message whose change may still
+/// fail to commit. Statements are prepared once per connection.
+///
+/// **Group commit.** Each [`Store::transact`] runs inside a savepoint of the transaction that
+/// is open at the time, and waits for that transaction to commit before it returns. The first
+/// change of a transaction spawns its commit, which yields once to the runtime before it
+/// commits: the changes staged meanwhile by other tasks commit with it, in one write of the
+/// write-ahead log. Under no load a transaction holds one change and commits at once.
 #[derive(Clone)]
 pub struct Store {
-    writer: Arc<Mutex<Connection>>,
-    readers: Arc<[Mutex<Connection>]>,
-    changes: broadcast::Sender<Change>,
+    db: Arc<Mutex<Db>>,
+    reader: Arc<Mutex<Connection>>,
+    watchers: Arc<Watchers>,
     outbox_ready: Arc<Notify>,
+}
+
+/// The connection and the transaction open on it, if any.
+struct Db {
+    conn: Connection,
+    open: Option<Batch>,
+}
+
+/// How a transaction ended: `None` while it is open.
+type Outcome = Option<Result<(), Arc<str>>>;
+
+/// The signal of a transaction's end, for the changes staged in it.
+type Committed = watch::Receiver<Outcome>;
+
+/// The changes of the open transaction, published when it commits.
+struct Batch {
+    changed: Vec<String>,
+    enqueued: bool,
+    done: watch::Sender<Outcome>,
 }
 
 /// An open transaction; changes are published only when it commits.
 pub struct Tx<'a> {
-    tx: rusqlite::Transaction<'a>,
-    changes: Vec<Change>,
+    tx: &'a Connection,
+    changed: Vec<String>,
     enqueued: bool,
+}
+
+/// Rolls a change back to its savepoint unless it was released: a panic inside a change
+/// must not leave half of it in the transaction that the others commit.
+struct Savepoint<'a> {
+    conn: &'a Connection,
+    released: bool,
+}
+
+impl Savepoint<'_> {
+    fn release(mut self) -> rusqlite::Result<()> {
+        self.released = true;
+        self.conn.prepare_cached("RELEASE change")?.execute([])?;
+        Ok(())
+    }
+}
+
+impl Drop for Savepoint<'_> {
+    fn drop(&mut self) {
+        if !self.released {
+            let undo = |sql| {
+                self.conn
+                    .prepare_cached(sql)
+                    .and_then(|mut s| s.execute([]))
+            };
+            if let Err(e) = undo("ROLLBACK TO change").and_then(|_| undo("RELEASE change")) {
+                tracing::error!(error = %e, "rolling back a failed change");
+            }
+        }
+    }
 }
 
 fn now() -> DateTime<Utc> {
@@ -297,77 +391,143 @@ fn role_col(s: String) -> rusqlite::Result<Role> {
 impl Store {
     /// Opens (creating if needed) the store at `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        let writer = connect(path)?;
-        writer
-            .execute_batch(SCHEMA)
+        let conn = connect(path)?;
+        conn.execute_batch(SCHEMA)
             .with_context(|| format!("creating the schema in {}", path.display()))?;
-        let readers = (0..READERS)
-            .map(|_| connect(path).map(Mutex::new))
-            .collect::<Result<Vec<_>>>()?;
-        let (changes, _) = broadcast::channel(1024);
+        let reader = connect(path)?;
         Ok(Self {
-            writer: Arc::new(Mutex::new(writer)),
-            readers: readers.into(),
-            changes,
+            db: Arc::new(Mutex::new(Db { conn, open: None })),
+            reader: Arc::new(Mutex::new(reader)),
+            watchers: Arc::default(),
             outbox_ready: Arc::new(Notify::new()),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock leaves SQLite consistent (the transaction rolls back).
-        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Db> {
+        // A panic while holding the lock leaves SQLite consistent (see `Savepoint`).
+        self.db.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// A free read connection, or the first one to become free.
-    fn reader(&self) -> MutexGuard<'_, Connection> {
-        for r in self.readers.iter() {
-            match r.try_lock() {
-                Ok(guard) => return guard,
-                Err(TryLockError::Poisoned(p)) => return p.into_inner(),
-                Err(TryLockError::WouldBlock) => {}
-            }
-        }
-        self.readers[0].lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Runs `f` in one transaction; on success commits, then publishes its changes.
-    pub fn transact<R, E: From<anyhow::Error>>(
+    /// Runs `f` as one change: all of it or nothing commits, together with the changes other
+    /// tasks staged in the same transaction. Returns once it is committed, after its changes
+    /// were published. Must be called inside a Tokio runtime.
+    pub async fn transact<R, E: From<anyhow::Error>>(
         &self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<R, E>,
     ) -> Result<R, E> {
-        let (out, changes, enqueued) = {
-            let mut conn = self.lock();
-            let tx = conn
-                .transaction()
+        let (out, mut done) = self.stage(f)?;
+        let committed = done
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| anyhow!("the state store stopped before committing"))?
+            .clone();
+        match committed {
+            Some(Ok(())) => Ok(out),
+            Some(Err(e)) => Err(anyhow!("committing to the state store: {e}").into()),
+            None => Err(anyhow!("the state store did not commit").into()),
+        }
+    }
+
+    /// Runs `f` in a savepoint of the open transaction (opening one if none is); returns its
+    /// result and the signal of that transaction's commit.
+    fn stage<R, E: From<anyhow::Error>>(
+        &self,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<R, E>,
+    ) -> Result<(R, Committed), E> {
+        let mut guard = self.lock();
+        let db = &mut *guard;
+        if db.open.is_none() {
+            db.conn
+                .prepare_cached("BEGIN IMMEDIATE")
+                .and_then(|mut s| s.execute([]))
                 .context("starting a state store transaction")?;
-            let mut tx = Tx {
-                tx,
-                changes: Vec::new(),
+            let (done, _) = watch::channel(None);
+            db.open = Some(Batch {
+                changed: Vec::new(),
                 enqueued: false,
-            };
-            let out = f(&mut tx)?;
-            let Tx {
-                tx,
-                changes,
-                enqueued,
-            } = tx;
-            tx.commit().context("committing to the state store")?;
-            (out, changes, enqueued)
+                done,
+            });
+            let store = self.clone();
+            tokio::spawn(async move {
+                // let the tasks that are ready now stage their changes into this transaction
+                tokio::task::yield_now().await;
+                store.commit();
+            });
+        }
+        db.conn
+            .prepare_cached("SAVEPOINT change")
+            .and_then(|mut s| s.execute([]))
+            .context("starting a change in the state store")?;
+        let savepoint = Savepoint {
+            conn: &db.conn,
+            released: false,
         };
-        for c in changes {
-            let _ = self.changes.send(c);
+        let mut tx = Tx {
+            tx: &db.conn,
+            changed: Vec::new(),
+            enqueued: false,
+        };
+        let out = f(&mut tx)?;
+        let Tx {
+            changed, enqueued, ..
+        } = tx;
+        savepoint
+            .release()
+            .context("finishing a change in the state store")?;
+        let batch = db
+            .open
+            .as_mut()
+            .ok_or_else(|| anyhow!("no transaction open in the state store"))?;
+        batch.changed.extend(changed);
+        batch.enqueued |= enqueued;
+        Ok((out, batch.done.subscribe()))
+    }
+
+    /// Commits the open transaction, then publishes its changes and wakes its waiters.
+    fn commit(&self) {
+        let committed = Self::commit_open(&mut self.lock());
+        if let Some((batch, result)) = committed {
+            self.publish(batch, result);
         }
-        if enqueued {
-            self.outbox_ready.notify_one();
+    }
+
+    /// Commits the transaction open on `db`, if any.
+    fn commit_open(db: &mut Db) -> Option<(Batch, rusqlite::Result<usize>)> {
+        let batch = db.open.take()?;
+        let result = db
+            .conn
+            .prepare_cached("COMMIT")
+            .and_then(|mut s| s.execute([]));
+        if result.is_err() {
+            // a failed COMMIT may leave the transaction open: nothing of it stays
+            let _ = db.conn.execute_batch("ROLLBACK");
         }
-        Ok(out)
+        Some((batch, result))
+    }
+
+    /// Publishes the changes of a committed transaction and tells its waiters how it ended.
+    fn publish(&self, batch: Batch, result: rusqlite::Result<usize>) {
+        let result = match result {
+            Ok(_) => {
+                self.watchers.wake(&batch.changed);
+                if batch.enqueued {
+                    self.outbox_ready.notify_one();
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "committing to the state store failed");
+                Err(Arc::from(e.to_string()))
+            }
+        };
+        batch.done.send_replace(Some(result));
     }
 
     /// Opens the process `p` a peer asked us (as provider) to start, unless that peer already
     /// opened one for the same consumer process id: a request repeated after a crash or a lost
     /// answer then finds the first process instead of starting a second one. Returns the
     /// process and whether it is new.
-    pub fn open_once<P: PeerOpened>(&self, p: P, note: &str) -> Result<(P, bool)> {
+    pub async fn open_once<P: PeerOpened>(&self, p: P, note: &str) -> Result<(P, bool)> {
         self.transact(|tx| {
             let (peer_id, consumer_pid) = p.peer_and_pid();
             if let Some(known) = P::find(tx, peer_id, consumer_pid)? {
@@ -376,11 +536,24 @@ impl Store {
             p.insert(tx, note)?;
             Ok((p, true))
         })
+        .await
     }
 
-    /// Subscribes to committed state changes.
-    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
-        self.changes.subscribe()
+    /// Watches the committed changes of process `id`.
+    pub fn watch(&self, id: &str) -> ProcessWatch {
+        let notify = {
+            let mut map = self.watchers.map();
+            let entry = map
+                .entry(id.to_string())
+                .or_insert_with(|| (0, Arc::default()));
+            entry.0 += 1;
+            entry.1.clone()
+        };
+        ProcessWatch {
+            watchers: self.watchers.clone(),
+            id: id.to_string(),
+            notify,
+        }
     }
 
     /// Woken whenever a message is enqueued.
@@ -388,9 +561,9 @@ impl Store {
         self.outbox_ready.clone()
     }
 
-    /// Reads with a read connection (no transaction needed for single statements).
+    /// Reads outside a change (single statements need none).
     fn read<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R> {
-        f(&self.reader()).context("reading the state store")
+        f(&self.reader.lock().unwrap_or_else(|p| p.into_inner())).context("reading the state store")
     }
 
     /// Every row a query returns.
@@ -403,13 +576,22 @@ impl Store {
         self.read(|c| c.prepare_cached(sql)?.query_map(params, row)?.collect())
     }
 
-    /// Writes one statement outside a process transaction.
+    /// Writes one statement on its own, committed when this returns: a transaction still open
+    /// is committed first, so that the statement does not wait in it.
     fn write_one(&self, sql: &str, params: impl rusqlite::Params) -> Result<()> {
-        self.lock()
+        let mut db = self.lock();
+        let flushed = Self::commit_open(&mut db);
+        let written = db
+            .conn
             .prepare_cached(sql)
             .and_then(|mut st| st.execute(params))
             .map(drop)
-            .context("writing to the state store")
+            .context("writing to the state store");
+        drop(db);
+        if let Some((batch, result)) = flushed {
+            self.publish(batch, result);
+        }
+        written
     }
 
     /// A negotiation by local id.
@@ -769,7 +951,7 @@ impl Tx<'_> {
                 ts(n.updated_at)
             ],
         )?;
-        self.record(ProcessKind::Negotiation, &n.id, n.state.as_str(), note)
+        self.record(&n.id, n.state.as_str(), note)
     }
 
     /// Saves a changed negotiation; records history when the state changed.
@@ -794,7 +976,7 @@ impl Tx<'_> {
             ],
         )?;
         if old != n.state.as_str() {
-            self.record(ProcessKind::Negotiation, &n.id, n.state.as_str(), note)?;
+            self.record(&n.id, n.state.as_str(), note)?;
         }
         Ok(())
     }
@@ -829,7 +1011,7 @@ impl Tx<'_> {
                 ts(t.updated_at)
             ],
         )?;
-        self.record(ProcessKind::Transfer, &t.id, t.state.as_str(), note)
+        self.record(&t.id, t.state.as_str(), note)
     }
 
     /// Saves a changed transfer; records history when the state changed.
@@ -850,7 +1032,7 @@ impl Tx<'_> {
             ],
         )?;
         if old != t.state.as_str() {
-            self.record(ProcessKind::Transfer, &t.id, t.state.as_str(), note)?;
+            self.record(&t.id, t.state.as_str(), note)?;
         }
         Ok(())
     }
@@ -883,16 +1065,12 @@ impl Tx<'_> {
         Ok(())
     }
 
-    fn record(&mut self, kind: ProcessKind, id: &str, state: &str, note: &str) -> Result<()> {
+    fn record(&mut self, id: &str, state: &str, note: &str) -> Result<()> {
         self.exec(
             "INSERT INTO history (process_id, state, note, at) VALUES (?1, ?2, ?3, ?4)",
             params![id, state, note, ts(now())],
         )?;
-        self.changes.push(Change {
-            kind,
-            id: id.to_string(),
-            state: state.to_string(),
-        });
+        self.changed.push(id.to_string());
         Ok(())
     }
 }
@@ -900,6 +1078,8 @@ impl Tx<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::FutureExt;
+    use serde_json::json;
 
     fn negotiation(id: &str) -> Negotiation {
         Negotiation {
@@ -919,36 +1099,43 @@ mod tests {
         }
     }
 
-    #[test]
-    fn state_and_outbox_commit_together_or_not_at_all() {
+    #[tokio::test]
+    async fn state_and_outbox_commit_together_or_not_at_all() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("state.db")).unwrap();
-        let failed: Result<()> = store.transact(|tx| -> Result<()> {
-            tx.insert_negotiation(&negotiation("n1"), "requested")?;
-            tx.enqueue("n1", "x", "https://p/dsp", &serde_json::json!({}))?;
-            Err(anyhow!("boom"))
-        });
+        let failed: Result<()> = store
+            .transact(|tx| -> Result<()> {
+                tx.insert_negotiation(&negotiation("n1"), "requested")?;
+                tx.enqueue("n1", "x", "https://p/dsp", &serde_json::json!({}))?;
+                Err(anyhow!("boom"))
+            })
+            .await;
         assert!(failed.is_err());
         assert!(store.negotiation("n1").unwrap().is_none());
         assert!(store.due_messages(10).unwrap().is_empty());
 
-        let mut rx = store.subscribe();
+        let watch = store.watch("n1");
+        let changed = watch.changed();
         store
             .transact(|tx| -> Result<()> {
                 tx.insert_negotiation(&negotiation("n1"), "requested")?;
                 tx.enqueue("n1", "x", "https://p/dsp/1", &serde_json::json!({"a": 1}))?;
                 tx.enqueue("n1", "x", "https://p/dsp/2", &serde_json::json!({"a": 2}))
             })
+            .await
             .unwrap();
-        assert_eq!(rx.try_recv().unwrap().state, "REQUESTED");
+        assert!(
+            changed.now_or_never().is_some(),
+            "the commit wakes the watcher"
+        );
         let due = store.due_messages(10).unwrap();
         assert_eq!(due.len(), 1, "one message per process at a time");
         let head = store.outbox_item(due[0].id).unwrap().unwrap();
         assert_eq!(head.url, "https://p/dsp/1");
     }
 
-    #[test]
-    fn survives_reopen() {
+    #[tokio::test]
+    async fn survives_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         {
@@ -957,11 +1144,109 @@ mod tests {
                 .transact(|tx| -> Result<()> {
                     tx.insert_negotiation(&negotiation("n1"), "requested")
                 })
+                .await
                 .unwrap();
         }
         let store = Store::open(&path).unwrap();
         let n = store.negotiation("n1").unwrap().unwrap();
         assert_eq!(n.state, NegotiationState::Requested);
         assert_eq!(store.history("n1").unwrap().len(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_changes_share_commits_and_a_failed_one_stays_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let watches: Vec<_> = (0..64).map(|i| store.watch(&format!("n{i}"))).collect();
+        let changed: Vec<_> = watches.iter().map(ProcessWatch::changed).collect();
+        let tasks: Vec<_> = (0..64)
+            .map(|i| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    store
+                        .transact(|tx| -> Result<()> {
+                            tx.insert_negotiation(&negotiation(&format!("n{i}")), "requested")?;
+                            tx.enqueue(&format!("n{i}"), "x", "https://p/dsp", &json!({}))?;
+                            // every seventh change fails after writing: none of it may stay
+                            if i % 7 == 0 {
+                                Err(anyhow!("refused"))
+                            } else {
+                                Ok(())
+                            }
+                        })
+                        .await
+                })
+            })
+            .collect();
+        for (i, t) in tasks.into_iter().enumerate() {
+            assert_eq!(t.await.unwrap().is_ok(), i % 7 != 0, "change {i}");
+        }
+        for i in 0..64 {
+            let stored = store.negotiation(&format!("n{i}")).unwrap();
+            assert_eq!(stored.is_some(), i % 7 != 0, "negotiation n{i}");
+        }
+        assert_eq!(store.due_messages(100).unwrap().len(), 64 - 10);
+        for (i, c) in changed.into_iter().enumerate() {
+            let woken = c.now_or_never().is_some();
+            assert_eq!(
+                woken,
+                i % 7 != 0,
+                "only committed changes wake watchers (n{i})"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_staged_change_is_invisible_to_reads_until_it_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let (_, mut done) = store
+            .stage(|tx| -> Result<()> {
+                tx.insert_negotiation(&negotiation("n1"), "requested")?;
+                tx.enqueue("n1", "x", "https://p/dsp", &json!({}))
+            })
+            .unwrap();
+        // the outbox must not see a message whose change may still fail to commit
+        assert!(store.negotiation("n1").unwrap().is_none());
+        assert!(store.due_messages(10).unwrap().is_empty());
+        done.wait_for(Option::is_some).await.unwrap();
+        assert!(store.negotiation("n1").unwrap().is_some());
+        assert_eq!(store.due_messages(10).unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_change_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let panicking = store.clone();
+        let crashed = tokio::spawn(async move {
+            panicking
+                .transact(|tx| -> Result<()> {
+                    tx.insert_negotiation(&negotiation("n1"), "requested")?;
+                    panic!("a bug in a change");
+                })
+                .await
+        })
+        .await;
+        assert!(crashed.is_err());
+        store
+            .transact(|tx| -> Result<()> { tx.insert_negotiation(&negotiation("n2"), "requested") })
+            .await
+            .unwrap();
+        assert!(store.negotiation("n1").unwrap().is_none());
+        assert!(store.negotiation("n2").unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_write_outside_a_change_commits_the_open_transaction_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let (_, done) = store
+            .stage(|tx| -> Result<()> { tx.insert_negotiation(&negotiation("n1"), "requested") })
+            .unwrap();
+        store.kv_put("k", "v").unwrap();
+        assert!(done.borrow().as_ref().is_some_and(Result::is_ok));
+        assert!(store.negotiation("n1").unwrap().is_some());
+        assert_eq!(store.kv_get("k").unwrap().as_deref(), Some("v"));
     }
 }

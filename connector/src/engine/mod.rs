@@ -194,7 +194,7 @@ pub fn receive_in<P: ProcessRecord>(
 
 /// [`receive_in`] in its own transaction; `update` records the message's content when the
 /// process moved.
-pub fn receive<P: ProcessRecord>(
+pub async fn receive<P: ProcessRecord>(
     node: &crate::node::Node,
     caller: &str,
     pid: &str,
@@ -203,18 +203,20 @@ pub fn receive<P: ProcessRecord>(
     update: impl FnOnce(&mut P) -> EngineResult<()>,
 ) -> EngineResult<(P, bool)> {
     let note = format!("received {}", P::message_type(message));
-    node.store.transact(|tx| {
-        let (mut p, moved) = receive_in::<P>(tx, caller, pid, body_pids, message)?;
-        if moved {
-            update(&mut p)?;
-        }
-        p.save(tx, &note)?;
-        Ok((p, moved))
-    })
+    node.store
+        .transact(|tx| {
+            let (mut p, moved) = receive_in::<P>(tx, caller, pid, body_pids, message)?;
+            if moved {
+                update(&mut p)?;
+            }
+            p.save(tx, &note)?;
+            Ok((p, moved))
+        })
+        .await
 }
 
 /// The provider's answer to our initial request carries its pid: remember it.
-pub fn learn_provider_pid<P: ProcessRecord>(
+pub async fn learn_provider_pid<P: ProcessRecord>(
     store: &Store,
     id: &str,
     answer: &Value,
@@ -223,16 +225,18 @@ pub fn learn_provider_pid<P: ProcessRecord>(
         tracing::warn!(process = id, "the provider's answer carries no providerPid");
         return Ok(());
     };
-    store.transact(|tx| -> anyhow::Result<()> {
-        if let Some(mut p) = P::load(tx, id)? {
-            let (slot, _) = p.pid_slots();
-            if slot.is_none() {
-                *slot = Some(provider_pid.to_string());
-                p.save(tx, "provider acknowledged")?;
+    store
+        .transact(|tx| -> anyhow::Result<()> {
+            if let Some(mut p) = P::load(tx, id)? {
+                let (slot, _) = p.pid_slots();
+                if slot.is_none() {
+                    *slot = Some(provider_pid.to_string());
+                    p.save(tx, "provider acknowledged")?;
+                }
             }
-        }
-        Ok(())
-    })
+            Ok(())
+        })
+        .await
 }
 
 /// Whether the peer's process already is in the state our undelivered message led to, or one
@@ -245,7 +249,7 @@ pub async fn peer_already_applied<P: ProcessRecord>(
     id: &str,
     body: &Value,
 ) -> bool {
-    let Ok(Some(mut p)) = store.transact(|tx| P::load(tx, id)) else {
+    let Ok(Some(mut p)) = store.transact(|tx| P::load(tx, id)).await else {
         return false;
     };
     let role = p.role();
@@ -316,17 +320,23 @@ pub fn peer_of(store: &Store, purpose: &str, id: &str) -> anyhow::Result<Option<
 }
 
 /// Marks a process terminated after a peer refused our message for good.
-pub fn fail_locally<P: ProcessRecord>(store: &Store, id: &str, why: &str) -> anyhow::Result<()> {
-    store.transact(|tx| -> anyhow::Result<()> {
-        if let Some(mut p) = P::load(tx, id)?
-            && !p.is_terminal()
-        {
-            p.terminate_locally(why.to_string());
-            tx.drop_queued(id)?;
-            p.save(tx, "delivery failed")?;
-        }
-        Ok(())
-    })
+pub async fn fail_locally<P: ProcessRecord>(
+    store: &Store,
+    id: &str,
+    why: &str,
+) -> anyhow::Result<()> {
+    store
+        .transact(|tx| -> anyhow::Result<()> {
+            if let Some(mut p) = P::load(tx, id)?
+                && !p.is_terminal()
+            {
+                p.terminate_locally(why.to_string());
+                tx.drop_queued(id)?;
+                p.save(tx, "delivery failed")?;
+            }
+            Ok(())
+        })
+        .await
 }
 
 /// The body's pids must name this process; the peer's pid is learnt on first sight.
@@ -361,35 +371,37 @@ pub fn check_pids(
 /// Sends `message` from our side: steps the machine, lets `build` add the message's own
 /// fields (and record side effects), and commits the new state together with the message in
 /// the outbox.
-pub fn send<P: ProcessRecord>(
+pub async fn send<P: ProcessRecord>(
     node: &crate::node::Node,
     id: &str,
     message: MessageOf<P>,
     build: impl FnOnce(&mut Tx<'_>, &mut P) -> EngineResult<Value>,
 ) -> EngineResult<P> {
     let type_name = P::message_type(message);
-    node.store.transact(|tx| {
-        let mut p = P::load(tx, id)?.ok_or(EngineError::NotFound(P::WHAT))?;
-        match crate::dsp::step::<P::Machine>(p.role(), Some(p.state()), message)? {
-            crate::dsp::Step::Moved(s) => p.set_state(s),
-            // Retries are the outbox's business; a second local send is a mistake.
-            crate::dsp::Step::Duplicate => {
-                return Err(EngineError::Illegal(format!(
-                    "the {} is {} already",
-                    P::WHAT,
-                    <P::Machine as StateMachine>::state_name(p.state())
-                )));
+    node.store
+        .transact(|tx| {
+            let mut p = P::load(tx, id)?.ok_or(EngineError::NotFound(P::WHAT))?;
+            match crate::dsp::step::<P::Machine>(p.role(), Some(p.state()), message)? {
+                crate::dsp::Step::Moved(s) => p.set_state(s),
+                // Retries are the outbox's business; a second local send is a mistake.
+                crate::dsp::Step::Duplicate => {
+                    return Err(EngineError::Illegal(format!(
+                        "the {} is {} already",
+                        P::WHAT,
+                        <P::Machine as StateMachine>::state_name(p.state())
+                    )));
+                }
             }
-        }
-        let mut fields = build(tx, &mut p)?;
-        let (provider, consumer) = p.pid_slots();
-        fields["providerPid"] = Value::String(provider.clone().unwrap_or_default());
-        fields["consumerPid"] = Value::String(consumer.clone().unwrap_or_default());
-        let body = crate::dsp::messages::message(type_name, fields);
-        p.save(tx, &format!("sent {type_name}"))?;
-        tx.enqueue(p.id(), P::PURPOSE, &p.message_url(message)?, &body)?;
-        Ok(p)
-    })
+            let mut fields = build(tx, &mut p)?;
+            let (provider, consumer) = p.pid_slots();
+            fields["providerPid"] = Value::String(provider.clone().unwrap_or_default());
+            fields["consumerPid"] = Value::String(consumer.clone().unwrap_or_default());
+            let body = crate::dsp::messages::message(type_name, fields);
+            p.save(tx, &format!("sent {type_name}"))?;
+            tx.enqueue(p.id(), P::PURPOSE, &p.message_url(message)?, &body)?;
+            Ok(p)
+        })
+        .await
 }
 
 /// After a restart: takes again every automatic step that a crash may have cut off between

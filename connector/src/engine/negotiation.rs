@@ -89,7 +89,7 @@ pub(super) fn message_type(m: Msg) -> &'static str {
 /// An initial `ContractRequestMessage` (provider): creates the process in REQUESTED. The
 /// same request again (same caller, `consumerPid` and offer) answers with the process it
 /// created; `false` says it was not created now.
-pub fn on_initial_request(
+pub async fn on_initial_request(
     node: &Shared,
     caller: &str,
     msg: ContractRequestMessage,
@@ -133,7 +133,10 @@ pub fn on_initial_request(
         updated_at: now,
     };
     // open_once: two identical requests racing each other still make one process
-    let (n, new) = node.store.open_once(n, "received ContractRequestMessage")?;
+    let (n, new) = node
+        .store
+        .open_once(n, "received ContractRequestMessage")
+        .await?;
     if !new {
         info!(negotiation = %n.id, "repeated contract request: answered with the known negotiation");
         return Ok((n, false));
@@ -173,7 +176,7 @@ fn offered_dataset(node: &Node, requested: &Policy) -> EngineResult<String> {
 }
 
 /// `ContractRequestMessage` on an existing process (consumer's counter-request).
-pub fn on_counter_request(
+pub async fn on_counter_request(
     node: &Shared,
     caller: &str,
     pid: &str,
@@ -192,7 +195,8 @@ pub fn on_counter_request(
             n.offer = msg.offer.clone();
             Ok(())
         },
-    )?;
+    )
+    .await?;
     if moved {
         react(node.clone(), n.clone());
     }
@@ -200,7 +204,7 @@ pub fn on_counter_request(
 }
 
 /// `ContractNegotiationEventMessage` (ACCEPTED at the provider, FINALIZED at the consumer).
-pub fn on_event(
+pub async fn on_event(
     node: &Shared,
     caller: &str,
     pid: &str,
@@ -223,7 +227,8 @@ pub fn on_event(
         (&msg.provider_pid, &msg.consumer_pid),
         message,
         |_| Ok(()),
-    )?;
+    )
+    .await?;
     if moved {
         info!(negotiation = %n.id, state = n.state.as_str(), "negotiation event");
         react(node.clone(), n.clone());
@@ -232,7 +237,7 @@ pub fn on_event(
 }
 
 /// `ContractAgreementVerificationMessage` (provider).
-pub fn on_verification(
+pub async fn on_verification(
     node: &Shared,
     caller: &str,
     pid: &str,
@@ -245,7 +250,8 @@ pub fn on_verification(
         (&msg.provider_pid, &msg.consumer_pid),
         Msg::Verification,
         |_| Ok(()),
-    )?;
+    )
+    .await?;
     if moved {
         react(node.clone(), n.clone());
     }
@@ -253,7 +259,7 @@ pub fn on_verification(
 }
 
 /// `ContractNegotiationTerminationMessage` (either role).
-pub fn on_termination(
+pub async fn on_termination(
     node: &Shared,
     caller: &str,
     pid: &str,
@@ -274,7 +280,8 @@ pub fn on_termination(
             n.error = Some(reason.chars().take(1024).collect());
             Ok(())
         },
-    )?;
+    )
+    .await?;
     info!(negotiation = %n.id, "negotiation terminated by the peer");
     Ok(n)
 }
@@ -333,16 +340,18 @@ pub async fn start(node: &Shared, req: StartNegotiation) -> EngineResult<Negotia
         "ContractRequestMessage",
         json!({ "consumerPid": id, "offer": offer, "callbackAddress": node.urls.dsp }),
     );
-    node.store.transact(|tx| -> EngineResult<()> {
-        tx.insert_negotiation(&n, "sent ContractRequestMessage")?;
-        tx.enqueue(
-            &n.id,
-            PURPOSE_REQUEST,
-            &message_url(&n, Msg::Request)?,
-            &body,
-        )?;
-        Ok(())
-    })?;
+    node.store
+        .transact(|tx| -> EngineResult<()> {
+            tx.insert_negotiation(&n, "sent ContractRequestMessage")?;
+            tx.enqueue(
+                &n.id,
+                PURPOSE_REQUEST,
+                &message_url(&n, Msg::Request)?,
+                &body,
+            )?;
+            Ok(())
+        })
+        .await?;
     info!(negotiation = %n.id, provider = %n.peer_id, dataset = %n.dataset_id, "contract request queued");
     Ok(n)
 }
@@ -350,7 +359,7 @@ pub async fn start(node: &Shared, req: StartNegotiation) -> EngineResult<Negotia
 /// `ContractOfferMessage` on an existing process (consumer). In `auto` mode the consumer
 /// accepts an offer that means the same as what it requested; any other offer waits for the
 /// operator (accept, counter-request or terminate).
-pub fn on_offer(
+pub async fn on_offer(
     node: &Shared,
     caller: &str,
     pid: &str,
@@ -372,12 +381,13 @@ pub fn on_offer(
             n.offer = msg.offer.clone();
             Ok(())
         },
-    )?;
+    )
+    .await?;
     if moved && as_requested && node.config.negotiation.consumer_mode == Mode::Auto {
         let node = node.clone();
         let id = n.id.clone();
         tokio::spawn(async move {
-            if let Err(e) = accept(&node, &id) {
+            if let Err(e) = accept(&node, &id).await {
                 warn!(negotiation = %id, error = %e, "automatic accept failed");
             }
         });
@@ -413,7 +423,7 @@ fn refuse_changed_repeat(
 }
 
 /// `ContractAgreementMessage` (consumer): checks the agreement against what we asked for.
-pub fn on_agreement(
+pub async fn on_agreement(
     node: &Shared,
     caller: &str,
     pid: &str,
@@ -456,7 +466,8 @@ pub fn on_agreement(
             }
             tx.update_negotiation(&n, "received ContractAgreementMessage")?;
             Ok((n, moved))
-        })?;
+        })
+        .await?;
     if moved {
         react(node.clone(), n.clone());
     }
@@ -495,7 +506,7 @@ fn check_agreement(n: &Negotiation, agreement: &Policy, me: &str) -> EngineResul
 // ---- local actions --------------------------------------------------------------------------
 
 /// The provider agrees: the agreement is the requested offer, bound to both parties.
-pub fn agree(node: &Node, id: &str) -> EngineResult<Negotiation> {
+pub async fn agree(node: &Node, id: &str) -> EngineResult<Negotiation> {
     let assigner = node.participant_id.clone();
     send::<Negotiation>(node, id, Msg::Agreement, |tx, n| {
         let offer = parse_policy(&n.offer, "stored offer")?;
@@ -521,15 +532,17 @@ pub fn agree(node: &Node, id: &str) -> EngineResult<Negotiation> {
         n.agreement_id = Some(agreement_id);
         Ok(json!({ "agreement": policy }))
     })
+    .await
 }
 
 /// The provider offers its catalogue offer for the requested dataset (a counter-offer).
-pub fn offer(node: &Node, id: &str) -> EngineResult<Negotiation> {
+pub async fn offer(node: &Node, id: &str) -> EngineResult<Negotiation> {
     send::<Negotiation>(node, id, Msg::Offer, |_, n| {
         let offer = catalogue_offer(node, n)?;
         n.offer = offer.clone();
         Ok(json!({ "offer": offer }))
     })
+    .await
 }
 
 /// Our catalogue offer that a negotiation's current offer names, with its `target`.
@@ -548,7 +561,11 @@ fn catalogue_offer(node: &Node, n: &Negotiation) -> EngineResult<Value> {
 }
 
 /// The consumer sends a counter-request: `offer`, or else the provider's latest offer.
-pub fn counter_request(node: &Node, id: &str, offer: Option<Value>) -> EngineResult<Negotiation> {
+pub async fn counter_request(
+    node: &Node,
+    id: &str,
+    offer: Option<Value>,
+) -> EngineResult<Negotiation> {
     if let Some(o) = &offer {
         parse_policy(o, "offer")?;
     }
@@ -558,34 +575,38 @@ pub fn counter_request(node: &Node, id: &str, offer: Option<Value>) -> EngineRes
         }
         Ok(json!({ "offer": n.offer }))
     })
+    .await
 }
 
 /// The consumer verifies the agreement it received.
-pub fn verify(node: &Node, id: &str) -> EngineResult<Negotiation> {
-    send::<Negotiation>(node, id, Msg::Verification, |_, _| Ok(json!({})))
+pub async fn verify(node: &Node, id: &str) -> EngineResult<Negotiation> {
+    send::<Negotiation>(node, id, Msg::Verification, |_, _| Ok(json!({}))).await
 }
 
 /// The provider finalizes a verified agreement.
-pub fn finalize(node: &Node, id: &str) -> EngineResult<Negotiation> {
+pub async fn finalize(node: &Node, id: &str) -> EngineResult<Negotiation> {
     send::<Negotiation>(node, id, Msg::Finalized, |_, _| {
         Ok(json!({ "eventType": "FINALIZED" }))
     })
+    .await
 }
 
 /// The consumer accepts the provider's latest offer.
-pub fn accept(node: &Node, id: &str) -> EngineResult<Negotiation> {
+pub async fn accept(node: &Node, id: &str) -> EngineResult<Negotiation> {
     send::<Negotiation>(node, id, Msg::Accepted, |_, _| {
         Ok(json!({ "eventType": "ACCEPTED" }))
     })
+    .await
 }
 
 /// Either party terminates.
-pub fn terminate(node: &Node, id: &str, reason: &str) -> EngineResult<Negotiation> {
+pub async fn terminate(node: &Node, id: &str, reason: &str) -> EngineResult<Negotiation> {
     let reason = reason.to_string();
     send::<Negotiation>(node, id, Msg::Termination, |_, n| {
         n.error = Some(reason.clone());
         Ok(json!({ "code": "terminated", "reason": [reason] }))
     })
+    .await
 }
 
 // ---- automatic decisions --------------------------------------------------------------------
@@ -596,9 +617,11 @@ pub(crate) fn react(node: Shared, n: Negotiation) {
         let consumer_auto = node.config.negotiation.consumer_mode == Mode::Auto;
         let provider_auto = node.config.negotiation.provider_mode == Mode::Auto;
         let result = match (n.role, n.state) {
-            (Role::Provider, S::Requested | S::Accepted) => decide_as_provider(&node, &n),
-            (Role::Provider, S::Verified) if provider_auto => finalize(&node, &n.id).map(drop),
-            (Role::Consumer, S::Agreed) if consumer_auto => verify(&node, &n.id).map(drop),
+            (Role::Provider, S::Requested | S::Accepted) => decide_as_provider(&node, &n).await,
+            (Role::Provider, S::Verified) if provider_auto => {
+                finalize(&node, &n.id).await.map(drop)
+            }
+            (Role::Consumer, S::Agreed) if consumer_auto => verify(&node, &n.id).await.map(drop),
             _ => Ok(()),
         };
         if let Err(e) = result {
@@ -650,11 +673,11 @@ pub fn provider_decision(
 
 /// Applies [`provider_decision`] to a request (REQUESTED), or agrees to our own offer that
 /// the consumer accepted (ACCEPTED).
-fn decide_as_provider(node: &Node, n: &Negotiation) -> EngineResult<()> {
+async fn decide_as_provider(node: &Node, n: &Negotiation) -> EngineResult<()> {
     let rules = &node.config.negotiation;
     if n.state == S::Accepted {
         if rules.provider_mode == Mode::Auto {
-            agree(node, &n.id)?;
+            agree(node, &n.id).await?;
             info!(negotiation = %n.id, "the consumer accepted our offer: agreed");
         }
         return Ok(());
@@ -673,10 +696,12 @@ fn decide_as_provider(node: &Node, n: &Negotiation) -> EngineResult<()> {
         .any(|h| h.note == "sent ContractOfferMessage");
     let decision = provider_decision(rules, ours.as_ref(), &requested, already_offered);
     match decision {
-        Decision::Agree => agree(node, &n.id).map(drop)?,
-        Decision::CounterOffer => offer(node, &n.id).map(drop)?,
+        Decision::Agree => agree(node, &n.id).await.map(drop)?,
+        Decision::CounterOffer => offer(node, &n.id).await.map(drop)?,
         Decision::Terminate => {
-            terminate(node, &n.id, "the requested policy differs from the offer").map(drop)?
+            terminate(node, &n.id, "the requested policy differs from the offer")
+                .await
+                .map(drop)?
         }
         Decision::Wait => {}
     }

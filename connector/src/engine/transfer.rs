@@ -88,7 +88,7 @@ pub(super) fn message_url(t: &Transfer, m: Msg) -> EngineResult<String> {
 /// `TransferRequestMessage` (provider): the caller must be the agreement's assignee and the
 /// negotiation finalized. The same request again (same caller and `consumerPid`, same
 /// agreement) answers with the process it created; `false` says it was not created now.
-pub fn on_request(
+pub async fn on_request(
     node: &Shared,
     caller: &str,
     msg: TransferRequestMessage,
@@ -147,7 +147,10 @@ pub fn on_request(
         created_at: now,
         updated_at: now,
     };
-    let (t, new) = node.store.open_once(t, "received TransferRequestMessage")?;
+    let (t, new) = node
+        .store
+        .open_once(t, "received TransferRequestMessage")
+        .await?;
     if !new {
         info!(transfer = %t.id, "repeated transfer request: answered with the known transfer");
         return Ok((t, false));
@@ -159,11 +162,12 @@ pub fn on_request(
 
 /// Starts or resumes a transfer. The provider mints a token and sends the data address; a
 /// consumer resuming a transfer it suspended sends the message without one.
-pub fn start(node: &Node, id: &str) -> EngineResult<Transfer> {
+pub async fn start(node: &Node, id: &str) -> EngineResult<Transfer> {
     send::<Transfer>(node, id, Msg::Start, |_, t| match t.role {
         Role::Provider => Ok(json!({ "dataAddress": data_address(node, t)? })),
         Role::Consumer => Ok(json!({})),
     })
+    .await
 }
 
 fn data_address(node: &Node, t: &Transfer) -> EngineResult<DataAddress> {
@@ -199,7 +203,7 @@ fn data_address(node: &Node, t: &Transfer) -> EngineResult<DataAddress> {
 // ---- consumer side --------------------------------------------------------------------------
 
 /// Starts a transfer as consumer under a finalized agreement.
-pub fn request(node: &Node, req: StartTransfer) -> EngineResult<Transfer> {
+pub async fn request(node: &Node, req: StartTransfer) -> EngineResult<Transfer> {
     let agreement = node
         .store
         .agreement(&req.agreement_id)?
@@ -235,23 +239,25 @@ pub fn request(node: &Node, req: StartTransfer) -> EngineResult<Transfer> {
             "callbackAddress": node.urls.dsp,
         }),
     );
-    node.store.transact(|tx| -> EngineResult<()> {
-        tx.insert_transfer(&t, "sent TransferRequestMessage")?;
-        tx.enqueue(
-            &t.id,
-            PURPOSE_REQUEST,
-            &message_url(&t, Msg::Request)?,
-            &body,
-        )?;
-        Ok(())
-    })?;
+    node.store
+        .transact(|tx| -> EngineResult<()> {
+            tx.insert_transfer(&t, "sent TransferRequestMessage")?;
+            tx.enqueue(
+                &t.id,
+                PURPOSE_REQUEST,
+                &message_url(&t, Msg::Request)?,
+                &body,
+            )?;
+            Ok(())
+        })
+        .await?;
     Ok(t)
 }
 
 // ---- messages either role receives ----------------------------------------------------------
 
 /// `TransferStartMessage`: at the consumer it carries the data address.
-pub fn on_start(
+pub async fn on_start(
     node: &Shared,
     caller: &str,
     pid: &str,
@@ -270,13 +276,14 @@ pub fn on_start(
             }
             Ok(())
         },
-    )?;
+    )
+    .await?;
     info!(transfer = %t.id, state = t.state.as_str(), "transfer started");
     Ok(t)
 }
 
 /// `TransferCompletionMessage`.
-pub fn on_completion(
+pub async fn on_completion(
     node: &Shared,
     caller: &str,
     pid: &str,
@@ -289,12 +296,13 @@ pub fn on_completion(
         (&msg.provider_pid, &msg.consumer_pid),
         Msg::Completion,
         |_| Ok(()),
-    )?
+    )
+    .await?
     .0)
 }
 
 /// `TransferSuspensionMessage` or `TransferTerminationMessage`.
-pub fn on_stop(
+pub async fn on_stop(
     node: &Shared,
     caller: &str,
     pid: &str,
@@ -315,14 +323,15 @@ pub fn on_stop(
             t.error = reason.map(|r| r.chars().take(1024).collect());
             Ok(())
         },
-    )?
+    )
+    .await?
     .0)
 }
 
 // ---- local actions of either role -------------------------------------------------------------
 
 /// Suspends, completes or terminates from our side.
-pub fn stop(node: &Node, id: &str, message: Msg, reason: &str) -> EngineResult<Transfer> {
+pub async fn stop(node: &Node, id: &str, message: Msg, reason: &str) -> EngineResult<Transfer> {
     let reason = reason.to_string();
     send::<Transfer>(node, id, message, |_, _| {
         Ok(match message {
@@ -330,6 +339,7 @@ pub fn stop(node: &Node, id: &str, message: Msg, reason: &str) -> EngineResult<T
             _ => json!({ "code": "stopped", "reason": [reason] }),
         })
     })
+    .await
 }
 
 /// What our role does next on its own, after a committed change (or after a restart).
@@ -337,7 +347,7 @@ pub(crate) fn react(node: Shared, t: Transfer) {
     tokio::spawn(async move {
         if let (Role::Provider, S::Requested) = (t.role, t.state)
             && node.config.transfer.provider_mode == Mode::Auto
-            && let Err(e) = start(&node, &t.id)
+            && let Err(e) = start(&node, &t.id).await
         {
             warn!(transfer = %t.id, error = %e, "automatic start failed");
         }
