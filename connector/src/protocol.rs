@@ -258,6 +258,19 @@ fn pids_of(bytes: &[u8]) -> Option<(String, String)> {
     Some((pid("providerPid"), pid("consumerPid")))
 }
 
+/// Runs an engine call to its end even if the caller hangs up meanwhile: hyper drops the
+/// handler of a closed connection, and a change must not be cut apart from what follows its
+/// commit (the automatic next step).
+async fn to_completion<T: Send + 'static>(
+    call: impl std::future::Future<Output = Result<T, EngineError>> + Send + 'static,
+) -> Result<T, EngineError> {
+    tokio::spawn(call).await.unwrap_or_else(|e| {
+        Err(EngineError::Internal(anyhow::anyhow!(
+            "the engine task failed: {e}"
+        )))
+    })
+}
+
 /// 201 for a process created now, 200 for a repeated creation message.
 fn created_or_ok(created: bool) -> StatusCode {
     if created {
@@ -282,9 +295,11 @@ async fn negotiation_request(
     body: Body,
 ) -> DspResult {
     let (who, msg, pids) = contract_request(&node, &peer, claims, body).await?;
-    let (n, created) = negotiation::on_initial_request(&node, &who, msg)
-        .await
-        .map_err(|e| DspReject::from_engine(NEG, e).with_pids(pids))?;
+    let engine = node.clone();
+    let (n, created) =
+        to_completion(async move { negotiation::on_initial_request(&engine, &who, msg).await })
+            .await
+            .map_err(|e| DspReject::from_engine(NEG, e).with_pids(pids))?;
     ok(created_or_ok(created), negotiation::dsp_view(&n))
 }
 
@@ -313,7 +328,11 @@ async fn negotiation_counter_request(
     body: Body,
 ) -> DspResult {
     let (who, msg, pids) = contract_request(&node, &peer, claims, body).await?;
-    let n = negotiation::on_counter_request(&node, &who, &pid, msg)
+    let engine = node.clone();
+    let n =
+        to_completion(
+            async move { negotiation::on_counter_request(&engine, &who, &pid, msg).await },
+        )
         .await
         .map_err(|e| DspReject::from_engine(NEG, e).with_pids(pids))?;
     ok(StatusCode::OK, negotiation::dsp_view(&n))
@@ -330,7 +349,8 @@ async fn transfer_request(
 ) -> DspResult {
     let who = caller(&peer, TR)?;
     let (msg, pids) = read(body, "TransferRequestMessage", TR).await?;
-    let (t, created) = transfer::on_request(&node, &who, msg)
+    let engine = node.clone();
+    let (t, created) = to_completion(async move { transfer::on_request(&engine, &who, msg).await })
         .await
         .map_err(|e| DspReject::from_engine(TR, e).with_pids(pids))?;
     ok(created_or_ok(created), transfer::dsp_view(&t))
@@ -383,7 +403,7 @@ where
               body: Body| async move {
             let who = caller(&peer, kind)?;
             let (msg, pids) = read(body, expected, kind).await?;
-            let process = handle(node, who, pid, msg)
+            let process = to_completion(handle(node, who, pid, msg))
                 .await
                 .map_err(|e| DspReject::from_engine(kind, e).with_pids(pids))?;
             Ok::<_, DspReject>(match answer(&process) {

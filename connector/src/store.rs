@@ -5,7 +5,9 @@
 //! so a crash can neither lose a message nor send one for a change that did not happen.
 
 use std::collections::HashMap;
+use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::{Context, Result, anyhow};
@@ -37,8 +39,10 @@ CREATE TABLE IF NOT EXISTS negotiation (
     updated_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS negotiation_consumer_pid ON negotiation(consumer_pid);
-CREATE INDEX IF NOT EXISTS negotiation_provider_pid ON negotiation(provider_pid);
-CREATE INDEX IF NOT EXISTS negotiation_state ON negotiation(state);
+-- no index on a column that every state change writes: each one cost a random page write per
+-- change, for lookups that only a restart makes (BENCHMARKS.md)
+DROP INDEX IF EXISTS negotiation_provider_pid;
+DROP INDEX IF EXISTS negotiation_state;
 CREATE TABLE IF NOT EXISTS agreement (
     id TEXT PRIMARY KEY,
     negotiation_id TEXT NOT NULL UNIQUE,
@@ -65,7 +69,7 @@ CREATE TABLE IF NOT EXISTS transfer (
     updated_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS transfer_consumer_pid ON transfer(consumer_pid);
-CREATE INDEX IF NOT EXISTS transfer_state ON transfer(state);
+DROP INDEX IF EXISTS transfer_state;
 CREATE TABLE IF NOT EXISTS history (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     process_id TEXT NOT NULL,
@@ -121,6 +125,22 @@ impl Watchers {
                 notify.notify_waiters();
             }
         }
+    }
+}
+
+/// Counts a change in [`Store::transact`] from its start to its commit.
+struct Active<'a>(&'a AtomicUsize);
+
+impl<'a> Active<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self(count)
+    }
+}
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -286,15 +306,18 @@ pub struct DueMessage {
 /// fail to commit. Statements are prepared once per connection.
 ///
 /// **Group commit.** Each [`Store::transact`] runs inside a savepoint of the transaction that
-/// is open at the time, and waits for that transaction to commit before it returns. The first
-/// change of a transaction spawns its commit, which yields once to the runtime before it
-/// commits: the changes staged meanwhile by other tasks commit with it, in one write of the
-/// write-ahead log. Under no load a transaction holds one change and commits at once.
+/// is open at the time, and waits for that transaction to commit before it returns. When other
+/// changes are under way, the first change of a transaction spawns its commit, which yields
+/// once to the runtime before it commits: the changes staged meanwhile by other tasks commit
+/// with it, in one write of the write-ahead log. A change made alone commits at once.
 #[derive(Clone)]
 pub struct Store {
     db: Arc<Mutex<Db>>,
     reader: Arc<Mutex<Connection>>,
     watchers: Arc<Watchers>,
+    /// Changes being made or waiting for their commit: with none but the new one, a
+    /// transaction commits at once instead of waiting for others to join it.
+    active: Arc<AtomicUsize>,
     outbox_ready: Arc<Notify>,
 }
 
@@ -399,6 +422,7 @@ impl Store {
             db: Arc::new(Mutex::new(Db { conn, open: None })),
             reader: Arc::new(Mutex::new(reader)),
             watchers: Arc::default(),
+            active: Arc::default(),
             outbox_ready: Arc::new(Notify::new()),
         })
     }
@@ -415,6 +439,7 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<R, E>,
     ) -> Result<R, E> {
+        let _active = Active::enter(&self.active);
         let (out, mut done) = self.stage(f)?;
         let committed = done
             .wait_for(Option::is_some)
@@ -434,26 +459,58 @@ impl Store {
         &self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<R, E>,
     ) -> Result<(R, Committed), E> {
-        let mut guard = self.lock();
-        let db = &mut *guard;
-        if db.open.is_none() {
-            db.conn
-                .prepare_cached("BEGIN IMMEDIATE")
-                .and_then(|mut s| s.execute([]))
-                .context("starting a state store transaction")?;
-            let (done, _) = watch::channel(None);
-            db.open = Some(Batch {
-                changed: Vec::new(),
-                enqueued: false,
-                done,
-            });
-            let store = self.clone();
-            tokio::spawn(async move {
-                // let the tasks that are ready now stage their changes into this transaction
-                tokio::task::yield_now().await;
-                store.commit();
-            });
+        let mut db = self.lock();
+        let (done, commit_now) = self.open_transaction(&mut db)?;
+        let staged = panic::catch_unwind(AssertUnwindSafe(|| Self::apply(&mut db, f)));
+        // a change made alone commits here, whether it succeeded, failed or panicked
+        let committed = if commit_now {
+            Self::commit_open(&mut db)
+        } else {
+            None
+        };
+        drop(db);
+        if let Some((batch, result)) = committed {
+            self.publish(batch, result);
         }
+        match staged {
+            Ok(result) => result.map(|out| (out, done)),
+            Err(panicked) => panic::resume_unwind(panicked),
+        }
+    }
+
+    /// The signal of the open transaction's end, opening one if none is open; `true` when the
+    /// caller is to commit it at once (no other change is under way to join it).
+    fn open_transaction(&self, db: &mut Db) -> Result<(Committed, bool)> {
+        if let Some(open) = &db.open {
+            return Ok((open.done.subscribe(), false));
+        }
+        db.conn
+            .prepare_cached("BEGIN IMMEDIATE")
+            .and_then(|mut s| s.execute([]))
+            .context("starting a state store transaction")?;
+        let (done, committed) = watch::channel(None);
+        db.open = Some(Batch {
+            changed: Vec::new(),
+            enqueued: false,
+            done,
+        });
+        if self.active.load(Ordering::Relaxed) <= 1 {
+            return Ok((committed, true));
+        }
+        let store = self.clone();
+        tokio::spawn(async move {
+            // let the tasks that are ready now stage their changes into this transaction
+            tokio::task::yield_now().await;
+            store.commit();
+        });
+        Ok((committed, false))
+    }
+
+    /// Runs `f` in a savepoint of the open transaction and adds what it changed to it.
+    fn apply<R, E: From<anyhow::Error>>(
+        db: &mut Db,
+        f: impl FnOnce(&mut Tx<'_>) -> Result<R, E>,
+    ) -> Result<R, E> {
         db.conn
             .prepare_cached("SAVEPOINT change")
             .and_then(|mut s| s.execute([]))
@@ -480,7 +537,7 @@ impl Store {
             .ok_or_else(|| anyhow!("no transaction open in the state store"))?;
         batch.changed.extend(changed);
         batch.enqueued |= enqueued;
-        Ok((out, batch.done.subscribe()))
+        Ok(out)
     }
 
     /// Commits the open transaction, then publishes its changes and wakes its waiters.
@@ -810,12 +867,16 @@ impl PeerOpened for Transfer {
 }
 
 /// Opens one connection: WAL with NORMAL sync survives a process kill without losing a
-/// commit (only a power loss may take the last commits).
+/// commit (only a power loss may take the last commits). A checkpoint every 10,000 pages
+/// (~40 MB of log) instead of 1,000 writes a page that many commits changed once, and a
+/// 32 MiB page cache keeps the indexes of a busy store in memory.
 fn connect(path: &Path) -> Result<Connection> {
     let conn = Connection::open(path)
         .with_context(|| format!("opening the state store {}", path.display()))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
+    conn.pragma_update(None, "cache_size", -32_768)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(64);
@@ -956,17 +1017,12 @@ impl Tx<'_> {
 
     /// Saves a changed negotiation; records history when the state changed.
     pub fn update_negotiation(&mut self, n: &Negotiation, note: &str) -> Result<()> {
-        let old: String = self.row(
-            "SELECT state FROM negotiation WHERE id = ?1",
-            [&n.id],
-            |r| r.get(0),
-        )?;
+        let old = self.old_state("negotiation", &n.id, n.consumer_pid.as_deref())?;
         self.exec(
-            "UPDATE negotiation SET provider_pid = ?2, consumer_pid = ?3, state = ?4, offer = ?5, agreement_id = ?6, error = ?7, peer_address = ?8, updated_at = ?9 WHERE id = ?1",
+            "UPDATE negotiation SET provider_pid = ?2, state = ?3, offer = ?4, agreement_id = ?5, error = ?6, peer_address = ?7, updated_at = ?8 WHERE id = ?1",
             params![
                 n.id,
                 n.provider_pid,
-                n.consumer_pid,
                 n.state.as_str(),
                 n.offer.to_string(),
                 n.agreement_id,
@@ -979,6 +1035,23 @@ impl Tx<'_> {
             self.record(&n.id, n.state.as_str(), note)?;
         }
         Ok(())
+    }
+
+    /// The stored state of process `id` in `table`; writes `consumer_pid` first if it changed
+    /// (the column is indexed: writing it unchanged would still rewrite its index entry).
+    fn old_state(&self, table: &str, id: &str, consumer_pid: Option<&str>) -> Result<String> {
+        let (state, stored): (String, Option<String>) = self.row(
+            &format!("SELECT state, consumer_pid FROM {table} WHERE id = ?1"),
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if stored.as_deref() != consumer_pid {
+            self.exec(
+                &format!("UPDATE {table} SET consumer_pid = ?2 WHERE id = ?1"),
+                params![id, consumer_pid],
+            )?;
+        }
+        Ok(state)
     }
 
     /// Inserts an agreement; a negotiation has at most one.
@@ -1016,15 +1089,12 @@ impl Tx<'_> {
 
     /// Saves a changed transfer; records history when the state changed.
     pub fn update_transfer(&mut self, t: &Transfer, note: &str) -> Result<()> {
-        let old: String = self.row("SELECT state FROM transfer WHERE id = ?1", [&t.id], |r| {
-            r.get(0)
-        })?;
+        let old = self.old_state("transfer", &t.id, t.consumer_pid.as_deref())?;
         self.exec(
-            "UPDATE transfer SET provider_pid = ?2, consumer_pid = ?3, state = ?4, data_address = ?5, error = ?6, updated_at = ?7 WHERE id = ?1",
+            "UPDATE transfer SET provider_pid = ?2, state = ?3, data_address = ?4, error = ?5, updated_at = ?6 WHERE id = ?1",
             params![
                 t.id,
                 t.provider_pid,
-                t.consumer_pid,
                 t.state.as_str(),
                 t.data_address.as_ref().map(Value::to_string),
                 t.error,
@@ -1200,6 +1270,9 @@ mod tests {
     async fn a_staged_change_is_invisible_to_reads_until_it_commits() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("state.db")).unwrap();
+        // as if other changes were under way: the transaction waits for them
+        let _others = Active::enter(&store.active);
+        let _mine = Active::enter(&store.active);
         let (_, mut done) = store
             .stage(|tx| -> Result<()> {
                 tx.insert_negotiation(&negotiation("n1"), "requested")?;
@@ -1241,6 +1314,8 @@ mod tests {
     async fn a_write_outside_a_change_commits_the_open_transaction_first() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let _others = Active::enter(&store.active);
+        let _mine = Active::enter(&store.active);
         let (_, done) = store
             .stage(|tx| -> Result<()> { tx.insert_negotiation(&negotiation("n1"), "requested") })
             .unwrap();
