@@ -17,9 +17,10 @@
 
 use std::sync::Arc;
 
-use arrow::array::{Array, StringBuilder, as_string_array};
+use arrow::array::{Array, StringArray, as_string_array};
+use arrow::buffer::{Buffer, OffsetBuffer};
 use arrow::datatypes::DataType;
-use datafusion::common::Result;
+use datafusion::common::{DataFusionError, Result};
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
@@ -54,13 +55,6 @@ impl MaskKey {
     /// The mask of `value` under this key: [`MASK_HEX_DIGITS`] lower-case hex digits.
     pub fn mask(&self, value: &[u8]) -> String {
         hex::encode(self.digest(value))
-    }
-
-    /// Writes the mask of `value` into `out` and returns it.
-    fn mask_into<'a>(&self, value: &[u8], out: &'a mut [u8; MASK_HEX_DIGITS]) -> &'a str {
-        // 16 bytes always fit 32 hex digits, and hex digits are ASCII
-        let _ = hex::encode_to_slice(self.digest(value), out);
-        std::str::from_utf8(out).unwrap_or_default()
     }
 
     /// The 128-bit SipHash-2-4 of `value`.
@@ -100,16 +94,49 @@ impl ScalarUDFImpl for KeyedHashHex {
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         let input = args.args[0].to_array(args.number_rows)?;
-        let text = as_string_array(&input);
-        let mut masked = StringBuilder::with_capacity(text.len(), text.len() * MASK_HEX_DIGITS);
-        let mut out = [0u8; MASK_HEX_DIGITS];
+        Ok(ColumnarValue::Array(Arc::new(
+            self.key.mask_array(as_string_array(&input))?,
+        )))
+    }
+}
+
+/// Two lower-case hex digits for each byte value.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    let digits = b"0123456789abcdef";
+    let mut pairs = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        pairs[i] = [digits[i >> 4], digits[i & 15]];
+        i += 1;
+    }
+    pairs
+};
+
+impl MaskKey {
+    /// The masks of every value of `text`, NULL staying NULL: written straight into one
+    /// values buffer (a mask is always [`MASK_HEX_DIGITS`] ASCII digits), checked as UTF-8
+    /// once for the whole buffer rather than once a value.
+    fn mask_array(&self, text: &StringArray) -> Result<StringArray> {
+        let valid = text.len() - text.null_count();
+        let mut values = Vec::with_capacity(valid * MASK_HEX_DIGITS);
+        let mut offsets = Vec::with_capacity(text.len() + 1);
+        offsets.push(0i32);
         for value in text.iter() {
-            match value {
-                None => masked.append_null(),
-                Some(s) => masked.append_value(self.key.mask_into(s.as_bytes(), &mut out)),
+            if let Some(s) = value {
+                for byte in self.digest(s.as_bytes()) {
+                    values.extend_from_slice(&HEX_PAIRS[usize::from(byte)]);
+                }
             }
+            let end = i32::try_from(values.len()).map_err(|_| {
+                DataFusionError::Execution("too many masked values in one batch".into())
+            })?;
+            offsets.push(end);
         }
-        Ok(ColumnarValue::Array(Arc::new(masked.finish())))
+        Ok(StringArray::try_new(
+            OffsetBuffer::new(offsets.into()),
+            Buffer::from_vec(values),
+            text.nulls().cloned(),
+        )?)
     }
 }
 
@@ -139,5 +166,31 @@ mod tests {
         assert_eq!(a.mask(b"x").len(), MASK_HEX_DIGITS);
         assert!(a.mask(b"x").bytes().all(|c| c.is_ascii_hexdigit()));
         assert_eq!(format!("{a:?}"), "MaskKey(..)");
+    }
+
+    #[test]
+    fn a_masked_column_holds_each_value_s_mask_and_keeps_its_nulls() {
+        let key = MaskKey::derive(b"provider secret", "urn:agreement:a");
+        let long = "x".repeat(300);
+        let values = [
+            Some("MTR-0000017"),
+            None,
+            Some(""),
+            Some(long.as_str()),
+            Some("Chloé"),
+        ];
+        let masked = key.mask_array(&StringArray::from(values.to_vec())).unwrap();
+        assert_eq!(masked.len(), values.len());
+        for (i, v) in values.iter().enumerate() {
+            match v {
+                None => assert!(masked.is_null(i)),
+                Some(s) => assert_eq!(masked.value(i), key.mask(s.as_bytes()), "value {i}"),
+            }
+        }
+        // a slice keeps its own offsets and nulls
+        let all = StringArray::from(values.to_vec());
+        let sliced = key.mask_array(&all.slice(1, 3)).unwrap();
+        assert!(sliced.is_null(0));
+        assert_eq!(sliced.value(1), key.mask(b""));
     }
 }
