@@ -404,6 +404,25 @@ pub async fn send<P: ProcessRecord>(
         .await
 }
 
+/// Opens our (consumer) process `p` together with its initial request `body` in the outbox.
+pub(crate) async fn open_with_request<P: crate::store::PeerOpened + Sync>(
+    node: &crate::node::Node,
+    p: &P,
+    id: &str,
+    purpose: &str,
+    url: &str,
+    body: &Value,
+) -> EngineResult<()> {
+    let note = format!("sent {}", body["@type"].as_str().unwrap_or("its request"));
+    node.store
+        .transact(|tx| -> EngineResult<()> {
+            p.insert(tx, &note)?;
+            tx.enqueue(id, purpose, url, body)?;
+            Ok(())
+        })
+        .await
+}
+
 /// After a restart: takes again every automatic step that a crash may have cut off between
 /// a commit and its reaction (agree, verify, finalize, start a transfer). Each step is a
 /// state transition committed with its message, so one already taken is not repeated: its

@@ -340,18 +340,8 @@ pub async fn start(node: &Shared, req: StartNegotiation) -> EngineResult<Negotia
         "ContractRequestMessage",
         json!({ "consumerPid": id, "offer": offer, "callbackAddress": node.urls.dsp }),
     );
-    node.store
-        .transact(|tx| -> EngineResult<()> {
-            tx.insert_negotiation(&n, "sent ContractRequestMessage")?;
-            tx.enqueue(
-                &n.id,
-                PURPOSE_REQUEST,
-                &message_url(&n, Msg::Request)?,
-                &body,
-            )?;
-            Ok(())
-        })
-        .await?;
+    let url = message_url(&n, Msg::Request)?;
+    super::open_with_request(node, &n, &n.id, PURPOSE_REQUEST, &url, &body).await?;
     info!(negotiation = %n.id, provider = %n.peer_id, dataset = %n.dataset_id, "contract request queued");
     Ok(n)
 }

@@ -239,18 +239,8 @@ pub async fn request(node: &Node, req: StartTransfer) -> EngineResult<Transfer> 
             "callbackAddress": node.urls.dsp,
         }),
     );
-    node.store
-        .transact(|tx| -> EngineResult<()> {
-            tx.insert_transfer(&t, "sent TransferRequestMessage")?;
-            tx.enqueue(
-                &t.id,
-                PURPOSE_REQUEST,
-                &message_url(&t, Msg::Request)?,
-                &body,
-            )?;
-            Ok(())
-        })
-        .await?;
+    let url = message_url(&t, Msg::Request)?;
+    super::open_with_request(node, &t, &t.id, PURPOSE_REQUEST, &url, &body).await?;
     Ok(t)
 }
 
