@@ -1266,13 +1266,17 @@ mod tests {
         }
     }
 
+    /// Counts a change of ours and one of another task, so that a transaction the next
+    /// change opens waits for its commit task instead of committing at once.
+    fn other_changes_under_way(store: &Store) -> [Active<'_>; 2] {
+        [Active::enter(&store.active), Active::enter(&store.active)]
+    }
+
     #[tokio::test]
     async fn a_staged_change_is_invisible_to_reads_until_it_commits() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("state.db")).unwrap();
-        // as if other changes were under way: the transaction waits for them
-        let _others = Active::enter(&store.active);
-        let _mine = Active::enter(&store.active);
+        let _under_way = other_changes_under_way(&store);
         let (_, mut done) = store
             .stage(|tx| -> Result<()> {
                 tx.insert_negotiation(&negotiation("n1"), "requested")?;
@@ -1314,8 +1318,7 @@ mod tests {
     async fn a_write_outside_a_change_commits_the_open_transaction_first() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("state.db")).unwrap();
-        let _others = Active::enter(&store.active);
-        let _mine = Active::enter(&store.active);
+        let _under_way = other_changes_under_way(&store);
         let (_, done) = store
             .stage(|tx| -> Result<()> { tx.insert_negotiation(&negotiation("n1"), "requested") })
             .unwrap();
