@@ -356,8 +356,13 @@ impl CatalogStore {
         Ok(self.len()? == 0)
     }
 
-    /// The local dataset carrying the offer `offer_id`, and the offer's compact JSON.
-    pub fn find_offer(&self, offer_id: &str) -> Result<Option<(Dataset, Value)>, CatalogError> {
+    /// The local dataset carrying the offer `offer_id`, and the offer's compact JSON. The
+    /// dataset comes from the cache of recently served datasets (see `served_dataset`), so
+    /// that a negotiation's repeated lookups of its offer read the graph once.
+    pub fn find_offer(
+        &self,
+        offer_id: &str,
+    ) -> Result<Option<(Arc<Dataset>, Value)>, CatalogError> {
         let offer = crate::odrl::iri(offer_id, "offer")?;
         for q in self.store.quads_for_pattern(
             None,
@@ -374,7 +379,7 @@ impl CatalogStore {
             if g != s || !is_dataset_graph(g.as_str()) {
                 continue;
             }
-            let Some(ds) = self.read_dataset(s)? else {
+            let Some(ds) = self.served_dataset(s)? else {
                 continue;
             };
             let json = ds.offers.iter().find(|o| o["@id"] == offer_id).cloned();

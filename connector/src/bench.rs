@@ -91,6 +91,12 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
     negotiations(&c, &provider, 20, 4, "warm-up").await?;
     let (seq, _) =
         negotiations(&c, &provider, opts.sequential, 1, "negotiation, sequential").await?;
+    let parties = [
+        ("provider", provider.pid()),
+        ("consumer", consumer.pid()),
+        ("driver", std::process::id()),
+    ];
+    let cpu = CpuMeter::start(&parties);
     let (conc, agreements) = negotiations(
         &c,
         &provider,
@@ -99,6 +105,7 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
         &format!("negotiation, {} concurrent", opts.workers),
     )
     .await?;
+    let mut cpu_rows = vec![cpu.per_job(&conc)];
     let tseq = transfers(
         &c,
         &provider,
@@ -107,6 +114,7 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
         "transfer start, sequential",
     )
     .await?;
+    let cpu = CpuMeter::start(&parties);
     let tconc = transfers(
         &c,
         &provider,
@@ -115,6 +123,7 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
         &format!("transfer start, {} concurrent", opts.workers),
     )
     .await?;
+    cpu_rows.push(cpu.per_job(&tconc));
     rows.extend([seq, conc, tseq, tconc]);
     println!("| what | n | p50 ms | p99 ms | max ms | per s |");
     println!("|---|---|---|---|---|---|");
@@ -129,7 +138,62 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
             r.percentile(50).as_secs_f64() / floor
         );
     }
+    for row in cpu_rows.iter().flatten() {
+        println!("{row}");
+    }
     Ok(())
+}
+
+/// CPU time used by each process over a phase: steadier than a rate on a shared machine,
+/// since time spent waiting for the other tenants' work is not counted.
+struct CpuMeter<'a> {
+    parties: &'a [(&'static str, u32)],
+    before: Option<Vec<Duration>>,
+}
+
+impl<'a> CpuMeter<'a> {
+    fn start(parties: &'a [(&'static str, u32)]) -> Self {
+        Self {
+            parties,
+            before: cpu_times(parties),
+        }
+    }
+
+    /// `<phase>: CPU per operation: provider … ms, …`; `None` where /proc is not readable.
+    fn per_job(&self, sample: &Sample) -> Option<String> {
+        let (before, after) = (self.before.as_ref()?, cpu_times(self.parties)?);
+        let n = sample.took.len().max(1) as f64;
+        let parts: Vec<String> = self
+            .parties
+            .iter()
+            .zip(before.iter().zip(&after))
+            .map(|((who, _), (b, a))| {
+                format!(
+                    "{who} {:.3} ms",
+                    a.saturating_sub(*b).as_secs_f64() * 1e3 / n
+                )
+            })
+            .collect();
+        Some(format!(
+            "{}: CPU per operation: {}",
+            sample.what,
+            parts.join(", ")
+        ))
+    }
+}
+
+fn cpu_times(parties: &[(&'static str, u32)]) -> Option<Vec<Duration>> {
+    parties.iter().map(|(_, pid)| cpu_time(*pid)).collect()
+}
+
+/// User plus system time of a process and all its threads (Linux `/proc/<pid>/stat`, in
+/// clock ticks of 10 ms, the value of `USER_HZ` on every Linux architecture we build for).
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // the command name may hold spaces and parentheses: fields follow the last ')'
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    Some(Duration::from_millis((ticks(11)? + ticks(12)?) * 10))
 }
 
 /// The floor: a DSP version request to the provider over a kept-alive mutual-TLS connection
@@ -283,4 +347,29 @@ async fn reached(c: &MgmtClient, kind: ProcessKind, id: &str, state: &str) -> Re
         .unwrap_or_default();
     ensure!(now == state, "{id} ended in {now}, not {state}: {got}");
     Ok(got)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_time_counts_the_work_of_every_thread() {
+        let me = std::process::id();
+        let before = cpu_time(me).expect("/proc/self/stat is readable on Linux");
+        let spin = || {
+            let t = Instant::now();
+            let mut x = 0u64;
+            while t.elapsed() < Duration::from_millis(150) {
+                x = std::hint::black_box(x.wrapping_add(1));
+            }
+        };
+        std::thread::scope(|s| {
+            s.spawn(spin);
+            s.spawn(spin);
+        });
+        let used = cpu_time(me).unwrap().saturating_sub(before);
+        assert!(used >= Duration::from_millis(150), "{used:?}");
+        assert_eq!(cpu_time(u32::MAX), None, "no such process");
+    }
 }

@@ -414,6 +414,11 @@ impl Running {
         MgmtClient::new(&self.ports.management_url, &self.files.api_key)
     }
 
+    /// Its operating-system process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the process at once (SIGKILL), as a crash would.
     pub fn kill(&mut self) {
         let _ = self.child.kill();

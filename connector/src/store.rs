@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use anyhow::{Context, Result, anyhow};
 use chrono::{DateTime, Utc};
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::Serialize;
 use serde_json::Value;
@@ -285,9 +286,11 @@ pub struct OutboxItem {
     pub attempts: u32,
     /// Earliest time of the next attempt.
     pub next_attempt_at: DateTime<Utc>,
+    /// The participant the message must reach (`None`: its process is gone).
+    pub peer_id: Option<String>,
 }
 
-/// The head of a process's outbox queue, as the sender schedules it.
+/// A queued message as the sender schedules it.
 #[derive(Debug, Clone)]
 pub struct DueMessage {
     /// Queue position.
@@ -755,29 +758,27 @@ impl Store {
         )
     }
 
-    /// The head of each process's queue (the oldest message, so that messages of one process
-    /// are delivered in order), soonest first, without the bodies.
-    pub fn due_messages(&self, limit: usize) -> Result<Vec<DueMessage>> {
-        self.all(
-            "SELECT id, process_id, next_attempt_at FROM outbox o
-             WHERE id = (SELECT MIN(id) FROM outbox WHERE process_id = o.process_id)
-             ORDER BY next_attempt_at LIMIT ?1",
-            [limit as i64],
-            |r| {
-                Ok(DueMessage {
-                    id: r.get(0)?,
-                    process_id: r.get(1)?,
-                    next_attempt_at: parse_ts(r.get(2)?)?,
-                })
-            },
-        )
+    /// The queued messages after queue position `after`, in queue order, without the bodies
+    /// (the sender reads each body when it delivers it).
+    pub fn queued_after(&self, after: i64, limit: usize) -> Result<Vec<DueMessage>> {
+        self.all(QUEUED_AFTER, params![after, limit as i64], |r| {
+            Ok(DueMessage {
+                id: r.get(0)?,
+                process_id: r.get(1)?,
+                next_attempt_at: parse_ts(r.get(2)?)?,
+            })
+        })
     }
 
-    /// A queued message with its body; `None` once delivered or dropped.
+    /// A queued message with its body and the participant it must reach; `None` once
+    /// delivered or dropped.
     pub fn outbox_item(&self, id: i64) -> Result<Option<OutboxItem>> {
         self.read(|c| {
             c.prepare_cached(
-                "SELECT id, process_id, purpose, url, body, attempts, next_attempt_at FROM outbox WHERE id = ?1",
+                "SELECT o.id, o.process_id, o.purpose, o.url, o.body, o.attempts, o.next_attempt_at,
+                    COALESCE((SELECT peer_id FROM negotiation WHERE id = o.process_id),
+                        (SELECT peer_id FROM transfer WHERE id = o.process_id))
+                 FROM outbox o WHERE o.id = ?1",
             )?
             .query_row([id], |r| {
                 Ok(OutboxItem {
@@ -788,6 +789,7 @@ impl Store {
                     body: json_col(r.get(4)?)?,
                     attempts: r.get(5)?,
                     next_attempt_at: parse_ts(r.get(6)?)?,
+                    peer_id: r.get(7)?,
                 })
             })
             .optional()
@@ -879,10 +881,15 @@ fn connect(path: &Path) -> Result<Connection> {
     conn.pragma_update(None, "cache_size", -32_768)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // Plans must not depend on bound values: otherwise binding a `LIMIT ?` re-parses and
+    // re-plans a cached statement at every use.
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
 }
 
+const QUEUED_AFTER: &str =
+    "SELECT id, process_id, next_attempt_at FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2";
 const NEG_COLS: &str = "id, role, provider_pid, consumer_pid, peer_id, peer_address, state, dataset_id, offer, agreement_id, error, created_at, updated_at";
 const TR_COLS: &str = "id, role, provider_pid, consumer_pid, peer_id, peer_address, agreement_id, dataset_id, format, state, data_address, error, created_at, updated_at";
 
@@ -1182,7 +1189,7 @@ mod tests {
             .await;
         assert!(failed.is_err());
         assert!(store.negotiation("n1").unwrap().is_none());
-        assert!(store.due_messages(10).unwrap().is_empty());
+        assert!(store.queued_after(0, 10).unwrap().is_empty());
 
         let watch = store.watch("n1");
         let changed = watch.changed();
@@ -1198,10 +1205,40 @@ mod tests {
             changed.now_or_never().is_some(),
             "the commit wakes the watcher"
         );
-        let due = store.due_messages(10).unwrap();
-        assert_eq!(due.len(), 1, "one message per process at a time");
-        let head = store.outbox_item(due[0].id).unwrap().unwrap();
+        let queued = store.queued_after(0, 10).unwrap();
+        assert_eq!(queued.len(), 2);
+        assert!(queued[0].id < queued[1].id, "in queue order");
+        let head = store.outbox_item(queued[0].id).unwrap().unwrap();
         assert_eq!(head.url, "https://p/dsp/1");
+        assert_eq!(
+            head.peer_id.as_deref(),
+            Some("did:web:p"),
+            "the process's peer"
+        );
+        let after_head = store.queued_after(queued[0].id, 10).unwrap();
+        assert_eq!(after_head.len(), 1);
+        assert_eq!(after_head[0].id, queued[1].id);
+        assert_eq!(
+            store.queued_after(0, 1).unwrap().len(),
+            1,
+            "the limit holds"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cached_statement_is_not_planned_again_for_new_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        for (after, limit) in [(0, 10), (5, 1), (7, 1024)] {
+            store.queued_after(after, limit).unwrap();
+        }
+        let reader = store.reader.lock().unwrap();
+        let stmt = reader.prepare_cached(QUEUED_AFTER).unwrap();
+        assert_eq!(
+            stmt.get_status(rusqlite::StatementStatus::RePrepare),
+            0,
+            "binding LIMIT ? anew must not re-plan the statement"
+        );
     }
 
     #[tokio::test]
@@ -1255,7 +1292,7 @@ mod tests {
             let stored = store.negotiation(&format!("n{i}")).unwrap();
             assert_eq!(stored.is_some(), i % 7 != 0, "negotiation n{i}");
         }
-        assert_eq!(store.due_messages(100).unwrap().len(), 64 - 10);
+        assert_eq!(store.queued_after(0, 100).unwrap().len(), 64 - 10);
         for (i, c) in changed.into_iter().enumerate() {
             let woken = c.now_or_never().is_some();
             assert_eq!(
@@ -1285,10 +1322,10 @@ mod tests {
             .unwrap();
         // the outbox must not see a message whose change may still fail to commit
         assert!(store.negotiation("n1").unwrap().is_none());
-        assert!(store.due_messages(10).unwrap().is_empty());
+        assert!(store.queued_after(0, 10).unwrap().is_empty());
         done.wait_for(Option::is_some).await.unwrap();
         assert!(store.negotiation("n1").unwrap().is_some());
-        assert_eq!(store.due_messages(10).unwrap().len(), 1);
+        assert_eq!(store.queued_after(0, 10).unwrap().len(), 1);
     }
 
     #[tokio::test]

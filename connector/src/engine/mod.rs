@@ -215,9 +215,10 @@ pub async fn receive<P: ProcessRecord>(
         .await
 }
 
-/// The provider's answer to our initial request carries its pid: remember it.
-pub async fn learn_provider_pid<P: ProcessRecord>(
-    store: &Store,
+/// The provider's answer to our initial request carries its pid: remember it (inside the
+/// change that takes the request off the queue).
+pub fn learn_provider_pid<P: ProcessRecord>(
+    tx: &mut Tx<'_>,
     id: &str,
     answer: &Value,
 ) -> anyhow::Result<()> {
@@ -225,18 +226,14 @@ pub async fn learn_provider_pid<P: ProcessRecord>(
         tracing::warn!(process = id, "the provider's answer carries no providerPid");
         return Ok(());
     };
-    store
-        .transact(|tx| -> anyhow::Result<()> {
-            if let Some(mut p) = P::load(tx, id)? {
-                let (slot, _) = p.pid_slots();
-                if slot.is_none() {
-                    *slot = Some(provider_pid.to_string());
-                    p.save(tx, "provider acknowledged")?;
-                }
-            }
-            Ok(())
-        })
-        .await
+    if let Some(mut p) = P::load(tx, id)? {
+        let (slot, _) = p.pid_slots();
+        if slot.is_none() {
+            *slot = Some(provider_pid.to_string());
+            p.save(tx, "provider acknowledged")?;
+        }
+    }
+    Ok(())
 }
 
 /// Whether the peer's process already is in the state our undelivered message led to, or one
@@ -308,15 +305,6 @@ fn target_of<P: ProcessRecord>(body: &Value) -> Option<<P::Machine as StateMachi
         .filter(|&&m| P::message_type(m) == ty)
         .map(|&m| <P::Machine as StateMachine>::target(m))
         .find(|&s| event.is_none_or(|e| <P::Machine as StateMachine>::state_name(s) == e))
-}
-
-/// The participant a queued message of process `id` must reach (`None`: no such process).
-pub fn peer_of(store: &Store, purpose: &str, id: &str) -> anyhow::Result<Option<String>> {
-    Ok(if purpose.starts_with("negotiation") {
-        store.negotiation(id)?.map(|n| n.peer_id)
-    } else {
-        store.transfer(id)?.map(|t| t.peer_id)
-    })
 }
 
 /// Marks a process terminated after a peer refused our message for good.

@@ -172,7 +172,7 @@ fn offered_dataset(node: &Node, requested: &Policy) -> EngineResult<String> {
             "offer {offer_id:?} is not an offer for target {target:?}"
         )));
     }
-    Ok(dataset.id)
+    Ok(dataset.id.clone())
 }
 
 /// `ContractRequestMessage` on an existing process (consumer's counter-request).
