@@ -16,7 +16,8 @@ use serde_json::Value;
 use crate::client::PeerClient;
 use crate::mgmt_client::MgmtClient;
 use crate::scenario::{
-    self, DATASET_ID, OFFER_ID, Running, start_negotiation, start_transfer, wait_for_state,
+    self, DATASET_ID, OFFER_ID, Running, start_negotiation, start_negotiation_with_offer,
+    start_transfer, wait_for_state,
 };
 use crate::store::ProcessKind;
 use crate::tls::{TlsFiles, TlsMaterial};
@@ -87,25 +88,56 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
         floor_dsp(&scn, &provider, opts.sequential).await?,
         floor_mgmt(&c, opts.sequential).await?,
     ];
+    // What an operator who read the catalogue has in hand; `None`: fetched every time.
+    let offer = Some(Arc::new(catalogue_offer(&scn, &provider).await?));
+    let fetched = " (the consumer fetches the offer each time)";
     // Warm-up: connections, caches, the first SQLite pages.
-    negotiations(&c, &provider, 20, 4, "warm-up").await?;
-    let (seq, _) =
-        negotiations(&c, &provider, opts.sequential, 1, "negotiation, sequential").await?;
+    negotiations(&c, &provider, None, 20, 4, "warm-up").await?;
+    let (seq, _) = negotiations(
+        &c,
+        &provider,
+        offer.clone(),
+        opts.sequential,
+        1,
+        "negotiation, sequential",
+    )
+    .await?;
+    let (seq_fetched, _) = negotiations(
+        &c,
+        &provider,
+        None,
+        opts.sequential,
+        1,
+        &format!("negotiation, sequential{fetched}"),
+    )
+    .await?;
     let parties = [
         ("provider", provider.pid()),
         ("consumer", consumer.pid()),
         ("driver", std::process::id()),
     ];
     let cpu = CpuMeter::start(&parties);
+    let (conc_fetched, _) = negotiations(
+        &c,
+        &provider,
+        None,
+        opts.total,
+        opts.workers,
+        &format!("negotiation, {} concurrent{fetched}", opts.workers),
+    )
+    .await?;
+    let mut cpu_rows = vec![cpu.per_job(&conc_fetched)];
+    let cpu = CpuMeter::start(&parties);
     let (conc, agreements) = negotiations(
         &c,
         &provider,
+        offer,
         opts.total,
         opts.workers,
         &format!("negotiation, {} concurrent", opts.workers),
     )
     .await?;
-    let mut cpu_rows = vec![cpu.per_job(&conc)];
+    cpu_rows.push(cpu.per_job(&conc));
     let tseq = transfers(
         &c,
         &provider,
@@ -124,7 +156,7 @@ pub async fn run(opts: BenchOptions) -> Result<()> {
     )
     .await?;
     cpu_rows.push(cpu.per_job(&tconc));
-    rows.extend([seq, conc, tseq, tconc]);
+    rows.extend([seq, seq_fetched, conc, conc_fetched, tseq, tconc]);
     println!("| what | n | p50 ms | p99 ms | max ms | per s |");
     println!("|---|---|---|---|---|---|");
     for r in &rows {
@@ -292,21 +324,41 @@ where
     ))
 }
 
-/// `total` negotiations to FINALIZED on `workers` workers; returns the latencies (management
+/// The demo offer as the provider's catalogue shows it to the consumer.
+async fn catalogue_offer(scn: &scenario::Scenario, provider: &Running) -> Result<Value> {
+    let client = scenario::dsp_client(&scn.consumer)?;
+    let url = crate::engine::join_url(
+        &provider.ports.dsp_url,
+        &format!("catalog/datasets/{DATASET_ID}"),
+    );
+    let (_, dataset) = client.get_json(&url).await?;
+    dataset["hasPolicy"]
+        .as_array()
+        .and_then(|offers| offers.iter().find(|o| o["@id"] == OFFER_ID))
+        .cloned()
+        .with_context(|| format!("the provider's catalogue shows no offer {OFFER_ID}"))
+}
+
+/// `total` negotiations to FINALIZED on `workers` workers, for `offer` in hand (`None`: the
+/// consumer fetches it from the catalogue each time); returns the latencies (management
 /// request to FINALIZED) and the agreement ids.
 async fn negotiations(
     c: &MgmtClient,
     provider: &Running,
+    offer: Option<Arc<Value>>,
     total: usize,
     workers: usize,
     what: &str,
 ) -> Result<(Sample, Vec<String>)> {
     let (c, ports) = (c.clone(), provider.ports.clone());
     concurrently(what, total, workers, move |_| {
-        let (c, ports) = (c.clone(), ports.clone());
+        let (c, ports, offer) = (c.clone(), ports.clone(), offer.clone());
         async move {
             let t = Instant::now();
-            let id = start_negotiation(&c, &ports, DATASET_ID, OFFER_ID).await?;
+            let id = match offer {
+                Some(o) => start_negotiation_with_offer(&c, &ports, DATASET_ID, &o).await?,
+                None => start_negotiation(&c, &ports, DATASET_ID, OFFER_ID).await?,
+            };
             let n = reached(&c, ProcessKind::Negotiation, &id, "FINALIZED").await?;
             let agreement = n["negotiation"]["agreementId"].as_str().unwrap_or_default();
             Ok((t.elapsed(), agreement.to_string()))

@@ -48,8 +48,8 @@ impl DspReject {
         }
     }
 
-    fn with_pids(mut self, pids: Option<(String, String)>) -> Self {
-        self.pids = pids;
+    fn with_pids(mut self, pids: &BodyPids) -> Self {
+        self.pids = pids_of(&pids.0);
         self
     }
 
@@ -224,13 +224,18 @@ pub(crate) fn caller(peer: &Option<PeerIdentity>, kind: ErrorKind) -> Result<Str
     })
 }
 
+/// The body of a message, kept for the process ids it names: read only when a refusal needs
+/// them (DSP error answers carry them), not for every message.
+#[derive(Clone)]
+pub(crate) struct BodyPids(Bytes);
+
 /// Reads a bounded body and parses the expected message. Refusals carry the process ids
 /// the body names (best effort), as the DSP error schemas require.
 pub(crate) async fn read<T: DeserializeOwned>(
     body: Body,
     expected: &'static str,
     kind: ErrorKind,
-) -> Result<(T, Option<(String, String)>), DspReject> {
+) -> Result<(T, BodyPids), DspReject> {
     let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
         .map_err(|_| {
@@ -240,10 +245,13 @@ pub(crate) async fn read<T: DeserializeOwned>(
                 format!("the body exceeds {MAX_BODY_BYTES} bytes"),
             )
         })?;
-    let pids = pids_of(&bytes);
-    messages::parse(&bytes, expected)
-        .map(|msg| (msg, pids.clone()))
-        .map_err(|e| DspReject::new(StatusCode::BAD_REQUEST, kind, e.to_string()).with_pids(pids))
+    let pids = BodyPids(bytes);
+    match messages::parse(&pids.0, expected) {
+        Ok(msg) => Ok((msg, pids)),
+        Err(e) => {
+            Err(DspReject::new(StatusCode::BAD_REQUEST, kind, e.to_string()).with_pids(&pids))
+        }
+    }
 }
 
 /// The `providerPid` and `consumerPid` a body names, for error answers.
@@ -299,7 +307,7 @@ async fn negotiation_request(
     let (n, created) =
         to_completion(async move { negotiation::on_initial_request(&engine, &who, msg).await })
             .await
-            .map_err(|e| DspReject::from_engine(NEG, e).with_pids(pids))?;
+            .map_err(|e| DspReject::from_engine(NEG, e).with_pids(&pids))?;
     ok(created_or_ok(created), negotiation::dsp_view(&n))
 }
 
@@ -310,12 +318,12 @@ async fn contract_request(
     peer: &Option<PeerIdentity>,
     claims: Option<Extension<PeerClaims>>,
     body: Body,
-) -> Result<(String, ContractRequestMessage, Option<(String, String)>), DspReject> {
+) -> Result<(String, ContractRequestMessage, BodyPids), DspReject> {
     let who = caller(peer, NEG)?;
     let (msg, pids): (ContractRequestMessage, _) =
         read(body, "ContractRequestMessage", NEG).await?;
     protocol_catalog::check_requested_offer(node, &Caller::with_claims(&who, claims), &msg.offer)
-        .map_err(|e| e.with_pids(pids.clone()))?;
+        .map_err(|e| e.with_pids(&pids))?;
     Ok((who, msg, pids))
 }
 
@@ -334,7 +342,7 @@ async fn negotiation_counter_request(
             async move { negotiation::on_counter_request(&engine, &who, &pid, msg).await },
         )
         .await
-        .map_err(|e| DspReject::from_engine(NEG, e).with_pids(pids))?;
+        .map_err(|e| DspReject::from_engine(NEG, e).with_pids(&pids))?;
     ok(StatusCode::OK, negotiation::dsp_view(&n))
 }
 
@@ -352,7 +360,7 @@ async fn transfer_request(
     let engine = node.clone();
     let (t, created) = to_completion(async move { transfer::on_request(&engine, &who, msg).await })
         .await
-        .map_err(|e| DspReject::from_engine(TR, e).with_pids(pids))?;
+        .map_err(|e| DspReject::from_engine(TR, e).with_pids(&pids))?;
     ok(created_or_ok(created), transfer::dsp_view(&t))
 }
 
@@ -405,7 +413,7 @@ where
             let (msg, pids) = read(body, expected, kind).await?;
             let process = to_completion(handle(node, who, pid, msg))
                 .await
-                .map_err(|e| DspReject::from_engine(kind, e).with_pids(pids))?;
+                .map_err(|e| DspReject::from_engine(kind, e).with_pids(&pids))?;
             Ok::<_, DspReject>(match answer(&process) {
                 Some(body) => (StatusCode::OK, Json(body)).into_response(),
                 None => StatusCode::OK.into_response(),

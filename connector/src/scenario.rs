@@ -268,6 +268,25 @@ pub async fn start_negotiation(
     start_process(consumer, "negotiations", &body).await
 }
 
+/// Starts a negotiation for `offer`, as the provider's catalogue showed it, of `dataset_id`
+/// at `provider` (the consumer does not fetch the offer again); returns the consumer's
+/// process id.
+pub async fn start_negotiation_with_offer(
+    consumer: &MgmtClient,
+    provider: &Ports,
+    dataset_id: &str,
+    offer: &serde_json::Value,
+) -> Result<String> {
+    let body = json!({
+        "datasetId": dataset_id,
+        "offerId": offer["@id"],
+        "providerId": provider.participant_id,
+        "connectorAddress": provider.dsp_url,
+        "offer": offer,
+    });
+    start_process(consumer, "negotiations", &body).await
+}
+
 /// Starts an `ArrowFlight-PULL` transfer under `agreement_id` at `provider` through the
 /// consumer's management API; returns the consumer's process id.
 pub async fn start_transfer(

@@ -585,15 +585,23 @@ impl Store {
 
     /// Opens the process `p` a peer asked us (as provider) to start, unless that peer already
     /// opened one for the same consumer process id: a request repeated after a crash or a lost
-    /// answer then finds the first process instead of starting a second one. Returns the
-    /// process and whether it is new.
-    pub async fn open_once<P: PeerOpened>(&self, p: P, note: &str) -> Result<(P, bool)> {
+    /// answer then finds the first process instead of starting a second one. A new process
+    /// goes through `then` in the same change (the engine's automatic next step). Returns the
+    /// process as opened, and whether it is new.
+    pub async fn open_once<P: PeerOpened + Clone>(
+        &self,
+        p: P,
+        note: &str,
+        then: impl FnOnce(&mut Tx<'_>, &mut P) -> Result<()>,
+    ) -> Result<(P, bool)> {
         self.transact(|tx| {
             let (peer_id, consumer_pid) = p.peer_and_pid();
             if let Some(known) = P::find(tx, peer_id, consumer_pid)? {
                 return Ok((known, false));
             }
             p.insert(tx, note)?;
+            let mut next = p.clone();
+            then(tx, &mut next)?;
             Ok((p, true))
         })
         .await
@@ -933,7 +941,29 @@ fn transfer_row(r: &Row<'_>) -> rusqlite::Result<Transfer> {
     })
 }
 
-impl Tx<'_> {
+impl<'a> Tx<'a> {
+    /// Runs `f` as a step of this change: if it fails, what it wrote is undone and the rest
+    /// of the change stands. The outer error is a failure of the store itself (the step
+    /// could not be undone), which must fail the whole change.
+    pub fn attempt<R, E>(
+        &mut self,
+        f: impl FnOnce(&mut Tx<'a>) -> Result<R, E>,
+    ) -> Result<Result<R, E>> {
+        self.exec("SAVEPOINT step", [])
+            .context("starting a step of a change")?;
+        let (changed, enqueued) = (self.changed.len(), self.enqueued);
+        let out = f(self);
+        if out.is_err() {
+            self.exec("ROLLBACK TO step", [])
+                .context("undoing a failed step of a change")?;
+            self.changed.truncate(changed);
+            self.enqueued = enqueued;
+        }
+        self.exec("RELEASE step", [])
+            .context("finishing a step of a change")?;
+        Ok(out)
+    }
+
     /// Runs one statement, prepared once per connection.
     fn exec(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
         self.tx.prepare_cached(sql)?.execute(params)
@@ -1153,12 +1183,12 @@ impl Tx<'_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use futures::FutureExt;
     use serde_json::json;
 
-    fn negotiation(id: &str) -> Negotiation {
+    pub(crate) fn negotiation(id: &str) -> Negotiation {
         Negotiation {
             id: id.into(),
             role: Role::Consumer,

@@ -847,3 +847,71 @@ async fn cli_attenuates_offline_and_queries_with_the_narrower_token() {
     assert!(!ok, "a re-attenuated token read meter_id");
     assert!(err.contains("refused"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_negotiation_with_the_offer_in_hand_finalizes_and_the_provider_still_checks_it() {
+    use sluis_connector::store::ProcessKind;
+    let space = start();
+    let consumer = space.consumer.mgmt();
+    let ports = &space.provider.ports;
+    let catalogue = scenario::dsp_client(&space.scn.consumer).unwrap();
+    let url = format!("{}/catalog/datasets/{DATASET_ID}", ports.dsp_url);
+    let (_, dataset) = catalogue.get_json(&url).await.unwrap();
+    let offer = dataset["hasPolicy"]
+        .as_array()
+        .and_then(|offers| offers.iter().find(|o| o["@id"] == OFFER_ID))
+        .cloned()
+        .expect("the demo offer in the provider's catalogue");
+    let wait = |id: String, state: &'static str| {
+        let consumer = consumer.clone();
+        async move {
+            let got = scenario::wait_for_state(
+                &consumer,
+                ProcessKind::Negotiation,
+                &id,
+                state,
+                Duration::from_secs(30),
+            )
+            .await
+            .unwrap();
+            got["negotiation"].clone()
+        }
+    };
+
+    // as the catalogue showed it: agreed and finalized without a second catalogue read
+    let id = scenario::start_negotiation_with_offer(&consumer, ports, DATASET_ID, &offer)
+        .await
+        .unwrap();
+    let n = wait(id, "FINALIZED").await;
+    assert_eq!(n["state"], "FINALIZED", "{n}");
+    assert!(n["agreementId"].is_string(), "{n}");
+
+    // an offer that is not the one named: refused before anything is sent
+    let mut other = offer.clone();
+    other["@id"] = OTHER_OFFER_ID.into();
+    let body = serde_json::json!({
+        "datasetId": DATASET_ID, "offerId": OFFER_ID, "providerId": ports.participant_id,
+        "connectorAddress": ports.dsp_url, "offer": other,
+    });
+    let (status, text) = consumer
+        .raw(
+            http::Method::POST,
+            "negotiations",
+            &[("content-type", "application/json")],
+            body.to_string().into_bytes(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("@id differs"), "{text}");
+
+    // an offer the consumer widened (its constraints dropped): the provider does not agree
+    let mut widened = offer.clone();
+    widened["permission"][0]["constraint"] = serde_json::json!([]);
+    let id = scenario::start_negotiation_with_offer(&consumer, ports, DATASET_ID, &widened)
+        .await
+        .unwrap();
+    let n = wait(id, "TERMINATED").await;
+    assert_eq!(n["state"], "TERMINATED", "{n}");
+    assert!(n["agreementId"].is_null(), "{n}");
+}

@@ -194,13 +194,30 @@ pub fn receive_in<P: ProcessRecord>(
 
 /// [`receive_in`] in its own transaction; `update` records the message's content when the
 /// process moved.
-pub async fn receive<P: ProcessRecord>(
+pub async fn receive<P: ProcessRecord + Clone>(
     node: &crate::node::Node,
     caller: &str,
     pid: &str,
     body_pids: (&str, &str),
     message: MessageOf<P>,
     update: impl FnOnce(&mut P) -> EngineResult<()>,
+) -> EngineResult<(P, bool)> {
+    receive_then(node, caller, pid, body_pids, message, update, |_, _| None).await
+}
+
+/// An automatic step of our role: what it does to a process inside a change.
+pub type Step<'s, P> = Box<dyn FnOnce(&mut Tx<'_>, &mut P) -> EngineResult<()> + Send + 's>;
+
+/// [`receive`], then the automatic step that `then` picks for the process as received, in
+/// the same change (see [`follow_up`]). Returns the process as the message left it.
+pub async fn receive_then<'s, P: ProcessRecord + Clone>(
+    node: &crate::node::Node,
+    caller: &str,
+    pid: &str,
+    body_pids: (&str, &str),
+    message: MessageOf<P>,
+    update: impl FnOnce(&mut P) -> EngineResult<()>,
+    then: impl FnOnce(&Tx<'_>, &P) -> Option<Step<'s, P>>,
 ) -> EngineResult<(P, bool)> {
     let note = format!("received {}", P::message_type(message));
     node.store
@@ -210,9 +227,30 @@ pub async fn receive<P: ProcessRecord>(
                 update(&mut p)?;
             }
             p.save(tx, &note)?;
-            Ok((p, moved))
+            let received = p.clone();
+            if moved && let Some(step) = then(tx, &p) {
+                follow_up(tx, &mut p, step)?;
+            }
+            Ok((received, moved))
         })
         .await
+}
+
+/// Takes our automatic next step inside the change that led to it: both commit together, in
+/// one commit instead of two, with no moment between them for a crash to fall into. If the
+/// step fails, only the step is undone: the process stays as it was, and the failure is
+/// logged (a restart tries the step again, see [`resume`]).
+pub(crate) fn follow_up<P: ProcessRecord + Clone>(
+    tx: &mut Tx<'_>,
+    p: &mut P,
+    step: Step<'_, P>,
+) -> anyhow::Result<()> {
+    let before = p.clone();
+    if let Err(e) = tx.attempt(|tx| step(tx, p))? {
+        tracing::warn!(process = p.id(), error = %e, "automatic step failed");
+        *p = before;
+    }
+    Ok(())
 }
 
 /// The provider's answer to our initial request carries its pid: remember it (inside the
@@ -365,31 +403,42 @@ pub async fn send<P: ProcessRecord>(
     message: MessageOf<P>,
     build: impl FnOnce(&mut Tx<'_>, &mut P) -> EngineResult<Value>,
 ) -> EngineResult<P> {
-    let type_name = P::message_type(message);
     node.store
         .transact(|tx| {
             let mut p = P::load(tx, id)?.ok_or(EngineError::NotFound(P::WHAT))?;
-            match crate::dsp::step::<P::Machine>(p.role(), Some(p.state()), message)? {
-                crate::dsp::Step::Moved(s) => p.set_state(s),
-                // Retries are the outbox's business; a second local send is a mistake.
-                crate::dsp::Step::Duplicate => {
-                    return Err(EngineError::Illegal(format!(
-                        "the {} is {} already",
-                        P::WHAT,
-                        <P::Machine as StateMachine>::state_name(p.state())
-                    )));
-                }
-            }
-            let mut fields = build(tx, &mut p)?;
-            let (provider, consumer) = p.pid_slots();
-            fields["providerPid"] = Value::String(provider.clone().unwrap_or_default());
-            fields["consumerPid"] = Value::String(consumer.clone().unwrap_or_default());
-            let body = crate::dsp::messages::message(type_name, fields);
-            p.save(tx, &format!("sent {type_name}"))?;
-            tx.enqueue(p.id(), P::PURPOSE, &p.message_url(message)?, &body)?;
+            send_in(tx, &mut p, message, build)?;
             Ok(p)
         })
         .await
+}
+
+/// [`send`] inside a change, on a process already loaded.
+pub fn send_in<P: ProcessRecord>(
+    tx: &mut Tx<'_>,
+    p: &mut P,
+    message: MessageOf<P>,
+    build: impl FnOnce(&mut Tx<'_>, &mut P) -> EngineResult<Value>,
+) -> EngineResult<()> {
+    let type_name = P::message_type(message);
+    match crate::dsp::step::<P::Machine>(p.role(), Some(p.state()), message)? {
+        crate::dsp::Step::Moved(s) => p.set_state(s),
+        // Retries are the outbox's business; a second local send is a mistake.
+        crate::dsp::Step::Duplicate => {
+            return Err(EngineError::Illegal(format!(
+                "the {} is {} already",
+                P::WHAT,
+                <P::Machine as StateMachine>::state_name(p.state())
+            )));
+        }
+    }
+    let mut fields = build(tx, p)?;
+    let (provider, consumer) = p.pid_slots();
+    fields["providerPid"] = Value::String(provider.clone().unwrap_or_default());
+    fields["consumerPid"] = Value::String(consumer.clone().unwrap_or_default());
+    let body = crate::dsp::messages::message(type_name, fields);
+    p.save(tx, &format!("sent {type_name}"))?;
+    tx.enqueue(p.id(), P::PURPOSE, &p.message_url(message)?, &body)?;
+    Ok(())
 }
 
 /// Opens our (consumer) process `p` together with its initial request `body` in the outbox.
@@ -435,4 +484,79 @@ pub fn resume(node: &crate::node::Shared) -> anyhow::Result<(usize, usize)> {
         transfer::react(node.clone(), t);
     }
     Ok(counts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::tests::negotiation;
+    use anyhow::anyhow;
+
+    #[tokio::test]
+    async fn a_failed_automatic_step_is_undone_and_the_change_before_it_stands() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        let kept = store
+            .transact(|tx| -> anyhow::Result<Negotiation> {
+                let mut n = negotiation("n1");
+                tx.insert_negotiation(&n, "received")?;
+                follow_up(
+                    tx,
+                    &mut n,
+                    Box::new(|tx, n| {
+                        n.state = NegotiationState::Agreed;
+                        n.save(tx, "sent ContractAgreementMessage")?;
+                        tx.enqueue(&n.id, "x", "https://p/dsp", &serde_json::json!({}))?;
+                        Err(EngineError::Internal(anyhow!("the step broke")))
+                    }),
+                )?;
+                Ok(n)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            kept.state,
+            NegotiationState::Requested,
+            "restored in memory"
+        );
+        let stored = store.negotiation("n1").unwrap().unwrap();
+        assert_eq!(
+            stored.state,
+            NegotiationState::Requested,
+            "the step's write is undone"
+        );
+        let history = store.history("n1").unwrap();
+        assert_eq!(history.len(), 1, "{history:?}");
+        assert!(
+            store.queued_after(0, 10).unwrap().is_empty(),
+            "nothing queued"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_successful_automatic_step_commits_with_the_change_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.db")).unwrap();
+        store
+            .transact(|tx| -> anyhow::Result<()> {
+                let mut n = negotiation("n1");
+                tx.insert_negotiation(&n, "received")?;
+                follow_up(
+                    tx,
+                    &mut n,
+                    Box::new(|tx, n| {
+                        n.state = NegotiationState::Agreed;
+                        n.save(tx, "sent ContractAgreementMessage")?;
+                        tx.enqueue(&n.id, "x", "https://p/dsp", &serde_json::json!({}))?;
+                        Ok(())
+                    }),
+                )
+            })
+            .await
+            .unwrap();
+        let stored = store.negotiation("n1").unwrap().unwrap();
+        assert_eq!(stored.state, NegotiationState::Agreed);
+        assert_eq!(store.history("n1").unwrap().len(), 2);
+        assert_eq!(store.queued_after(0, 10).unwrap().len(), 1);
+    }
 }

@@ -1,11 +1,16 @@
 //! Contract negotiation, both roles.
 
+use std::sync::atomic::Ordering::Relaxed;
+
 use chrono::Utc;
 use serde_json::{Value, json};
 use sluis_policy::Policy;
 use tracing::{info, warn};
 
-use super::{EngineError, EngineResult, join_url, receive, receive_in, send};
+use super::{
+    EngineError, EngineResult, Step, follow_up, join_url, receive, receive_in, receive_then, send,
+    send_in,
+};
 use crate::config::{Mode, NegotiationConfig, Otherwise};
 use crate::dsp::Role;
 use crate::dsp::messages::{
@@ -14,7 +19,7 @@ use crate::dsp::messages::{
 };
 use crate::dsp::negotiation::{self as machine, NegotiationMessage as Msg, NegotiationState as S};
 use crate::node::{Node, Shared, derived_pid, new_pid};
-use crate::store::{Agreement, Negotiation};
+use crate::store::{Agreement, Negotiation, Tx};
 
 /// Outbox purpose of an initial contract request: the answer carries the provider's pid.
 pub const PURPOSE_REQUEST: &str = "negotiation-request";
@@ -33,6 +38,11 @@ pub struct StartNegotiation {
     pub provider_id: String,
     /// The provider's DSP base URL.
     pub connector_address: String,
+    /// The offer as the provider's catalogue showed it (from an earlier catalogue request),
+    /// so that it is not fetched again; its `@id` must be `offerId`. The provider still
+    /// checks it against its current offer.
+    #[serde(default)]
+    pub offer: Option<Value>,
 }
 
 /// The DSP `ContractNegotiation` body for a process.
@@ -135,14 +145,20 @@ pub async fn on_initial_request(
     // open_once: two identical requests racing each other still make one process
     let (n, new) = node
         .store
-        .open_once(n, "received ContractRequestMessage")
+        .open_once(
+            n,
+            "received ContractRequestMessage",
+            |tx, n| match auto_step(node, n, false) {
+                Some(step) => follow_up(tx, n, step),
+                None => Ok(()),
+            },
+        )
         .await?;
     if !new {
         info!(negotiation = %n.id, "repeated contract request: answered with the known negotiation");
         return Ok((n, false));
     }
     info!(negotiation = %n.id, consumer = caller, dataset = %n.dataset_id, "contract requested");
-    react(node.clone(), n.clone());
     Ok((n, true))
 }
 
@@ -185,7 +201,8 @@ pub async fn on_counter_request(
     let provider_pid = msg.provider_pid.clone().unwrap_or_else(|| pid.to_string());
     parse_policy(&msg.offer, "offer")?;
     refuse_changed_repeat(node, caller, pid, S::Requested, &msg.offer)?;
-    let (n, moved) = receive::<Negotiation>(
+    let offered = already_offered(node, pid)?;
+    let (n, _) = receive_then::<Negotiation>(
         node,
         caller,
         pid,
@@ -195,11 +212,9 @@ pub async fn on_counter_request(
             n.offer = msg.offer.clone();
             Ok(())
         },
+        |_, n| auto_step(node, n, offered),
     )
     .await?;
-    if moved {
-        react(node.clone(), n.clone());
-    }
     Ok(n)
 }
 
@@ -220,18 +235,18 @@ pub async fn on_event(
             )));
         }
     };
-    let (n, moved) = receive::<Negotiation>(
+    let (n, moved) = receive_then::<Negotiation>(
         node,
         caller,
         pid,
         (&msg.provider_pid, &msg.consumer_pid),
         message,
         |_| Ok(()),
+        |_, n| auto_step(node, n, false),
     )
     .await?;
     if moved {
         info!(negotiation = %n.id, state = n.state.as_str(), "negotiation event");
-        react(node.clone(), n.clone());
     }
     Ok(n)
 }
@@ -243,18 +258,16 @@ pub async fn on_verification(
     pid: &str,
     msg: ProcessIds,
 ) -> EngineResult<Negotiation> {
-    let (n, moved) = receive::<Negotiation>(
+    let (n, _) = receive_then::<Negotiation>(
         node,
         caller,
         pid,
         (&msg.provider_pid, &msg.consumer_pid),
         Msg::Verification,
         |_| Ok(()),
+        |_, n| auto_step(node, n, false),
     )
     .await?;
-    if moved {
-        react(node.clone(), n.clone());
-    }
     Ok(n)
 }
 
@@ -288,9 +301,8 @@ pub async fn on_termination(
 
 // ---- consumer side --------------------------------------------------------------------------
 
-/// Starts a negotiation as consumer: fetches the offer from the provider's catalogue and
-/// sends a `ContractRequestMessage`.
-pub async fn start(node: &Shared, req: StartNegotiation) -> EngineResult<Negotiation> {
+/// The offer `req` names, from the provider's catalogue.
+async fn fetch_offer(node: &Shared, req: &StartNegotiation) -> EngineResult<Value> {
     let url = join_url(
         &req.connector_address,
         &format!("catalog/datasets/{}", req.dataset_id),
@@ -300,7 +312,7 @@ pub async fn start(node: &Shared, req: StartNegotiation) -> EngineResult<Negotia
         .to_participant(&req.provider_id)
         .map_err(EngineError::Internal)?;
     let (_, dataset) = peer.get_json(&url).await?;
-    let offer = dataset
+    dataset
         .get("hasPolicy")
         .and_then(Value::as_array)
         .and_then(|offers| {
@@ -314,8 +326,23 @@ pub async fn start(node: &Shared, req: StartNegotiation) -> EngineResult<Negotia
                 "the provider's dataset {} has no offer {}",
                 req.dataset_id, req.offer_id
             ))
-        })?;
-    parse_policy(&offer, "offer from the provider")?;
+        })
+}
+
+/// Starts a negotiation as consumer: takes the offer given, or fetches it from the
+/// provider's catalogue, and sends a `ContractRequestMessage`.
+pub async fn start(node: &Shared, mut req: StartNegotiation) -> EngineResult<Negotiation> {
+    let offer = match req.offer.take() {
+        Some(offer) if offer.get("@id").and_then(Value::as_str) == Some(&req.offer_id) => offer,
+        Some(_) => {
+            return Err(EngineError::BadRequest(format!(
+                "the offer given is not offer {}: its @id differs",
+                req.offer_id
+            )));
+        }
+        None => fetch_offer(node, &req).await?,
+    };
+    parse_policy(&offer, "offer")?;
     let mut offer = offer;
     offer["target"] = Value::String(req.dataset_id.clone());
     let now = Utc::now();
@@ -358,30 +385,30 @@ pub async fn on_offer(
     let offered = parse_policy(&msg.offer, "offer")?;
     refuse_changed_repeat(node, caller, pid, S::Offered, &msg.offer)?;
     let consumer_pid = msg.consumer_pid.clone().unwrap_or_else(|| pid.to_string());
-    let mut as_requested = false;
-    let (n, moved) = receive::<Negotiation>(
+    let as_requested = std::sync::atomic::AtomicBool::new(false);
+    let auto = node.config.negotiation.consumer_mode == Mode::Auto;
+    let (n, moved) = receive_then::<Negotiation>(
         node,
         caller,
         pid,
         (&msg.provider_pid, &consumer_pid),
         Msg::Offer,
         |n| {
-            as_requested =
-                Policy::from_json(&n.offer).is_ok_and(|asked| asked.equivalent(&offered));
+            as_requested.store(
+                Policy::from_json(&n.offer).is_ok_and(|asked| asked.equivalent(&offered)),
+                Relaxed,
+            );
             n.offer = msg.offer.clone();
             Ok(())
         },
+        |_, _| {
+            (auto && as_requested.load(Relaxed)).then(|| -> Step<'_, Negotiation> {
+                Box::new(|tx, n| send_in(tx, n, Msg::Accepted, event("ACCEPTED")))
+            })
+        },
     )
     .await?;
-    if moved && as_requested && node.config.negotiation.consumer_mode == Mode::Auto {
-        let node = node.clone();
-        let id = n.id.clone();
-        tokio::spawn(async move {
-            if let Err(e) = accept(&node, &id).await {
-                warn!(negotiation = %id, error = %e, "automatic accept failed");
-            }
-        });
-    } else if moved {
+    if moved && !(auto && as_requested.load(Relaxed)) {
         info!(negotiation = %n.id, "offer differs from the request: waiting for the operator");
     }
     Ok(n)
@@ -426,9 +453,9 @@ pub async fn on_agreement(
         .to_string();
     let policy_json = msg.agreement.clone();
     let me = node.participant_id.clone();
-    let (n, moved) = node
+    let n = node
         .store
-        .transact(|tx| -> EngineResult<(Negotiation, bool)> {
+        .transact(|tx| -> EngineResult<Negotiation> {
             let existing = tx.negotiation(pid)?;
             let checked = existing
                 .as_ref()
@@ -455,12 +482,13 @@ pub async fn on_agreement(
                 })?;
             }
             tx.update_negotiation(&n, "received ContractAgreementMessage")?;
-            Ok((n, moved))
+            let received = n.clone();
+            if moved && let Some(step) = auto_step(node, &n, false) {
+                follow_up(tx, &mut n, step)?;
+            }
+            Ok(received)
         })
         .await?;
-    if moved {
-        react(node.clone(), n.clone());
-    }
     Ok(n)
 }
 
@@ -493,12 +521,15 @@ fn check_agreement(n: &Negotiation, agreement: &Policy, me: &str) -> EngineResul
     Ok(())
 }
 
-// ---- local actions --------------------------------------------------------------------------
+// ---- local actions ----------------------------------------------------------------------------
 
-/// The provider agrees: the agreement is the requested offer, bound to both parties.
-pub async fn agree(node: &Node, id: &str) -> EngineResult<Negotiation> {
-    let assigner = node.participant_id.clone();
-    send::<Negotiation>(node, id, Msg::Agreement, |tx, n| {
+/// The fields of a message we send: built inside the change that sends it.
+type Fields<'a> = Box<dyn FnOnce(&mut Tx<'_>, &mut Negotiation) -> EngineResult<Value> + Send + 'a>;
+
+/// Our agreement: the requested offer bound to both parties, recorded as an agreement.
+fn agreement(node: &Node) -> Fields<'_> {
+    Box::new(move |tx, n| {
+        let assigner = node.participant_id.clone();
         let offer = parse_policy(&n.offer, "stored offer")?;
         let agreement_id = new_pid();
         let policy = offer
@@ -515,24 +546,45 @@ pub async fn agree(node: &Node, id: &str) -> EngineResult<Negotiation> {
             negotiation_id: n.id.clone(),
             dataset_id: n.dataset_id.clone(),
             policy: policy.clone(),
-            assigner: assigner.clone(),
+            assigner,
             assignee: n.peer_id.clone(),
             created_at: Utc::now(),
         })?;
         n.agreement_id = Some(agreement_id);
         Ok(json!({ "agreement": policy }))
     })
-    .await
 }
 
-/// The provider offers its catalogue offer for the requested dataset (a counter-offer).
-pub async fn offer(node: &Node, id: &str) -> EngineResult<Negotiation> {
-    send::<Negotiation>(node, id, Msg::Offer, |_, n| {
+/// Our catalogue offer for the requested dataset (a counter-offer).
+fn counter_offer(node: &Node) -> Fields<'_> {
+    Box::new(move |_, n| {
         let offer = catalogue_offer(node, n)?;
         n.offer = offer.clone();
         Ok(json!({ "offer": offer }))
     })
-    .await
+}
+
+/// A `ContractNegotiationEventMessage`.
+fn event(kind: &'static str) -> Fields<'static> {
+    Box::new(move |_, _| Ok(json!({ "eventType": kind })))
+}
+
+/// A termination, with its reason kept on the process.
+fn termination(reason: String) -> Fields<'static> {
+    Box::new(move |_, n| {
+        n.error = Some(reason.clone());
+        Ok(json!({ "code": "terminated", "reason": [reason] }))
+    })
+}
+
+/// The provider agrees: the agreement is the requested offer, bound to both parties.
+pub async fn agree(node: &Node, id: &str) -> EngineResult<Negotiation> {
+    send::<Negotiation>(node, id, Msg::Agreement, agreement(node)).await
+}
+
+/// The provider offers its catalogue offer for the requested dataset (a counter-offer).
+pub async fn offer(node: &Node, id: &str) -> EngineResult<Negotiation> {
+    send::<Negotiation>(node, id, Msg::Offer, counter_offer(node)).await
 }
 
 /// Our catalogue offer that a negotiation's current offer names, with its `target`.
@@ -575,47 +627,81 @@ pub async fn verify(node: &Node, id: &str) -> EngineResult<Negotiation> {
 
 /// The provider finalizes a verified agreement.
 pub async fn finalize(node: &Node, id: &str) -> EngineResult<Negotiation> {
-    send::<Negotiation>(node, id, Msg::Finalized, |_, _| {
-        Ok(json!({ "eventType": "FINALIZED" }))
-    })
-    .await
+    send::<Negotiation>(node, id, Msg::Finalized, event("FINALIZED")).await
 }
 
 /// The consumer accepts the provider's latest offer.
 pub async fn accept(node: &Node, id: &str) -> EngineResult<Negotiation> {
-    send::<Negotiation>(node, id, Msg::Accepted, |_, _| {
-        Ok(json!({ "eventType": "ACCEPTED" }))
-    })
-    .await
+    send::<Negotiation>(node, id, Msg::Accepted, event("ACCEPTED")).await
 }
 
 /// Either party terminates.
 pub async fn terminate(node: &Node, id: &str, reason: &str) -> EngineResult<Negotiation> {
-    let reason = reason.to_string();
-    send::<Negotiation>(node, id, Msg::Termination, |_, n| {
-        n.error = Some(reason.clone());
-        Ok(json!({ "code": "terminated", "reason": [reason] }))
-    })
-    .await
+    send::<Negotiation>(node, id, Msg::Termination, termination(reason.to_string())).await
 }
 
 // ---- automatic decisions --------------------------------------------------------------------
 
-/// What our role does next on its own, after a committed change (or after a restart).
-pub(crate) fn react(node: Shared, n: Negotiation) {
+/// What our role does next on its own in the process's state, under the configured modes:
+/// the provider decides on a request and agrees to an accepted offer and finalizes a verified
+/// agreement; the consumer verifies an agreement. `already_offered`: the provider sent a
+/// counter-offer in this negotiation before.
+fn auto_step<'s>(
+    node: &'s Node,
+    n: &Negotiation,
+    already_offered: bool,
+) -> Option<Step<'s, Negotiation>> {
+    let rules = &node.config.negotiation;
+    let provider_auto = rules.provider_mode == Mode::Auto;
+    let consumer_auto = rules.consumer_mode == Mode::Auto;
+    let step: Step<'s, Negotiation> = match (n.role, n.state) {
+        (Role::Provider, S::Requested) => {
+            Box::new(move |tx, n| decide_as_provider(node, tx, n, already_offered))
+        }
+        (Role::Provider, S::Accepted) if provider_auto => {
+            Box::new(|tx, n| send_in(tx, n, Msg::Agreement, agreement(node)))
+        }
+        (Role::Provider, S::Verified) if provider_auto => {
+            Box::new(|tx, n| send_in(tx, n, Msg::Finalized, event("FINALIZED")))
+        }
+        (Role::Consumer, S::Agreed) if consumer_auto => {
+            Box::new(|tx, n| send_in(tx, n, Msg::Verification, |_, _| Ok(json!({}))))
+        }
+        _ => return None,
+    };
+    Some(step)
+}
+
+/// Whether the provider sent a counter-offer in negotiation `id` before.
+fn already_offered(node: &Node, id: &str) -> EngineResult<bool> {
+    Ok(node
+        .store
+        .history(id)?
+        .iter()
+        .any(|h| h.note == "sent ContractOfferMessage"))
+}
+
+/// Takes the automatic step of a process in its own change, if it is still in the state it
+/// was seen in: after a restart (see [`super::resume`]), for steps a crash may have cut off.
+pub(crate) fn react(node: Shared, seen: Negotiation) {
     tokio::spawn(async move {
-        let consumer_auto = node.config.negotiation.consumer_mode == Mode::Auto;
-        let provider_auto = node.config.negotiation.provider_mode == Mode::Auto;
-        let result = match (n.role, n.state) {
-            (Role::Provider, S::Requested | S::Accepted) => decide_as_provider(&node, &n).await,
-            (Role::Provider, S::Verified) if provider_auto => {
-                finalize(&node, &n.id).await.map(drop)
-            }
-            (Role::Consumer, S::Agreed) if consumer_auto => verify(&node, &n.id).await.map(drop),
-            _ => Ok(()),
-        };
+        let result = async {
+            let offered = already_offered(&node, &seen.id)?;
+            node.store
+                .transact(|tx| -> EngineResult<()> {
+                    let Some(mut n) = tx.negotiation(&seen.id)? else {
+                        return Ok(());
+                    };
+                    match auto_step(&node, &n, offered) {
+                        Some(step) if n.state == seen.state => step(tx, &mut n),
+                        _ => Ok(()),
+                    }
+                })
+                .await
+        }
+        .await;
         if let Err(e) = result {
-            warn!(negotiation = %n.id, error = %e, "automatic step failed");
+            warn!(negotiation = %seen.id, error = %e, "automatic step failed");
         }
     });
 }
@@ -661,38 +747,35 @@ pub fn provider_decision(
     }
 }
 
-/// Applies [`provider_decision`] to a request (REQUESTED), or agrees to our own offer that
-/// the consumer accepted (ACCEPTED).
-async fn decide_as_provider(node: &Node, n: &Negotiation) -> EngineResult<()> {
-    let rules = &node.config.negotiation;
-    if n.state == S::Accepted {
-        if rules.provider_mode == Mode::Auto {
-            agree(node, &n.id).await?;
-            info!(negotiation = %n.id, "the consumer accepted our offer: agreed");
-        }
-        return Ok(());
-    }
+/// Applies [`provider_decision`] to a request (REQUESTED), inside the change.
+fn decide_as_provider(
+    node: &Node,
+    tx: &mut Tx<'_>,
+    n: &mut Negotiation,
+    already_offered: bool,
+) -> EngineResult<()> {
     let requested = parse_policy(&n.offer, "requested offer")?;
-    let offer_id = requested.id().unwrap_or_default().to_string();
+    let offer_id = requested.id().unwrap_or_default();
     let ours = node
         .catalog
-        .find_offer(&offer_id)
+        .find_offer(offer_id)
         .map_err(|e| EngineError::Internal(e.into()))?
         .and_then(|(_, offer)| Policy::from_json(&offer).ok());
-    let already_offered = node
-        .store
-        .history(&n.id)?
-        .iter()
-        .any(|h| h.note == "sent ContractOfferMessage");
-    let decision = provider_decision(rules, ours.as_ref(), &requested, already_offered);
+    let decision = provider_decision(
+        &node.config.negotiation,
+        ours.as_ref(),
+        &requested,
+        already_offered,
+    );
     match decision {
-        Decision::Agree => agree(node, &n.id).await.map(drop)?,
-        Decision::CounterOffer => offer(node, &n.id).await.map(drop)?,
-        Decision::Terminate => {
-            terminate(node, &n.id, "the requested policy differs from the offer")
-                .await
-                .map(drop)?
-        }
+        Decision::Agree => send_in(tx, n, Msg::Agreement, agreement(node))?,
+        Decision::CounterOffer => send_in(tx, n, Msg::Offer, counter_offer(node))?,
+        Decision::Terminate => send_in(
+            tx,
+            n,
+            Msg::Termination,
+            termination("the requested policy differs from the offer".into()),
+        )?,
         Decision::Wait => {}
     }
     info!(negotiation = %n.id, ?decision, "provider decision");

@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use sluis_policy::token::Grant;
 use tracing::{info, warn};
 
-use super::{EngineError, EngineResult, join_url, receive, send};
+use super::{EngineError, EngineResult, Step, follow_up, join_url, receive, send, send_in};
 use crate::config::Mode;
 use crate::dsp::Role;
 use crate::dsp::messages::{
@@ -14,7 +14,7 @@ use crate::dsp::messages::{
 use crate::dsp::negotiation::NegotiationState;
 use crate::dsp::transfer::{self as machine, TransferMessage as Msg, TransferState as S};
 use crate::node::{Node, Shared, derived_pid, new_pid, table_name};
-use crate::store::Transfer;
+use crate::store::{Transfer, Tx};
 
 /// Outbox purpose of a transfer request: the answer carries the provider's pid.
 pub const PURPOSE_REQUEST: &str = "transfer-request";
@@ -149,25 +149,35 @@ pub async fn on_request(
     };
     let (t, new) = node
         .store
-        .open_once(t, "received TransferRequestMessage")
+        .open_once(
+            t,
+            "received TransferRequestMessage",
+            |tx, t| match auto_step(node, t) {
+                Some(step) => follow_up(tx, t, step),
+                None => Ok(()),
+            },
+        )
         .await?;
     if !new {
         info!(transfer = %t.id, "repeated transfer request: answered with the known transfer");
         return Ok((t, false));
     }
     info!(transfer = %t.id, consumer = caller, agreement = %t.agreement_id, "transfer requested");
-    react(node.clone(), t.clone());
     Ok((t, true))
 }
 
 /// Starts or resumes a transfer. The provider mints a token and sends the data address; a
 /// consumer resuming a transfer it suspended sends the message without one.
 pub async fn start(node: &Node, id: &str) -> EngineResult<Transfer> {
-    send::<Transfer>(node, id, Msg::Start, |_, t| match t.role {
+    send::<Transfer>(node, id, Msg::Start, |tx, t| start_fields(node, tx, t)).await
+}
+
+/// The fields of a `TransferStartMessage`: the provider's carries the data address.
+fn start_fields(node: &Node, _: &mut Tx<'_>, t: &mut Transfer) -> EngineResult<Value> {
+    match t.role {
         Role::Provider => Ok(json!({ "dataAddress": data_address(node, t)? })),
         Role::Consumer => Ok(json!({})),
-    })
-    .await
+    }
 }
 
 fn data_address(node: &Node, t: &Transfer) -> EngineResult<DataAddress> {
@@ -332,14 +342,33 @@ pub async fn stop(node: &Node, id: &str, message: Msg, reason: &str) -> EngineRe
     .await
 }
 
-/// What our role does next on its own, after a committed change (or after a restart).
-pub(crate) fn react(node: Shared, t: Transfer) {
+/// What our role does next on its own: the provider in `auto` mode starts a requested
+/// transfer.
+fn auto_step<'s>(node: &'s Node, t: &Transfer) -> Option<Step<'s, Transfer>> {
+    let auto = node.config.transfer.provider_mode == Mode::Auto;
+    (auto && t.role == Role::Provider && t.state == S::Requested).then(|| -> Step<'s, Transfer> {
+        Box::new(|tx, t| send_in(tx, t, Msg::Start, |tx, t| start_fields(node, tx, t)))
+    })
+}
+
+/// Takes the automatic step of a transfer in its own change, if it is still in the state it
+/// was seen in: after a restart (see [`super::resume`]), for steps a crash may have cut off.
+pub(crate) fn react(node: Shared, seen: Transfer) {
     tokio::spawn(async move {
-        if let (Role::Provider, S::Requested) = (t.role, t.state)
-            && node.config.transfer.provider_mode == Mode::Auto
-            && let Err(e) = start(&node, &t.id).await
-        {
-            warn!(transfer = %t.id, error = %e, "automatic start failed");
+        let result = node
+            .store
+            .transact(|tx| -> EngineResult<()> {
+                let Some(mut t) = tx.transfer(&seen.id)? else {
+                    return Ok(());
+                };
+                match auto_step(&node, &t) {
+                    Some(step) if t.state == seen.state => step(tx, &mut t),
+                    _ => Ok(()),
+                }
+            })
+            .await;
+        if let Err(e) = result {
+            warn!(transfer = %seen.id, error = %e, "automatic start failed");
         }
     });
 }
