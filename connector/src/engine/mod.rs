@@ -492,28 +492,34 @@ mod tests {
     use crate::store::tests::negotiation;
     use anyhow::anyhow;
 
+    /// Opens a negotiation in one change with an automatic step that moves it to AGREED and
+    /// queues a message, then fails if `fail`; returns the process as the change left it.
+    async fn open_with_step(store: &Store, fail: bool) -> Negotiation {
+        store
+            .transact(|tx| -> anyhow::Result<Negotiation> {
+                let mut n = negotiation("n1");
+                tx.insert_negotiation(&n, "received")?;
+                let step: Step<'_, Negotiation> = Box::new(move |tx, n| {
+                    n.state = NegotiationState::Agreed;
+                    n.save(tx, "sent ContractAgreementMessage")?;
+                    tx.enqueue(&n.id, "x", "https://p/dsp", &serde_json::json!({}))?;
+                    match fail {
+                        true => Err(EngineError::Internal(anyhow!("the step broke"))),
+                        false => Ok(()),
+                    }
+                });
+                follow_up(tx, &mut n, step)?;
+                Ok(n)
+            })
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn a_failed_automatic_step_is_undone_and_the_change_before_it_stands() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("state.db")).unwrap();
-        let kept = store
-            .transact(|tx| -> anyhow::Result<Negotiation> {
-                let mut n = negotiation("n1");
-                tx.insert_negotiation(&n, "received")?;
-                follow_up(
-                    tx,
-                    &mut n,
-                    Box::new(|tx, n| {
-                        n.state = NegotiationState::Agreed;
-                        n.save(tx, "sent ContractAgreementMessage")?;
-                        tx.enqueue(&n.id, "x", "https://p/dsp", &serde_json::json!({}))?;
-                        Err(EngineError::Internal(anyhow!("the step broke")))
-                    }),
-                )?;
-                Ok(n)
-            })
-            .await
-            .unwrap();
+        let kept = open_with_step(&store, true).await;
         assert_eq!(
             kept.state,
             NegotiationState::Requested,
@@ -537,23 +543,8 @@ mod tests {
     async fn a_successful_automatic_step_commits_with_the_change_before_it() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&dir.path().join("state.db")).unwrap();
-        store
-            .transact(|tx| -> anyhow::Result<()> {
-                let mut n = negotiation("n1");
-                tx.insert_negotiation(&n, "received")?;
-                follow_up(
-                    tx,
-                    &mut n,
-                    Box::new(|tx, n| {
-                        n.state = NegotiationState::Agreed;
-                        n.save(tx, "sent ContractAgreementMessage")?;
-                        tx.enqueue(&n.id, "x", "https://p/dsp", &serde_json::json!({}))?;
-                        Ok(())
-                    }),
-                )
-            })
-            .await
-            .unwrap();
+        let n = open_with_step(&store, false).await;
+        assert_eq!(n.state, NegotiationState::Agreed);
         let stored = store.negotiation("n1").unwrap().unwrap();
         assert_eq!(stored.state, NegotiationState::Agreed);
         assert_eq!(store.history("n1").unwrap().len(), 2);
