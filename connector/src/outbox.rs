@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use tracing::{Instrument, info, info_span, warn};
+use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::client::PeerError;
 use crate::engine::{
@@ -201,6 +201,7 @@ async fn deliver(node: &Shared, item: &OutboxItem) -> Attempt {
     let span = tracing::Span::current();
     span.record("url", item.url.as_str());
     span.record("attempt", item.attempts + 1);
+    let started = std::time::Instant::now();
     let sent = match node
         .peers
         .to_participant(item.peer_id.as_deref().unwrap_or_default())
@@ -214,8 +215,12 @@ async fn deliver(node: &Shared, item: &OutboxItem) -> Attempt {
             })
         }
     };
+    let took_ms = started.elapsed().as_secs_f64() * 1e3;
     match sent {
-        Ok((_, answer)) => delivered(node, item, Some(&answer)).await,
+        Ok((status, answer)) => {
+            debug!(status = status.as_u16(), took_ms, "delivered");
+            delivered(node, item, Some(&answer)).await
+        }
         Err(e) if e.is_transient() && item.attempts + 1 < MAX_ATTEMPTS => {
             let at = Utc::now() + backoff(item.attempts);
             warn!(error = %e, retry_at = %at, "delivery failed; will retry");
