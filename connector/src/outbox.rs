@@ -148,7 +148,7 @@ pub async fn run(node: Shared, shutdown: impl std::future::Future<Output = ()>) 
 /// Reads what was queued since the last call, starts delivery of every due message, and
 /// returns how long until the next one falls due.
 fn dispatch_due(node: &Shared, schedule: &SharedSchedule) -> Duration {
-    let due = {
+    let (due, next) = {
         let mut plan = lock(schedule);
         loop {
             match node.store.queued_after(plan.seen(), READ_BATCH) {
@@ -167,7 +167,6 @@ fn dispatch_due(node: &Shared, schedule: &SharedSchedule) -> Duration {
         }
         plan.take_due(Utc::now())
     };
-    let (due, next) = due;
     for message in due {
         let (node, schedule) = (node.clone(), schedule.clone());
         let span = info_span!(
