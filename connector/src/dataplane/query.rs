@@ -484,6 +484,32 @@ mod tests {
         assert_eq!(n as u64, summary.rows_per_region["north"]);
     }
 
+    /// Footers and statistics are cached across queries; a rewritten file must not be
+    /// served from them.
+    #[tokio::test]
+    async fn a_rewritten_source_is_read_afresh() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.parquet");
+        let cfg = DataPlaneConfig::default();
+        for (rows, seed) in [(20_000, 1), (5_000, 2), (20_000, 3)] {
+            let summary = crate::sample::generate_meter_readings(&path, rows, seed).unwrap();
+            let grant = north_readings(path.clone(), dir.path());
+            let prepared = prepare(&grant, "SELECT count(*) FROM readings", &cfg)
+                .await
+                .unwrap();
+            let deadline = Instant::now() + std::time::Duration::from_secs(30);
+            let batches: Vec<RecordBatch> = prepared
+                .execute(deadline)
+                .await
+                .unwrap()
+                .try_collect()
+                .await
+                .unwrap();
+            let n = batches[0].column(0).as_any().downcast_ref::<Int64Array>();
+            assert_eq!(n.unwrap().value(0) as u64, summary.rows_per_region["north"]);
+        }
+    }
+
     #[test]
     fn select_all_quotes_the_table_name() {
         assert_eq!(select_all("a\"b"), "SELECT * FROM \"a\"\"b\"");

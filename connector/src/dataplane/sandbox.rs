@@ -12,7 +12,9 @@ use std::sync::{Arc, OnceLock};
 use datafusion::common::TableReference;
 use datafusion::error::Result as DfResult;
 use datafusion::execution::SessionStateDefaults;
-use datafusion::execution::cache::cache_manager::{CacheManagerConfig, FileMetadataCache};
+use datafusion::execution::cache::cache_manager::{
+    CacheManagerConfig, FileMetadataCache, FileStatisticsCache,
+};
 use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
@@ -34,25 +36,34 @@ pub const DEFAULT_CATALOG: &str = "datafusion";
 /// The schema every bare table name resolves into.
 pub const DEFAULT_SCHEMA: &str = "public";
 
-/// Bytes of Parquet footers kept between queries (see [`shared_metadata_cache`]).
+/// Bytes of Parquet footers kept between queries (see [`shared_caches`]).
 const METADATA_CACHE_BYTES: usize = 64 * 1024 * 1024;
+/// Bytes of per-file statistics kept between queries (see [`shared_caches`]).
+const STATISTICS_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
-/// Parquet footers, shared by every query's session so that a query does not read and parse
-/// the footer again. Entries are checked against the file's size and modification time, so a
-/// rewritten file is read afresh. Provider-side metadata only; no consumer sees it.
-fn shared_metadata_cache() -> Arc<FileMetadataCache> {
-    static CACHE: OnceLock<Arc<FileMetadataCache>> = OnceLock::new();
-    CACHE
-        .get_or_init(|| Arc::new(DefaultCache::new(METADATA_CACHE_BYTES)) as Arc<FileMetadataCache>)
-        .clone()
+/// Parquet footers and per-file statistics, shared by every query's session so that a query
+/// does not read and convert them again. Entries are checked against the file's size and
+/// modification time, so a rewritten file is read afresh. File listings are not shared: each
+/// query lists the source anew. Provider-side metadata only; no consumer sees it.
+fn shared_caches() -> CacheManagerConfig {
+    static CACHES: OnceLock<(Arc<FileMetadataCache>, Arc<FileStatisticsCache>)> = OnceLock::new();
+    let (metadata, statistics) = CACHES.get_or_init(|| {
+        (
+            Arc::new(DefaultCache::new(METADATA_CACHE_BYTES)),
+            Arc::new(DefaultCache::new(STATISTICS_CACHE_BYTES)),
+        )
+    });
+    CacheManagerConfig::default()
+        .with_file_metadata_cache(Some(Arc::clone(metadata)))
+        .with_metadata_cache_limit(METADATA_CACHE_BYTES)
+        .with_file_statistics_cache(Some(Arc::clone(statistics)))
+        .with_file_statistics_cache_limit(STATISTICS_CACHE_BYTES)
 }
 
 /// A DataFusion session with only what a query over one view needs.
 pub fn session_state(cfg: &DataPlaneConfig) -> DfResult<SessionState> {
-    let caches =
-        CacheManagerConfig::default().with_file_metadata_cache(Some(shared_metadata_cache()));
     let runtime = RuntimeEnvBuilder::new()
-        .with_cache_manager(caches)
+        .with_cache_manager(shared_caches())
         .with_memory_pool(Arc::new(GreedyMemoryPool::new(cfg.memory_limit_bytes)))
         .with_disk_manager_builder(
             DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
