@@ -794,6 +794,9 @@ tck_test!(a_repeated_transfer_request_names_the_same_process, async {
     let (again, repeated) = t.post("transfers/request", &msg).await;
     assert_eq!(again, 200, "{repeated}");
     assert_eq!(repeated["providerPid"], created["providerPid"]);
+    let mut other = msg.clone();
+    other["format"] = json!("ArrowFlight-PULL");
+    assert_illegal(t.post("transfers/request", &other).await, TR_ERROR);
     let all = t.mgmt.get("transfers").await.unwrap();
     assert_eq!(all.as_array().unwrap().len(), 1, "{all}");
 });

@@ -650,23 +650,25 @@ impl Store {
     /// Opens the process `p` a peer asked us (as provider) to start, unless that peer already
     /// opened one for the same consumer process id: a request repeated after a crash or a lost
     /// answer then finds the first process instead of starting a second one. A new process
-    /// goes through `then` in the same change (the engine's automatic next step). Returns the
-    /// process as opened, and whether it is new.
+    /// goes through `then` in the same change (the engine's automatic next step).
     pub async fn open_once<P: PeerOpened + Clone>(
         &self,
         p: P,
         note: &str,
         then: impl FnOnce(&mut Tx<'_>, &mut P) -> Result<()>,
-    ) -> Result<(P, bool)> {
+    ) -> Result<Opened<P>> {
         self.transact(|tx| {
             let (peer_id, consumer_pid) = p.peer_and_pid();
             if let Some(known) = P::find(tx, peer_id, consumer_pid)? {
-                return Ok((known, false));
+                return Ok(Opened::Known {
+                    known,
+                    requested: p,
+                });
             }
             p.insert(tx, note)?;
             let mut next = p.clone();
             then(tx, &mut next)?;
-            Ok((p, true))
+            Ok(Opened::New(p))
         })
         .await
     }
@@ -892,6 +894,20 @@ impl Store {
             params![key, value],
         )
     }
+}
+
+/// What [`Store::open_once`] did.
+#[derive(Debug)]
+pub enum Opened<P> {
+    /// The process was opened, as it was just committed.
+    New(P),
+    /// The peer had already opened a process with that consumer process id.
+    Known {
+        /// The process it opened first.
+        known: P,
+        /// The process the repeated request would have opened.
+        requested: P,
+    },
 }
 
 /// A process that a peer opens at the provider with its own (consumer) process id.

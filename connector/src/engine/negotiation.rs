@@ -18,8 +18,8 @@ use crate::dsp::messages::{
     ContractRequestMessage, ProcessIds, ReasonedMessage,
 };
 use crate::dsp::negotiation::{self as machine, NegotiationMessage as Msg, NegotiationState as S};
-use crate::node::{Node, Shared, derived_pid, new_pid};
-use crate::store::{Agreement, Negotiation, Tx};
+use crate::node::{Node, Shared, new_pid};
+use crate::store::{Agreement, Negotiation, Opened, Tx};
 
 /// Outbox purpose of an initial contract request: the answer carries the provider's pid.
 pub const PURPOSE_REQUEST: &str = "negotiation-request";
@@ -116,16 +116,8 @@ pub async fn on_initial_request(
     check_callback(&callback)?;
     let requested = parse_policy(&msg.offer, "offer")?;
     let dataset_id = offered_dataset(node, &requested)?;
-    let id = derived_pid("negotiation", caller, &msg.consumer_pid);
-    if let Some(existing) = node.store.negotiation(&id)? {
-        if existing.offer != msg.offer {
-            return Err(EngineError::Illegal(
-                "this consumerPid already names a negotiation with another offer".into(),
-            ));
-        }
-        return Ok((existing, false));
-    }
     machine::receive(Role::Provider, None, Msg::Request)?;
+    let id = new_pid();
     let now = Utc::now();
     let n = Negotiation {
         id: id.clone(),
@@ -142,8 +134,8 @@ pub async fn on_initial_request(
         created_at: now,
         updated_at: now,
     };
-    // open_once: two identical requests racing each other still make one process
-    let (n, new) = node
+    // open_once: a repeated request, even racing the first, finds the process it opened
+    let opened = node
         .store
         .open_once(
             n,
@@ -154,12 +146,19 @@ pub async fn on_initial_request(
             },
         )
         .await?;
-    if !new {
-        info!(negotiation = %n.id, "repeated contract request: answered with the known negotiation");
-        return Ok((n, false));
+    match opened {
+        Opened::New(n) => {
+            info!(negotiation = %n.id, consumer = caller, dataset = %n.dataset_id, "contract requested");
+            Ok((n, true))
+        }
+        Opened::Known { known, requested } if known.offer == requested.offer => {
+            info!(negotiation = %known.id, "repeated contract request: answered with the known negotiation");
+            Ok((known, false))
+        }
+        Opened::Known { .. } => Err(EngineError::Illegal(
+            "this consumerPid already names a negotiation with another offer".into(),
+        )),
     }
-    info!(negotiation = %n.id, consumer = caller, dataset = %n.dataset_id, "contract requested");
-    Ok((n, true))
 }
 
 fn check_callback(url: &str) -> EngineResult<()> {

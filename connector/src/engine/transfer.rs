@@ -13,8 +13,8 @@ use crate::dsp::messages::{
 };
 use crate::dsp::negotiation::NegotiationState;
 use crate::dsp::transfer::{self as machine, TransferMessage as Msg, TransferState as S};
-use crate::node::{Node, Shared, derived_pid, new_pid, table_name};
-use crate::store::{Transfer, Tx};
+use crate::node::{Node, Shared, new_pid, table_name};
+use crate::store::{Opened, Transfer, Tx};
 
 /// Outbox purpose of a transfer request: the answer carries the provider's pid.
 pub const PURPOSE_REQUEST: &str = "transfer-request";
@@ -120,16 +120,8 @@ pub async fn on_request(
             "the agreement is not finalized".into(),
         ));
     }
-    let id = derived_pid("transfer", caller, &msg.consumer_pid);
-    if let Some(existing) = node.store.transfer(&id)? {
-        if existing.agreement_id != agreement.id || existing.format != msg.format {
-            return Err(EngineError::Illegal(
-                "this consumerPid already names another transfer".into(),
-            ));
-        }
-        return Ok((existing, false));
-    }
     machine::receive(Role::Provider, None, Msg::Request)?;
+    let id = new_pid();
     let now = Utc::now();
     let t = Transfer {
         id: id.clone(),
@@ -147,7 +139,7 @@ pub async fn on_request(
         created_at: now,
         updated_at: now,
     };
-    let (t, new) = node
+    let opened = node
         .store
         .open_once(
             t,
@@ -158,12 +150,21 @@ pub async fn on_request(
             },
         )
         .await?;
-    if !new {
-        info!(transfer = %t.id, "repeated transfer request: answered with the known transfer");
-        return Ok((t, false));
+    match opened {
+        Opened::New(t) => {
+            info!(transfer = %t.id, consumer = caller, agreement = %t.agreement_id, "transfer requested");
+            Ok((t, true))
+        }
+        Opened::Known { known, requested }
+            if known.agreement_id == requested.agreement_id && known.format == requested.format =>
+        {
+            info!(transfer = %known.id, "repeated transfer request: answered with the known transfer");
+            Ok((known, false))
+        }
+        Opened::Known { .. } => Err(EngineError::Illegal(
+            "this consumerPid already names another transfer".into(),
+        )),
     }
-    info!(transfer = %t.id, consumer = caller, agreement = %t.agreement_id, "transfer requested");
-    Ok((t, true))
 }
 
 /// Starts or resumes a transfer. The provider mints a token and sends the data address; a
