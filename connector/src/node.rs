@@ -94,7 +94,10 @@ mod tests {
     fn pids_sort_in_the_order_they_were_made() {
         let pids: Vec<String> = (0..1000).map(|_| new_pid()).collect();
         assert!(pids.windows(2).all(|w| w[0] < w[1]));
-        assert!(pids.iter().all(|p| p.starts_with("urn:uuid:") && p.len() == 45));
+        assert!(
+            pids.iter()
+                .all(|p| p.starts_with("urn:uuid:") && p.len() == 45)
+        );
     }
 
     #[test]

@@ -329,6 +329,12 @@ pub struct Store {
 /// 20 or so under load).
 const CHECKPOINT_EVERY: usize = 500;
 
+/// Bytes the write-ahead log file keeps once a checkpoint lets it start over. Under constant
+/// load a `PASSIVE` checkpoint rarely catches up with the writer, so the log grows (about
+/// 30 KB per negotiation); it starts over after the first quiet moment, and without a
+/// limit the file would keep its largest size for good.
+const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
 /// Copies the write-ahead log back into the database on a thread of its own, with its own
 /// connection, every so many commits. SQLite's automatic checkpoint would run inside the
 /// commit that crosses its threshold, holding the writer (and every change waiting for it)
@@ -472,16 +478,18 @@ fn role_col(s: String) -> rusqlite::Result<Role> {
 impl Store {
     /// Opens (creating if needed) the store at `path`.
     pub fn open(path: &Path) -> Result<Self> {
-        Self::open_with(path, CHECKPOINT_EVERY)
+        Self::open_with(path, CHECKPOINT_EVERY, WAL_SIZE_LIMIT)
     }
 
-    /// [`Store::open`], checkpointing after every `checkpoint_every` commits.
-    fn open_with(path: &Path, checkpoint_every: usize) -> Result<Self> {
+    /// [`Store::open`], checkpointing after every `checkpoint_every` commits and keeping at
+    /// most `wal_limit` bytes of log file when the log starts over.
+    fn open_with(path: &Path, checkpoint_every: usize, wal_limit: i64) -> Result<Self> {
         let conn = connect(path)?;
         conn.execute_batch(SCHEMA)
             .with_context(|| format!("creating the schema in {}", path.display()))?;
         // checkpoints run on a thread of their own (see `Checkpoints`), not inside a commit
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        conn.pragma_update(None, "journal_size_limit", wal_limit)?;
         let reader = connect(path)?;
         Ok(Self {
             db: Arc::new(Mutex::new(Db { conn, open: None })),
@@ -1353,7 +1361,7 @@ pub(crate) mod tests {
     async fn the_log_is_checkpointed_off_the_commit_path_every_so_many_commits() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
-        let store = Store::open_with(&path, 5).unwrap();
+        let store = Store::open_with(&path, 5, WAL_SIZE_LIMIT).unwrap();
         let autocheckpoint: i64 = store
             .lock()
             .conn
@@ -1383,6 +1391,40 @@ pub(crate) mod tests {
         drop(store);
         let store = Store::open(&path).unwrap();
         assert_eq!(store.negotiations(10).unwrap().len(), 5, "nothing lost");
+    }
+
+    #[tokio::test]
+    async fn the_log_file_shrinks_back_to_its_limit_once_checkpointed() {
+        const LIMIT: u64 = 32 * 1024;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let wal = dir.path().join("state.db-wal");
+        let store = Store::open_with(&path, usize::MAX, LIMIT as i64).unwrap();
+        for i in 0..40 {
+            let n = negotiation(&format!("n{i}"));
+            store
+                .transact(|tx| tx.insert_negotiation(&n, "requested"))
+                .await
+                .unwrap();
+        }
+        let grown = std::fs::metadata(&wal).unwrap().len();
+        assert!(grown > 2 * LIMIT, "the log grew to {grown} bytes");
+        store.checkpoints.wake.try_send(()).unwrap();
+        let waited = std::time::Instant::now();
+        while store.checkpoints.done.load(Ordering::Relaxed) == 0
+            && waited.elapsed() < std::time::Duration::from_secs(10)
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        // the next commit starts the log over and cuts the file down to the limit
+        let n = negotiation("after");
+        store
+            .transact(|tx| tx.insert_negotiation(&n, "requested"))
+            .await
+            .unwrap();
+        let now = std::fs::metadata(&wal).unwrap().len();
+        assert!(now <= LIMIT, "the log file still has {now} bytes");
+        assert_eq!(store.negotiations(100).unwrap().len(), 41, "nothing lost");
     }
 
     #[tokio::test]
