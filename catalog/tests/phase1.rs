@@ -198,6 +198,19 @@ fn find_offer_returns_dataset_and_offer() {
     assert_eq!(ds.id, "urn:sluis:dataset:meter");
     assert_eq!(normalise(&offer), normalise(&demo_offer()));
     assert!(cat.find_offer("urn:sluis:offer:unknown").unwrap().is_none());
+    // a repeated lookup is served from the cache, until the dataset changes
+    let (again, _) = cat
+        .find_offer("urn:sluis:offer:meter-readings-north")
+        .unwrap()
+        .unwrap();
+    assert!(std::sync::Arc::ptr_eq(&ds, &again), "read the graph again");
+    cat.put_dataset(&dataset("urn:sluis:dataset:meter", vec![demo_offer()]))
+        .unwrap();
+    let (fresh, _) = cat
+        .find_offer("urn:sluis:offer:meter-readings-north")
+        .unwrap()
+        .unwrap();
+    assert!(!std::sync::Arc::ptr_eq(&ds, &fresh), "served a replaced dataset");
     assert!(matches!(
         cat.find_offer("not an iri"),
         Err(CatalogError::InvalidId { .. })
