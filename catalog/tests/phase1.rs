@@ -210,7 +210,10 @@ fn find_offer_returns_dataset_and_offer() {
         .find_offer("urn:sluis:offer:meter-readings-north")
         .unwrap()
         .unwrap();
-    assert!(!std::sync::Arc::ptr_eq(&ds, &fresh), "served a replaced dataset");
+    assert!(
+        !std::sync::Arc::ptr_eq(&ds, &fresh),
+        "served a replaced dataset"
+    );
     assert!(matches!(
         cat.find_offer("not an iri"),
         Err(CatalogError::InvalidId { .. })

@@ -18,9 +18,10 @@ use datafusion::physical_plan::execute_stream;
 use datafusion::prelude::SessionContext;
 use sluis_policy::enforcement::EnforcementPlan;
 
-use super::barrier::EnforcedTable;
+use super::barrier::{EnforcedTable, ViewKey};
 use super::error::Redactor;
 use super::{ActiveGrant, DataPlaneConfig, QueryError, enforce, sandbox, source};
+use datafusion::object_store::ObjectMeta;
 
 /// A query that passed every check and is planned over the enforced view; not yet running.
 #[derive(Debug)]
@@ -53,17 +54,18 @@ pub async fn prepare(
     let source = source::open(&state, &grant.source)
         .await
         .map_err(unavailable)?;
-    let mut secrets = enforce::hidden_columns(&source.schema(), &grant.plan);
+    let key = view_key(grant, &source.files, cfg);
+    let mut secrets = enforce::hidden_columns(&source.table.schema(), &grant.plan);
     secrets.push(grant.source.location.display().to_string());
     let redactor = Redactor::new(secrets);
-    let view = enforce::view_plan(&grant.table_name, source, &grant.plan, grant.mask_key)
+    let view = enforce::view_plan(&grant.table_name, source.table, &grant.plan, grant.mask_key)
         .map_err(unavailable)?;
     let view_schema = view.schema().as_arrow().clone();
 
     let ctx = SessionContext::new_with_state(state);
     ctx.register_table(
         TableReference::bare(grant.table_name.as_str()),
-        Arc::new(EnforcedTable::new(view)),
+        Arc::new(EnforcedTable::new(view, Some(key))),
     )
     .map_err(unavailable)?;
     let state = ctx.state();
@@ -81,6 +83,25 @@ pub async fn prepare(
         plan,
         redactor,
     })
+}
+
+/// What the enforced view of `grant` over `files` is made from (see [`ViewKey`]).
+fn view_key(grant: &ActiveGrant, files: &[ObjectMeta], cfg: &DataPlaneConfig) -> ViewKey {
+    ViewKey {
+        view: format!(
+            "{:?}\0{:?}\0{:?}",
+            grant.table_name, grant.source, grant.plan
+        ),
+        mask_key: grant.mask_key,
+        files: files
+            .iter()
+            .map(|f| {
+                let modified = f.last_modified.timestamp_nanos_opt().unwrap_or(i64::MIN);
+                (f.location.to_string(), f.size, modified, f.e_tag.clone())
+            })
+            .collect(),
+        session: (cfg.batch_size, cfg.target_partitions),
+    }
 }
 
 impl PreparedQuery {
@@ -257,7 +278,7 @@ mod tests {
         }
     }
 
-    use crate::dataplane::{DataSource, SourceKind};
+    use crate::dataplane::{DataSource, MaskKey, SourceKind};
     use arrow::array::{Array, Int64Array, StringArray};
     use arrow::datatypes::{DataType, Field, Schema};
     use futures::TryStreamExt;
@@ -508,6 +529,56 @@ mod tests {
             let n = batches[0].column(0).as_any().downcast_ref::<Int64Array>();
             assert_eq!(n.unwrap().value(0) as u64, summary.rows_per_region["north"]);
         }
+    }
+
+    async fn run(grant: &ActiveGrant, sql: &str) -> Vec<RecordBatch> {
+        let cfg = DataPlaneConfig::default();
+        let prepared = prepare(grant, sql, &cfg).await.unwrap();
+        let deadline = Instant::now() + std::time::Duration::from_secs(30);
+        let stream = prepared.execute(deadline).await.unwrap();
+        stream.try_collect().await.unwrap()
+    }
+
+    fn first_string(batches: &[RecordBatch]) -> String {
+        let column = batches[0].column(0).as_any().downcast_ref::<StringArray>();
+        column.unwrap().value(0).to_string()
+    }
+
+    /// View plans are kept between queries: a grant that differs in anything the view is
+    /// made from must never be served another grant's view.
+    #[tokio::test]
+    async fn kept_view_plans_are_never_shared_between_different_views() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.parquet");
+        let summary = crate::sample::generate_meter_readings(&path, 20_000, 11).unwrap();
+        let north = north_readings(path.clone(), dir.path());
+        let mut south = north.clone();
+        south.plan.row_filters[0].values = vec![Scalar::String("south".into())];
+        let count = "SELECT count(*) FROM readings";
+        for _ in 0..2 {
+            for (grant, region) in [(&north, "north"), (&south, "south")] {
+                let n = run(grant, count).await;
+                let n = n[0].column(0).as_any().downcast_ref::<Int64Array>();
+                assert_eq!(n.unwrap().value(0) as u64, summary.rows_per_region[region]);
+            }
+        }
+        let mut hashed = north.clone();
+        hashed.plan.masks = vec![sluis_policy::enforcement::ColumnMask {
+            column: "meter_id".into(),
+            kind: sluis_policy::enforcement::MaskKind::Hash,
+        }];
+        let mut rekeyed = hashed.clone();
+        rekeyed.mask_key = MaskKey::derive(b"another secret", "a");
+        let first = "SELECT meter_id FROM readings ORDER BY reading_time, meter_id LIMIT 1";
+        let plain = first_string(&run(&north, first).await);
+        let masked = first_string(&run(&hashed, first).await);
+        let remasked = first_string(&run(&rekeyed, first).await);
+        assert!(plain.starts_with("MTR-"), "{plain}");
+        assert!(
+            !masked.starts_with("MTR-") && masked != remasked,
+            "{masked} {remasked}"
+        );
+        assert_eq!(first_string(&run(&hashed, first).await), masked);
     }
 
     #[test]

@@ -44,8 +44,16 @@ fn format(state: &dyn Session, kind: SourceKind, bloom_filters: bool) -> Arc<dyn
     }
 }
 
+/// A source opened for one query.
+pub struct Opened {
+    /// The table over the source's files, its schema inferred from them.
+    pub table: Arc<dyn TableProvider>,
+    /// The files as listed now.
+    pub files: Vec<ObjectMeta>,
+}
+
 /// A table provider over `source`, its schema inferred from the files.
-pub async fn open(state: &dyn Session, source: &DataSource) -> Result<Arc<dyn TableProvider>> {
+pub async fn open(state: &dyn Session, source: &DataSource) -> Result<Opened> {
     let location = source.location.to_str().ok_or_else(|| {
         DataFusionError::Configuration("the source location is not valid UTF-8".into())
     })?;
@@ -74,7 +82,10 @@ pub async fn open(state: &dyn Session, source: &DataSource) -> Result<Arc<dyn Ta
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
         .with_schema(schema);
-    Ok(Arc::new(ListingTable::try_new(config)?))
+    Ok(Opened {
+        table: Arc::new(ListingTable::try_new(config)?),
+        files,
+    })
 }
 
 /// Whether any of the Parquet `files` has a bloom filter. Without one, probing costs about
@@ -136,7 +147,7 @@ mod tests {
             kind: SourceKind::Parquet,
             location: location.to_path_buf(),
         };
-        let table = open(&state, &source).await.unwrap();
+        let table = open(&state, &source).await.unwrap().table;
         let table = table.downcast_ref::<ListingTable>().unwrap();
         let format = &table.options().format;
         let parquet = format.downcast_ref::<ParquetFormat>().unwrap();
