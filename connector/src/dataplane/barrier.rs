@@ -14,7 +14,7 @@
 //!
 //! Planning the view costs about 0.7 ms, a fifth of the time to a first batch, and gives the
 //! same plan for every query of an agreement that reads the same columns: physical plans
-//! are kept in [`ViewPlans`], keyed by everything the view is made from (see [`ViewKey`]),
+//! are kept in an LRU (`ViewPlans`), keyed by everything the view is made from (see [`ViewKey`]),
 //! and each query executes a copy with fresh execution state.
 
 use std::borrow::Cow;

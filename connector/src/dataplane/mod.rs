@@ -7,6 +7,9 @@
 //!    which returns the [`ActiveGrant`];
 //! 2. a fresh, sandboxed DataFusion session is built (see [`sandbox`]) in which the only
 //!    table is a view over the source with the enforcement plan applied (see [`enforce`]);
+//!    Parquet footers, per-file statistics and the view's physical plan are kept between
+//!    queries, each checked against the files' sizes and modification times (see
+//!    [`barrier`]);
 //! 3. the consumer's SQL is parsed, checked (a single query, only the granted table) and
 //!    planned over that view; query-level rules (aggregate-only, row limits) wrap the plan;
 //! 4. `DoGet` streams the result batch by batch, under a memory limit and a deadline.
