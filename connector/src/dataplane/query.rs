@@ -346,19 +346,23 @@ mod tests {
         }
     }
 
-    async fn visible_cities(grant: &ActiveGrant) -> Vec<String> {
+    /// The batches of `sql` over `grant`'s view.
+    async fn run(grant: &ActiveGrant, sql: &str) -> Vec<RecordBatch> {
         let cfg = DataPlaneConfig::default();
-        let prepared = prepare(grant, "SELECT * FROM cities ORDER BY city", &cfg)
-            .await
-            .unwrap();
+        let prepared = prepare(grant, sql, &cfg).await.unwrap();
         let deadline = Instant::now() + std::time::Duration::from_secs(30);
-        let batches: Vec<RecordBatch> = prepared
-            .execute(deadline)
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
+        let stream = prepared.execute(deadline).await.unwrap();
+        stream.try_collect().await.unwrap()
+    }
+
+    /// The single integer a `count(*)` query returns.
+    fn count(batches: &[RecordBatch]) -> u64 {
+        let n = batches[0].column(0).as_any().downcast_ref::<Int64Array>();
+        n.unwrap().value(0) as u64
+    }
+
+    async fn visible_cities(grant: &ActiveGrant) -> Vec<String> {
+        let batches = run(grant, "SELECT * FROM cities ORDER BY city").await;
         assert!(batches.iter().all(|b| b.num_columns() == 1));
         batches
             .iter()
@@ -511,32 +515,12 @@ mod tests {
     async fn a_rewritten_source_is_read_afresh() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("r.parquet");
-        let cfg = DataPlaneConfig::default();
         for (rows, seed) in [(20_000, 1), (5_000, 2), (20_000, 3)] {
             let summary = crate::sample::generate_meter_readings(&path, rows, seed).unwrap();
             let grant = north_readings(path.clone(), dir.path());
-            let prepared = prepare(&grant, "SELECT count(*) FROM readings", &cfg)
-                .await
-                .unwrap();
-            let deadline = Instant::now() + std::time::Duration::from_secs(30);
-            let batches: Vec<RecordBatch> = prepared
-                .execute(deadline)
-                .await
-                .unwrap()
-                .try_collect()
-                .await
-                .unwrap();
-            let n = batches[0].column(0).as_any().downcast_ref::<Int64Array>();
-            assert_eq!(n.unwrap().value(0) as u64, summary.rows_per_region["north"]);
+            let n = count(&run(&grant, "SELECT count(*) FROM readings").await);
+            assert_eq!(n, summary.rows_per_region["north"]);
         }
-    }
-
-    async fn run(grant: &ActiveGrant, sql: &str) -> Vec<RecordBatch> {
-        let cfg = DataPlaneConfig::default();
-        let prepared = prepare(grant, sql, &cfg).await.unwrap();
-        let deadline = Instant::now() + std::time::Duration::from_secs(30);
-        let stream = prepared.execute(deadline).await.unwrap();
-        stream.try_collect().await.unwrap()
     }
 
     fn first_string(batches: &[RecordBatch]) -> String {
@@ -554,12 +538,10 @@ mod tests {
         let north = north_readings(path.clone(), dir.path());
         let mut south = north.clone();
         south.plan.row_filters[0].values = vec![Scalar::String("south".into())];
-        let count = "SELECT count(*) FROM readings";
         for _ in 0..2 {
             for (grant, region) in [(&north, "north"), (&south, "south")] {
-                let n = run(grant, count).await;
-                let n = n[0].column(0).as_any().downcast_ref::<Int64Array>();
-                assert_eq!(n.unwrap().value(0) as u64, summary.rows_per_region[region]);
+                let n = count(&run(grant, "SELECT count(*) FROM readings").await);
+                assert_eq!(n, summary.rows_per_region[region]);
             }
         }
         let mut hashed = north.clone();
