@@ -340,26 +340,54 @@ const WAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 /// commit that crosses its threshold, holding the writer (and every change waiting for it)
 /// for the copy and the `fsync`: 35-45 ms stalls, and hundreds on a busy disk. A `PASSIVE`
 /// checkpoint waits for no reader and no writer; what it cannot copy yet, the next one does.
+///
+/// Under constant load a `PASSIVE` checkpoint never catches up with the writer, so the log
+/// never starts over: it grew to 10 GB in a 4-minute benchmark. Once the log holds more than
+/// `restart_frames` frames, the thread runs a `RESTART` checkpoint after the `PASSIVE` one:
+/// it holds the writer while it copies what is left and waits for readers (tens of ms, once
+/// per `restart_frames` frames written), and the next commit starts the log over.
 struct Checkpoints {
     every: usize,
     commits: AtomicUsize,
     /// Checkpoints made so far (the tests watch it).
     #[cfg_attr(not(test), allow(dead_code))]
     done: Arc<AtomicUsize>,
+    /// `RESTART` checkpoints made so far (the tests watch it).
+    #[cfg_attr(not(test), allow(dead_code))]
+    restarts: Arc<AtomicUsize>,
     wake: std::sync::mpsc::SyncSender<()>,
 }
 
+/// Runs `PRAGMA wal_checkpoint(mode)`: whether it was kept from finishing (by readers or the
+/// writer) and the frames in the log.
+fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(bool, i64)> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+        Ok((r.get::<_, i64>(0)? != 0, r.get(1)?))
+    })
+}
+
+/// How long a `RESTART` checkpoint waits for the writer and the readers before it gives up
+/// until the next time: it holds the writer meanwhile.
+const RESTART_WAIT: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl Checkpoints {
-    fn start(conn: Connection, every: usize) -> Result<Self> {
+    fn start(conn: Connection, every: usize, restart_frames: i64) -> Result<Self> {
+        conn.busy_timeout(RESTART_WAIT)?;
         let (wake, woken) = std::sync::mpsc::sync_channel::<()>(1);
-        let done = Arc::new(AtomicUsize::new(0));
-        let counter = done.clone();
+        let (done, restarts) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let (counter, restart_counter) = (done.clone(), restarts.clone());
         std::thread::Builder::new()
             .name("sluis-checkpoint".into())
             .spawn(move || {
                 // ends when the store is dropped (the sender with it)
                 while woken.recv().is_ok() {
-                    match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    let made = checkpoint(&conn, "PASSIVE").and_then(|(_, frames)| {
+                        if frames > restart_frames && !checkpoint(&conn, "RESTART")?.0 {
+                            restart_counter.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(())
+                    });
+                    match made {
                         Ok(()) => counter.fetch_add(1, Ordering::Relaxed),
                         Err(e) => {
                             tracing::warn!(error = %e, "checkpointing the state store failed; will try again");
@@ -373,6 +401,7 @@ impl Checkpoints {
             every: every.max(1),
             commits: AtomicUsize::new(0),
             done,
+            restarts,
             wake,
         })
     }
@@ -497,7 +526,12 @@ impl Store {
             watchers: Arc::default(),
             active: Arc::default(),
             outbox_ready: Arc::new(Notify::new()),
-            checkpoints: Arc::new(Checkpoints::start(connect(path)?, checkpoint_every)?),
+            checkpoints: Arc::new(Checkpoints::start(
+                connect(path)?,
+                checkpoint_every,
+                // frames of 4 KiB pages and their 24-byte headers
+                wal_limit.max(0) / 4120,
+            )?),
         })
     }
 
@@ -1425,6 +1459,47 @@ pub(crate) mod tests {
         let now = std::fs::metadata(&wal).unwrap().len();
         assert!(now <= LIMIT, "the log file still has {now} bytes");
         assert_eq!(store.negotiations(100).unwrap().len(), 41, "nothing lost");
+    }
+
+    /// A reader keeps the `PASSIVE` checkpoints from reaching the end of the log while
+    /// changes go on, as constant load does: the log must still start over.
+    #[tokio::test]
+    async fn a_log_that_checkpoints_cannot_catch_up_with_is_restarted() {
+        const LIMIT: u64 = 32 * 1024;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        let store = Store::open_with(&path, 5, LIMIT as i64).unwrap();
+        let insert = |i: usize| {
+            let n = negotiation(&format!("n{i}"));
+            let store = &store;
+            async move {
+                store
+                    .transact(|tx| tx.insert_negotiation(&n, "requested"))
+                    .await
+                    .unwrap()
+            }
+        };
+        insert(0).await;
+        let reader = connect(&path).unwrap();
+        reader.execute_batch("BEGIN").unwrap();
+        let _: i64 = reader
+            .query_row("SELECT count(*) FROM negotiation", [], |r| r.get(0))
+            .unwrap();
+        for i in 1..40 {
+            insert(i).await;
+        }
+        assert_eq!(store.checkpoints.restarts.load(Ordering::Relaxed), 0);
+        reader.execute_batch("COMMIT").unwrap();
+        for i in 40..80 {
+            insert(i).await;
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        assert!(store.checkpoints.restarts.load(Ordering::Relaxed) > 0);
+        let now = std::fs::metadata(dir.path().join("state.db-wal"))
+            .unwrap()
+            .len();
+        assert!(now <= 4 * LIMIT, "the log file has {now} bytes");
+        assert_eq!(store.negotiations(100).unwrap().len(), 80, "nothing lost");
     }
 
     #[tokio::test]
