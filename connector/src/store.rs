@@ -519,6 +519,8 @@ impl Store {
         // checkpoints run on a thread of their own (see `Checkpoints`), not inside a commit
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.pragma_update(None, "journal_size_limit", wal_limit)?;
+        // a log frame is a page and its 24-byte header
+        let frame_bytes = conn.pragma_query_value(None, "page_size", |r| r.get::<_, i64>(0))? + 24;
         let reader = connect(path)?;
         Ok(Self {
             db: Arc::new(Mutex::new(Db { conn, open: None })),
@@ -529,8 +531,7 @@ impl Store {
             checkpoints: Arc::new(Checkpoints::start(
                 connect(path)?,
                 checkpoint_every,
-                // frames of 4 KiB pages and their 24-byte headers
-                wal_limit.max(0) / 4120,
+                wal_limit.max(0) / frame_bytes,
             )?),
         })
     }
@@ -1391,6 +1392,23 @@ pub(crate) mod tests {
         );
     }
 
+    /// Inserts negotiation `id` in a change of its own.
+    async fn insert(store: &Store, id: &str) {
+        let n = negotiation(id);
+        store
+            .transact(|tx| tx.insert_negotiation(&n, "requested"))
+            .await
+            .unwrap();
+    }
+
+    /// Waits up to 10 s for `done` to hold.
+    fn wait_until(done: impl Fn() -> bool) {
+        let waited = std::time::Instant::now();
+        while !done() && waited.elapsed() < std::time::Duration::from_secs(10) {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
     #[tokio::test]
     async fn the_log_is_checkpointed_off_the_commit_path_every_so_many_commits() {
         let dir = tempfile::tempdir().unwrap();
@@ -1404,23 +1422,12 @@ pub(crate) mod tests {
         assert_eq!(autocheckpoint, 0, "no checkpoint inside a commit");
         let done = || store.checkpoints.done.load(Ordering::Relaxed);
         for i in 0..4 {
-            let n = negotiation(&format!("n{i}"));
-            store
-                .transact(|tx| tx.insert_negotiation(&n, "requested"))
-                .await
-                .unwrap();
+            insert(&store, &format!("n{i}")).await;
         }
         std::thread::sleep(std::time::Duration::from_millis(100));
         assert_eq!(done(), 0, "not before the fifth commit");
-        let n = negotiation("n4");
-        store
-            .transact(|tx| tx.insert_negotiation(&n, "requested"))
-            .await
-            .unwrap();
-        let waited = std::time::Instant::now();
-        while done() == 0 && waited.elapsed() < std::time::Duration::from_secs(10) {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        insert(&store, "n4").await;
+        wait_until(|| done() > 0);
         assert_eq!(done(), 1, "one checkpoint after five commits");
         drop(store);
         let store = Store::open(&path).unwrap();
@@ -1435,27 +1442,14 @@ pub(crate) mod tests {
         let wal = dir.path().join("state.db-wal");
         let store = Store::open_with(&path, usize::MAX, LIMIT as i64).unwrap();
         for i in 0..40 {
-            let n = negotiation(&format!("n{i}"));
-            store
-                .transact(|tx| tx.insert_negotiation(&n, "requested"))
-                .await
-                .unwrap();
+            insert(&store, &format!("n{i}")).await;
         }
         let grown = std::fs::metadata(&wal).unwrap().len();
         assert!(grown > 2 * LIMIT, "the log grew to {grown} bytes");
         store.checkpoints.wake.try_send(()).unwrap();
-        let waited = std::time::Instant::now();
-        while store.checkpoints.done.load(Ordering::Relaxed) == 0
-            && waited.elapsed() < std::time::Duration::from_secs(10)
-        {
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
+        wait_until(|| store.checkpoints.done.load(Ordering::Relaxed) > 0);
         // the next commit starts the log over and cuts the file down to the limit
-        let n = negotiation("after");
-        store
-            .transact(|tx| tx.insert_negotiation(&n, "requested"))
-            .await
-            .unwrap();
+        insert(&store, "after").await;
         let now = std::fs::metadata(&wal).unwrap().len();
         assert!(now <= LIMIT, "the log file still has {now} bytes");
         assert_eq!(store.negotiations(100).unwrap().len(), 41, "nothing lost");
@@ -1469,29 +1463,19 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.db");
         let store = Store::open_with(&path, 5, LIMIT as i64).unwrap();
-        let insert = |i: usize| {
-            let n = negotiation(&format!("n{i}"));
-            let store = &store;
-            async move {
-                store
-                    .transact(|tx| tx.insert_negotiation(&n, "requested"))
-                    .await
-                    .unwrap()
-            }
-        };
-        insert(0).await;
+        insert(&store, "n0").await;
         let reader = connect(&path).unwrap();
         reader.execute_batch("BEGIN").unwrap();
         let _: i64 = reader
             .query_row("SELECT count(*) FROM negotiation", [], |r| r.get(0))
             .unwrap();
         for i in 1..40 {
-            insert(i).await;
+            insert(&store, &format!("n{i}")).await;
         }
         assert_eq!(store.checkpoints.restarts.load(Ordering::Relaxed), 0);
         reader.execute_batch("COMMIT").unwrap();
         for i in 40..80 {
-            insert(i).await;
+            insert(&store, &format!("n{i}")).await;
             std::thread::sleep(std::time::Duration::from_millis(2));
         }
         assert!(store.checkpoints.restarts.load(Ordering::Relaxed) > 0);
