@@ -74,10 +74,13 @@ pub async fn open(state: &dyn Session, source: &DataSource) -> Result<Opened> {
         .await?
         .try_collect()
         .await?;
+    // inference reads the footers concurrently into the cache; the bloom check then hits it
+    let schema = format(state, source.kind, false)
+        .infer_schema(state, &store, &files)
+        .await?;
     let bloom_filters = source.kind == SourceKind::Parquet
         && any_bloom_filter(state, store.as_ref(), &files).await?;
     let format = format(state, source.kind, bloom_filters);
-    let schema = format.infer_schema(state, &store, &files).await?;
     let options = ListingOptions::new(format).with_file_extension(extension);
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
