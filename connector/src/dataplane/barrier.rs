@@ -14,13 +14,13 @@
 //!
 //! Planning the view costs about 0.7 ms, a fifth of the time to a first batch, and gives the
 //! same plan for every query of an agreement that reads the same columns: physical plans
-//! are kept in an LRU (`ViewPlans`), keyed by everything the view is made from (see [`ViewKey`]),
-//! and each query executes a copy with fresh execution state.
+//! are kept in an LRU, keyed by a digest of everything the view is made from, and each query
+//! executes a copy with fresh execution state.
 
 use std::borrow::Cow;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, LazyLock};
 
-use hashlink::LruCache;
+use super::kept::{Kept, PlanKey};
 
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
@@ -33,65 +33,29 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::execution_plan::reset_plan_states;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 
-/// Everything an enforced view's physical plan is made from, but the columns a query reads:
-/// two queries with equal keys get the same view. Any change (another plan, mask key, table
-/// name or session setting, a file added, removed or rewritten) makes another key.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ViewKey {
-    /// The table name, the source's kind and location, and the enforcement plan (`Debug`).
-    pub view: String,
-    /// The key of the view's hash masks.
-    pub mask_key: super::MaskKey,
-    /// Each source file's path, size, modification time and entity tag.
-    pub files: Vec<(String, u64, i64, Option<String>)>,
-    /// Batch size and partitions of the session.
-    pub session: (usize, usize),
+/// Views planned for earlier queries, by view key and projection.
+fn view_plans() -> &'static Kept<Arc<dyn ExecutionPlan>> {
+    static PLANS: LazyLock<Kept<Arc<dyn ExecutionPlan>>> = LazyLock::new(|| Kept::new(VIEW_PLANS));
+    &PLANS
 }
-
-/// A view's key and the columns a query reads from it.
-type ProjectedView = (ViewKey, Option<Vec<usize>>);
-
-/// Views planned for earlier queries, by key and projection.
-struct ViewPlans(Mutex<LruCache<ProjectedView, Arc<dyn ExecutionPlan>>>);
 
 /// Plans kept: one per agreement and column set in use, a few kB each.
 const VIEW_PLANS: usize = 256;
-
-fn view_plans() -> &'static ViewPlans {
-    static PLANS: OnceLock<ViewPlans> = OnceLock::new();
-    PLANS.get_or_init(|| ViewPlans(Mutex::new(LruCache::new(VIEW_PLANS))))
-}
-
-impl ViewPlans {
-    fn get(&self, key: &ProjectedView) -> Option<Arc<dyn ExecutionPlan>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .cloned()
-    }
-
-    fn put(&self, key: ProjectedView, plan: Arc<dyn ExecutionPlan>) {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(key, plan);
-    }
-}
 
 /// The only table of a consumer's session: the enforced view of the granted dataset.
 #[derive(Debug)]
 pub struct EnforcedTable {
     view: LogicalPlan,
     schema: SchemaRef,
-    /// Where its physical plans are kept; None plans every scan afresh.
-    key: Option<ViewKey>,
+    /// The digest of everything the view is made from (see [`super::query`]), under which
+    /// its physical plans are kept; None plans every scan afresh.
+    key: Option<PlanKey>,
 }
 
 impl EnforcedTable {
     /// A table serving `view` (built by [`super::enforce::view_plan`]), whose physical plans
     /// are kept under `key` (None: never kept).
-    pub fn new(view: LogicalPlan, key: Option<ViewKey>) -> Self {
+    pub fn new(view: LogicalPlan, key: Option<PlanKey>) -> Self {
         let schema = Arc::new(view.schema().as_arrow().clone());
         Self { view, schema, key }
     }
@@ -103,8 +67,8 @@ impl EnforcedTable {
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let key = self.key.clone().map(|k| (k, projection.cloned()));
-        if let Some(plan) = key.as_ref().and_then(|k| view_plans().get(k)) {
+        let key = self.key.map(|k| PlanKey::of(&(k, projection)));
+        if let Some(plan) = key.and_then(|k| view_plans().get(&k)) {
             return reset_plan_states(plan);
         }
         let plan = state

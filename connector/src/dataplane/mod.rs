@@ -11,7 +11,9 @@
 //!    queries, each checked against the files' sizes and modification times (see
 //!    [`barrier`]);
 //! 3. the consumer's SQL is parsed, checked (a single query, only the granted table) and
-//!    planned over that view; query-level rules (aggregate-only, row limits) wrap the plan;
+//!    planned over that view; query-level rules (aggregate-only, row limits) wrap the plan.
+//!    The physical plan is kept for the next query with the same SQL over the same view
+//!    (see [`prepare`]); the period, purpose, SQL and access checks still run every time;
 //! 4. `DoGet` streams the result batch by batch, under a memory limit and a deadline.
 //!
 //! [`EnforcementPlan`]: sluis_policy::enforcement::EnforcementPlan
@@ -30,6 +32,7 @@ pub mod enforce;
 mod error;
 mod flight_sql;
 pub mod http;
+mod kept;
 mod mask;
 mod plane;
 mod query;

@@ -146,11 +146,7 @@ impl DataPlane {
             bytes: AtomicU64::new(0),
             error: Mutex::new(None),
         });
-        let inner = match timeout_at(deadline, prepared.execute(deadline)).await {
-            Ok(Ok(inner)) => inner,
-            Ok(Err(e)) => return Err(tally.fail(e)),
-            Err(_) => return Err(tally.fail(QueryError::Timeout)),
-        };
+        let inner = prepared.execute(deadline).map_err(|e| tally.fail(e))?;
         Ok(AuditedStream {
             inner,
             tally,

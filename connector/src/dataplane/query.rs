@@ -1,7 +1,7 @@
 //! One consumer query: from SQL text to a planned, enforced query, and to a result stream.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 
 use arrow::record_batch::RecordBatch;
@@ -11,29 +11,53 @@ use tokio::time::{Instant, Sleep};
 use arrow::datatypes::SchemaRef;
 use chrono::{DateTime, Utc};
 use datafusion::common::TableReference;
-use datafusion::execution::SendableRecordBatchStream;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::execution::session_state::SessionState;
-use datafusion::logical_expr::LogicalPlan;
-use datafusion::physical_plan::execute_stream;
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+use datafusion::physical_plan::execution_plan::reset_plan_states;
+use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::SessionContext;
+use datafusion::sql::parser::Statement;
 use sluis_policy::enforcement::EnforcementPlan;
 
-use super::barrier::{EnforcedTable, ViewKey};
+use super::barrier::EnforcedTable;
 use super::error::Redactor;
+use super::kept::{Kept, PlanKey};
 use super::{ActiveGrant, DataPlaneConfig, QueryError, enforce, sandbox, source};
 use datafusion::object_store::ObjectMeta;
 
 /// A query that passed every check and is planned over the enforced view; not yet running.
 #[derive(Debug)]
 pub struct PreparedQuery {
-    state: SessionState,
-    plan: LogicalPlan,
+    /// A copy of the planned statement's physical plan, with its own execution state.
+    physical: Arc<dyn ExecutionPlan>,
+    /// This query's session: its memory pool and settings.
+    task: Arc<TaskContext>,
     redactor: Redactor,
     /// The schema of the result, as the consumer will receive it.
     pub schema: SchemaRef,
     /// The visible dataset columns the query reads (for [`super::AccessControl::authorize`]).
     pub columns: Vec<String>,
 }
+
+/// A statement planned over an enforced view, kept for the next query with the same SQL.
+#[derive(Debug)]
+struct Planned {
+    physical: Arc<dyn ExecutionPlan>,
+    redactor: Redactor,
+    schema: SchemaRef,
+    columns: Vec<String>,
+}
+
+/// Statements planned for earlier queries, by view key and SQL text.
+fn planned_statements() -> &'static Kept<Arc<Planned>> {
+    static PLANNED: LazyLock<Kept<Arc<Planned>>> = LazyLock::new(|| Kept::new(STATEMENTS));
+    &PLANNED
+}
+
+/// Statements kept: dashboards and polling clients repeat a few; each is a few kB.
+const STATEMENTS: usize = 1024;
 
 /// The SQL an empty ticket or a path descriptor stands for: the whole granted table.
 pub fn select_all(table_name: &str) -> String {
@@ -42,6 +66,11 @@ pub fn select_all(table_name: &str) -> String {
 
 /// Checks and plans `sql` for `grant`: the period, the sandbox, the granted table, the
 /// enforcement view beneath the query and the query-shape rules on top of it.
+///
+/// Planning takes about as long as producing a first batch, so a statement's plan is kept
+/// and reused by the next query with the same SQL over the same view (same grant, files and
+/// settings; see [`view_key`]). The period, purpose and SQL checks run for every query,
+/// as do the access checks of the caller ([`super::DataPlane`]).
 pub async fn prepare(
     grant: &ActiveGrant,
     sql: &str,
@@ -51,21 +80,56 @@ pub async fn prepare(
     check_purpose(&grant.plan, grant.purpose.as_deref())?;
     let statement = sandbox::parse(sql, cfg.max_sql_bytes)?;
     let state = sandbox::session_state(cfg).map_err(unavailable)?;
-    let source = source::open(&state, &grant.source)
+    let task = state.task_ctx();
+    let listing = source::list(&state, &grant.source)
         .await
         .map_err(unavailable)?;
-    let key = view_key(grant, &source.files, cfg);
-    let mut secrets = enforce::hidden_columns(&source.table.schema(), &grant.plan);
+    let view = view_key(grant, &listing.files, cfg);
+    let key = PlanKey::of(&(view, sql));
+    let planned = match planned_statements().get(&key) {
+        Some(planned) => planned,
+        None => {
+            let (planned, reusable) = plan(grant, statement, state, listing, view).await?;
+            let planned = Arc::new(planned);
+            if reusable {
+                planned_statements().put(key, Arc::clone(&planned));
+            }
+            planned
+        }
+    };
+    Ok(PreparedQuery {
+        // the kept plan is never executed: every query runs a copy
+        physical: reset_plan_states(Arc::clone(&planned.physical)).map_err(unavailable)?,
+        task,
+        redactor: planned.redactor.clone(),
+        schema: Arc::clone(&planned.schema),
+        columns: planned.columns.clone(),
+    })
+}
+
+/// Plans `statement` over the enforced view of `grant` (keyed `view`); says whether the plan
+/// may be reused (see [`plans_alike`]).
+async fn plan(
+    grant: &ActiveGrant,
+    statement: Statement,
+    state: SessionState,
+    listing: source::Listing,
+    view: PlanKey,
+) -> Result<(Planned, bool), QueryError> {
+    let table = source::open(&state, &grant.source, listing)
+        .await
+        .map_err(unavailable)?;
+    let mut secrets = enforce::hidden_columns(&table.schema(), &grant.plan);
     secrets.push(grant.source.location.display().to_string());
     let redactor = Redactor::new(secrets);
-    let view = enforce::view_plan(&grant.table_name, source.table, &grant.plan, grant.mask_key)
+    let enforced = enforce::view_plan(&grant.table_name, table, &grant.plan, grant.mask_key)
         .map_err(unavailable)?;
-    let view_schema = view.schema().as_arrow().clone();
+    let view_schema = enforced.schema().as_arrow().clone();
 
     let ctx = SessionContext::new_with_state(state);
     ctx.register_table(
         TableReference::bare(grant.table_name.as_str()),
-        Arc::new(EnforcedTable::new(view, Some(key))),
+        Arc::new(EnforcedTable::new(enforced, Some(view))),
     )
     .map_err(unavailable)?;
     let state = ctx.state();
@@ -76,51 +140,82 @@ pub async fn prepare(
         .map_err(|e| redactor.planning(e))?;
     sandbox::verify(&plan)?;
     let plan = enforce::apply_query_rules(plan, &grant.plan)?;
-    Ok(PreparedQuery {
+    let physical = state
+        .create_physical_plan(&plan)
+        .await
+        .map_err(|e| redactor.planning(e))?;
+    let planned = Planned {
+        physical,
         columns: enforce::columns_read(&plan, &view_schema),
         schema: Arc::new(plan.schema().as_arrow().clone()),
-        state,
-        plan,
         redactor,
-    })
+    };
+    Ok((planned, plans_alike(&plan)))
 }
 
-/// What the enforced view of `grant` over `files` is made from (see [`ViewKey`]).
-fn view_key(grant: &ActiveGrant, files: &[ObjectMeta], cfg: &DataPlaneConfig) -> ViewKey {
-    ViewKey {
-        view: format!(
+/// Whether planning `plan` again would give the same physical plan. Not so with a function
+/// whose result depends on when or how often it is called: the optimizer folds `now()` or
+/// `current_date` into a constant, and a kept plan would answer with a stale one.
+fn plans_alike(plan: &LogicalPlan) -> bool {
+    let mut alike = true;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|e| {
+                if let Expr::ScalarFunction(f) = e
+                    && f.func.signature().volatility != Volatility::Immutable
+                {
+                    alike = false;
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    alike
+}
+
+/// The digest of everything the enforced view of `grant` over `files` is made from: the
+/// table name, the source, the enforcement plan, the mask key, each file's path, size,
+/// modification time and entity tag, and the session's settings. Any change (another plan
+/// or key, a file added, removed or rewritten) makes another key.
+fn view_key(grant: &ActiveGrant, files: &[ObjectMeta], cfg: &DataPlaneConfig) -> PlanKey {
+    let files: Vec<_> = files
+        .iter()
+        .map(|f| {
+            let modified = f.last_modified.timestamp_nanos_opt().unwrap_or(i64::MIN);
+            (f.location.as_ref(), f.size, modified, f.e_tag.as_deref())
+        })
+        .collect();
+    PlanKey::of(&(
+        format!(
             "{:?}\0{:?}\0{:?}",
             grant.table_name, grant.source, grant.plan
         ),
-        mask_key: grant.mask_key,
-        files: files
-            .iter()
-            .map(|f| {
-                let modified = f.last_modified.timestamp_nanos_opt().unwrap_or(i64::MIN);
-                (f.location.to_string(), f.size, modified, f.e_tag.clone())
-            })
-            .collect(),
-        session: (cfg.batch_size, cfg.target_partitions),
-    }
+        grant.mask_key,
+        files,
+        (cfg.batch_size, cfg.target_partitions),
+    ))
 }
 
 impl PreparedQuery {
-    /// Starts the query: optimises it (pushing filters and projections into the scan) and
-    /// returns its batches as they are produced, until `deadline`.
-    pub async fn execute(self, deadline: Instant) -> Result<ResultStream, QueryError> {
-        let physical = self
-            .state
-            .create_physical_plan(&self.plan)
-            .await
-            .map_err(|e| self.redactor.planning(e))?;
-        let inner = execute_stream(physical, self.state.task_ctx())
-            .map_err(|e| self.redactor.execution(e))?;
+    /// Starts the query and returns its batches as they are produced, until `deadline`.
+    pub fn execute(self, deadline: Instant) -> Result<ResultStream, QueryError> {
+        let inner =
+            execute_stream(self.physical, self.task).map_err(|e| self.redactor.execution(e))?;
         Ok(ResultStream {
             inner,
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
             redactor: self.redactor,
             finished: false,
         })
+    }
+
+    /// The physical plan this query runs.
+    #[cfg(test)]
+    fn shown(&self) -> String {
+        datafusion::physical_plan::displayable(self.physical.as_ref())
+            .indent(true)
+            .to_string()
     }
 }
 
@@ -351,7 +446,7 @@ mod tests {
         let cfg = DataPlaneConfig::default();
         let prepared = prepare(grant, sql, &cfg).await.unwrap();
         let deadline = Instant::now() + std::time::Duration::from_secs(30);
-        let stream = prepared.execute(deadline).await.unwrap();
+        let stream = prepared.execute(deadline).unwrap();
         stream.try_collect().await.unwrap()
     }
 
@@ -446,14 +541,7 @@ mod tests {
         let prepared = prepare(&grant, "SELECT avg(kwh) FROM readings", &cfg)
             .await
             .unwrap();
-        let physical = prepared
-            .state
-            .create_physical_plan(&prepared.plan)
-            .await
-            .unwrap();
-        let shown = datafusion::physical_plan::displayable(physical.as_ref())
-            .indent(true)
-            .to_string();
+        let shown = prepared.shown();
         let scan = shown
             .lines()
             .find(|l| l.contains("DataSourceExec"))
@@ -478,14 +566,7 @@ mod tests {
         let grant = north_readings(path, dir.path());
         let cfg = DataPlaneConfig::default();
         let prepared = prepare(&grant, ERRORS_ON_HIDDEN_ROWS, &cfg).await.unwrap();
-        let physical = prepared
-            .state
-            .create_physical_plan(&prepared.plan)
-            .await
-            .unwrap();
-        let shown = datafusion::physical_plan::displayable(physical.as_ref())
-            .indent(true)
-            .to_string();
+        let shown = prepared.shown();
         // the consumer's predicate is evaluated above the barrier, never in the scan
         let barrier = shown.find("PolicyBarrierExec").expect("a barrier");
         let consumer = shown.find("CASE WHEN").expect("the consumer's filter");
@@ -495,7 +576,6 @@ mod tests {
         let deadline = Instant::now() + std::time::Duration::from_secs(30);
         let batches: Vec<RecordBatch> = prepared
             .execute(deadline)
-            .await
             .unwrap()
             .try_collect()
             .await
@@ -561,6 +641,74 @@ mod tests {
             "{masked} {remasked}"
         );
         assert_eq!(first_string(&run(&hashed, first).await), masked);
+    }
+
+    /// The one value of a one-row, one-column result, as text.
+    fn only_value(batches: &[RecordBatch]) -> String {
+        assert_eq!(count_rows(batches), 1);
+        arrow::util::display::array_value_to_string(batches[0].column(0), 0).unwrap()
+    }
+
+    fn count_rows(batches: &[RecordBatch]) -> usize {
+        batches.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    /// Whether a plan of `sql` over `grant`'s view is kept.
+    async fn is_kept(grant: &ActiveGrant, sql: &str) -> bool {
+        let cfg = DataPlaneConfig::default();
+        let state = sandbox::session_state(&cfg).unwrap();
+        let listing = source::list(&state, &grant.source).await.unwrap();
+        let key = PlanKey::of(&(view_key(grant, &listing.files, &cfg), sql));
+        planned_statements().get(&key).is_some()
+    }
+
+    /// A statement's plan is kept, yet every query is checked against the time of the query
+    /// and the call's purpose, and a time-dependent function is evaluated afresh.
+    #[tokio::test]
+    async fn a_kept_statement_plan_is_checked_and_evaluated_afresh_at_every_query() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.parquet");
+        crate::sample::generate_meter_readings(&path, 2_000, 5).unwrap();
+        let mut grant = north_readings(path, dir.path());
+        let research = "dpv:ResearchAndDevelopment";
+        grant.plan.purposes = Some(vec![research.into()]);
+        grant.plan.not_after = Some(Utc::now() + Duration::milliseconds(800));
+        grant.purpose = Some(research.into());
+        let cfg = DataPlaneConfig::default();
+        let sql = "SELECT count(*) FROM readings";
+        assert!(!is_kept(&grant, sql).await);
+        let n = count(&run(&grant, sql).await);
+        assert!(
+            is_kept(&grant, sql).await,
+            "a repeatable statement's plan is kept"
+        );
+        assert_eq!(count(&run(&grant, sql).await), n);
+
+        // the purpose is the call's, not the plan's
+        grant.purpose = Some("dpv:Marketing".into());
+        let e = prepare(&grant, sql, &cfg).await.unwrap_err();
+        assert!(e.to_string().contains("odrl:purpose"), "{e}");
+
+        // `now()` is folded into a constant by the optimizer: such a plan is never kept
+        grant.purpose = Some(research.into());
+        let clock = "SELECT CAST(now() AS VARCHAR) FROM readings LIMIT 1";
+        let before = only_value(&run(&grant, clock).await);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_ne!(only_value(&run(&grant, clock).await), before);
+
+        // the period is checked against the time of each query
+        tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+        let e = prepare(&grant, sql, &cfg).await.unwrap_err();
+        assert!(
+            matches!(
+                e,
+                QueryError::Refused {
+                    rule: "not-after",
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 
     #[test]

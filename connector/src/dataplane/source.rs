@@ -44,16 +44,17 @@ fn format(state: &dyn Session, kind: SourceKind, bloom_filters: bool) -> Arc<dyn
     }
 }
 
-/// A source opened for one query.
-pub struct Opened {
-    /// The table over the source's files, its schema inferred from them.
-    pub table: Arc<dyn TableProvider>,
-    /// The files as listed now.
+/// A source's files, as listed for one query.
+pub struct Listing {
+    url: ListingTableUrl,
+    store: Arc<dyn ObjectStore>,
+    extension: &'static str,
+    /// Each file with its size, modification time and entity tag.
     pub files: Vec<ObjectMeta>,
 }
 
-/// A table provider over `source`, its schema inferred from the files.
-pub async fn open(state: &dyn Session, source: &DataSource) -> Result<Opened> {
+/// Lists the files of `source`: the file itself, or a directory's files of the source's kind.
+pub async fn list(state: &dyn Session, source: &DataSource) -> Result<Listing> {
     let location = source.location.to_str().ok_or_else(|| {
         DataFusionError::Configuration("the source location is not valid UTF-8".into())
     })?;
@@ -74,6 +75,26 @@ pub async fn open(state: &dyn Session, source: &DataSource) -> Result<Opened> {
         .await?
         .try_collect()
         .await?;
+    Ok(Listing {
+        url,
+        store,
+        extension,
+        files,
+    })
+}
+
+/// A table provider over the `listing` of `source`, its schema inferred from the files.
+pub async fn open(
+    state: &dyn Session,
+    source: &DataSource,
+    listing: Listing,
+) -> Result<Arc<dyn TableProvider>> {
+    let Listing {
+        url,
+        store,
+        extension,
+        files,
+    } = listing;
     // inference reads the footers concurrently into the cache; the bloom check then hits it
     let schema = format(state, source.kind, false)
         .infer_schema(state, &store, &files)
@@ -85,10 +106,7 @@ pub async fn open(state: &dyn Session, source: &DataSource) -> Result<Opened> {
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
         .with_schema(schema);
-    Ok(Opened {
-        table: Arc::new(ListingTable::try_new(config)?),
-        files,
-    })
+    Ok(Arc::new(ListingTable::try_new(config)?))
 }
 
 /// Whether any of the Parquet `files` has a bloom filter. Without one, probing costs about
@@ -150,7 +168,8 @@ mod tests {
             kind: SourceKind::Parquet,
             location: location.to_path_buf(),
         };
-        let table = open(&state, &source).await.unwrap().table;
+        let listing = list(&state, &source).await.unwrap();
+        let table = open(&state, &source, listing).await.unwrap();
         let table = table.downcast_ref::<ListingTable>().unwrap();
         let format = &table.options().format;
         let parquet = format.downcast_ref::<ParquetFormat>().unwrap();
