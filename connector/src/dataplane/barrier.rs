@@ -74,6 +74,7 @@ impl EnforcedTable {
         let plan = state
             .create_physical_plan(&self.projected(projection)?)
             .await?;
+        let plan = super::pages::without_idle_page_pruning(plan, state).await?;
         if let Some(key) = key {
             view_plans().put(key, plan.clone());
         }

@@ -34,6 +34,7 @@ mod flight_sql;
 pub mod http;
 mod kept;
 mod mask;
+mod pages;
 mod plane;
 mod query;
 pub mod sandbox;
