@@ -80,7 +80,7 @@ pub async fn prepare(
     check_purpose(&grant.plan, grant.purpose.as_deref())?;
     let statement = sandbox::parse(sql, cfg.max_sql_bytes)?;
     let state = sandbox::session_state(cfg).map_err(unavailable)?;
-    let task = state.task_ctx();
+    let task = sandbox::task_context(&state, cfg).map_err(unavailable)?;
     let listing = source::list(&state, &grant.source)
         .await
         .map_err(unavailable)?;
