@@ -6,8 +6,9 @@
 //!
 //! - logically, the table is not a view (`get_logical_plan` is None, so it is not inlined) and
 //!   it accepts no pushed-down filters, so the consumer's `WHERE` stays above the scan;
-//! - physically, [`PolicyBarrierExec`] accepts no filter, projection, sort or limit pushdown,
-//!   so no optimizer rule can merge a consumer predicate with the row filter.
+//! - physically, [`PolicyBarrierExec`] is a leaf to the optimizer: no rule can push a
+//!   filter, projection, sort or limit into the view, or merge a consumer predicate with the
+//!   row filter.
 //!
 //! The consumer's expressions therefore only ever see rows the row filter let through: an
 //! expression that errors (a division by zero, a failing cast) cannot reveal a hidden row.
@@ -125,7 +126,8 @@ impl TableProvider for EnforcedTable {
     }
 }
 
-/// Passes its input's batches through unchanged; no optimizer pushes anything through it.
+/// Passes its input's batches through unchanged. It is a leaf to the optimizer: nothing is
+/// pushed through it, and nothing beneath it is rewritten.
 #[derive(Debug)]
 pub struct PolicyBarrierExec {
     input: Arc<dyn ExecutionPlan>,
@@ -137,6 +139,13 @@ impl PolicyBarrierExec {
     pub fn new(input: Arc<dyn ExecutionPlan>) -> Self {
         let properties = Arc::new(PlanProperties::clone(input.properties()));
         Self { input, properties }
+    }
+}
+
+impl PolicyBarrierExec {
+    /// The enforced view's plan beneath the barrier.
+    pub fn view(&self) -> &Arc<dyn ExecutionPlan> {
+        &self.input
     }
 }
 
@@ -155,12 +164,10 @@ impl ExecutionPlan for PolicyBarrierExec {
         &self.properties
     }
 
-    fn maintains_input_order(&self) -> Vec<bool> {
-        vec![true]
-    }
-
+    /// None, to every optimizer rule: the view beneath was optimized on its own, and no
+    /// rule planning the consumer's query may see or change it.
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        vec![&self.input]
+        vec![]
     }
 
     fn apply_expressions(
@@ -172,12 +179,20 @@ impl ExecutionPlan for PolicyBarrierExec {
 
     fn with_new_children(
         self: Arc<Self>,
-        mut children: Vec<Arc<dyn ExecutionPlan>>,
+        children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        match (children.pop(), children.is_empty()) {
-            (Some(input), true) => Ok(Arc::new(Self::new(input))),
-            _ => datafusion::common::internal_err!("PolicyBarrierExec has exactly one child"),
+        if children.is_empty() {
+            return Ok(self);
         }
+        datafusion::common::internal_err!("PolicyBarrierExec has no children")
+    }
+
+    /// A copy whose view, hidden from tree walks, has fresh execution state too: a kept
+    /// plan runs once per query, and state shared between two runs (a repartition's
+    /// channels, say) would mix their rows.
+    fn reset_state(self: Arc<Self>) -> Result<Arc<dyn ExecutionPlan>> {
+        let input = reset_plan_states(Arc::clone(&self.input))?;
+        Ok(Arc::new(Self::new(input)))
     }
 
     fn execute(

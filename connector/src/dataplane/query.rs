@@ -210,12 +210,35 @@ impl PreparedQuery {
         })
     }
 
-    /// The physical plan this query runs.
+    /// Every plan this query runs: its own, then each view beneath a barrier.
+    #[cfg(test)]
+    fn plans(&self) -> Vec<Arc<dyn ExecutionPlan>> {
+        let mut plans = vec![Arc::clone(&self.physical)];
+        let mut i = 0;
+        while let Some(plan) = plans.get(i).cloned() {
+            let _ = plan.apply(|node| {
+                if let Some(barrier) = node
+                    .as_ref()
+                    .downcast_ref::<super::barrier::PolicyBarrierExec>()
+                {
+                    plans.push(Arc::clone(barrier.view()));
+                }
+                Ok(TreeNodeRecursion::Continue)
+            });
+            i += 1;
+        }
+        plans
+    }
+
+    /// Every plan this query runs, shown one after the other.
     #[cfg(test)]
     fn shown(&self) -> String {
-        datafusion::physical_plan::displayable(self.physical.as_ref())
-            .indent(true)
-            .to_string()
+        let shown = self.plans().into_iter().map(|plan| {
+            datafusion::physical_plan::displayable(plan.as_ref())
+                .indent(true)
+                .to_string()
+        });
+        shown.collect::<Vec<_>>().join("\n")
     }
 }
 
@@ -456,8 +479,11 @@ mod tests {
         n.unwrap().value(0) as u64
     }
 
+    /// The cities `grant` shows, asked twice: the second query runs the kept plan.
     async fn visible_cities(grant: &ActiveGrant) -> Vec<String> {
-        let batches = run(grant, "SELECT * FROM cities ORDER BY city").await;
+        let sql = "SELECT * FROM cities ORDER BY city";
+        let batches = run(grant, sql).await;
+        assert_eq!(run(grant, sql).await, batches);
         assert!(batches.iter().all(|b| b.num_columns() == 1));
         batches
             .iter()
@@ -749,9 +775,8 @@ mod tests {
         use datafusion::datasource::physical_plan::ParquetSource;
         use datafusion::datasource::source::DataSourceExec;
         let mut enabled = None;
-        prepared
-            .physical
-            .apply(|node| {
+        for plan in prepared.plans() {
+            plan.apply(|node| {
                 if let Some(scan) = node.as_ref().downcast_ref::<DataSourceExec>()
                     && let Some((_, source)) = scan.downcast_to_file_source::<ParquetSource>()
                 {
@@ -760,6 +785,7 @@ mod tests {
                 Ok(TreeNodeRecursion::Continue)
             })
             .unwrap();
+        }
         enabled.expect("a Parquet scan")
     }
 
