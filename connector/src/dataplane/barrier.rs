@@ -13,10 +13,10 @@
 //! The consumer's expressions therefore only ever see rows the row filter let through: an
 //! expression that errors (a division by zero, a failing cast) cannot reveal a hidden row.
 //!
-//! Planning the view costs about 0.7 ms, a fifth of the time to a first batch, and gives the
-//! same plan for every query of an agreement that reads the same columns: physical plans
-//! are kept in an LRU, keyed by a digest of everything the view is made from, and each query
-//! executes a copy with fresh execution state.
+//! Planning the view costs about 0.7 ms, and gives the same plan for every query of an
+//! agreement that reads the same columns: physical plans are kept in an LRU, keyed by a digest
+//! of everything the view is made from, and each query executes a copy with fresh execution
+//! state.
 
 use std::borrow::Cow;
 use std::sync::{Arc, LazyLock};

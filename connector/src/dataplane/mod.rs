@@ -153,7 +153,7 @@ pub struct DataPlaneConfig {
     /// Memory one query may use (DataFusion memory pool; no spilling to disk).
     pub memory_limit_bytes: usize,
     /// Rows per record batch. 4,096 by default rather than DataFusion's 8,192: beneath a
-    /// row filter, a first batch then decodes and masks half the rows, 0.6 ms sooner on
+    /// row filter, a first batch then decodes and masks half the rows, about 0.5 ms sooner on
     /// the benchmark, at the same throughput (BENCHMARKS.md).
     pub batch_size: usize,
     /// Parallelism of one query.
