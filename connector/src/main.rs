@@ -134,7 +134,7 @@ enum Command {
         /// Rows of sample data.
         #[arg(long, default_value_t = 10_000_000)]
         rows: usize,
-        /// The Parquet file (generated when missing); default /tmp/sluis-bench-<rows>.parquet.
+        /// The Parquet file (generated when missing); default `/tmp/sluis-bench-<rows>.parquet`.
         #[arg(long)]
         file: Option<PathBuf>,
         /// Run only these phases (repeatable); default: all.

@@ -439,6 +439,19 @@ mod tests {
         }
     }
 
+    /// `rows` generated meter readings (seed `seed`) in a new directory, and a grant of their
+    /// north rows as table `readings`.
+    fn north_sample(
+        rows: usize,
+        seed: u64,
+    ) -> (tempfile::TempDir, ActiveGrant, crate::sample::SampleSummary) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.parquet");
+        let summary = crate::sample::generate_meter_readings(&path, rows, seed).unwrap();
+        let grant = north_readings(path, dir.path());
+        (dir, grant, summary)
+    }
+
     fn city_grant(kind: SourceKind, location: &Path) -> ActiveGrant {
         ActiveGrant {
             agreement_id: "a".into(),
@@ -467,7 +480,11 @@ mod tests {
     /// The batches of `sql` over `grant`'s view.
     async fn run(grant: &ActiveGrant, sql: &str) -> Vec<RecordBatch> {
         let cfg = DataPlaneConfig::default();
-        let prepared = prepare(grant, sql, &cfg).await.unwrap();
+        collect(prepare(grant, sql, &cfg).await.unwrap()).await
+    }
+
+    /// Every batch of `prepared`, run with a deadline of 30 s.
+    async fn collect(prepared: PreparedQuery) -> Vec<RecordBatch> {
         let deadline = Instant::now() + std::time::Duration::from_secs(30);
         let stream = prepared.execute(deadline).unwrap();
         stream.try_collect().await.unwrap()
@@ -558,10 +575,7 @@ mod tests {
 
     #[tokio::test]
     async fn row_filters_and_projections_reach_the_parquet_scan() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("r.parquet");
-        crate::sample::generate_meter_readings(&path, 10_000, 3).unwrap();
-        let mut grant = north_readings(path, dir.path());
+        let (_dir, mut grant, _) = north_sample(10_000, 3);
         grant.plan.columns = ColumnAccess::Deny(vec!["customer_name".into()]);
         let cfg = DataPlaneConfig::default();
         let prepared = prepare(&grant, "SELECT avg(kwh) FROM readings", &cfg)
@@ -586,10 +600,7 @@ mod tests {
 
     #[tokio::test]
     async fn consumer_predicates_never_see_hidden_rows() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("r.parquet");
-        let summary = crate::sample::generate_meter_readings(&path, 20_000, 7).unwrap();
-        let grant = north_readings(path, dir.path());
+        let (_dir, grant, summary) = north_sample(20_000, 7);
         let cfg = DataPlaneConfig::default();
         let prepared = prepare(&grant, ERRORS_ON_HIDDEN_ROWS, &cfg).await.unwrap();
         let shown = prepared.shown();
@@ -599,13 +610,8 @@ mod tests {
         assert!(consumer < barrier, "{shown}");
         assert_eq!(shown.matches("CASE WHEN").count(), 1, "{shown}");
 
-        let deadline = Instant::now() + std::time::Duration::from_secs(30);
-        let batches: Vec<RecordBatch> = prepared
-            .execute(deadline)
-            .unwrap()
-            .try_collect()
-            .await
-            .expect("the predicate only ever sees north rows");
+        // fails if the predicate ever sees a row of another region
+        let batches = collect(prepared).await;
         let n = batches[0]
             .column(0)
             .as_any()
@@ -638,10 +644,7 @@ mod tests {
     /// made from must never be served another grant's view.
     #[tokio::test]
     async fn kept_view_plans_are_never_shared_between_different_views() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("r.parquet");
-        let summary = crate::sample::generate_meter_readings(&path, 20_000, 11).unwrap();
-        let north = north_readings(path.clone(), dir.path());
+        let (_dir, north, summary) = north_sample(20_000, 11);
         let mut south = north.clone();
         south.plan.row_filters[0].values = vec![Scalar::String("south".into())];
         for _ in 0..2 {
@@ -692,10 +695,7 @@ mod tests {
     /// and the call's purpose, and a time-dependent function is evaluated afresh.
     #[tokio::test]
     async fn a_kept_statement_plan_is_checked_and_evaluated_afresh_at_every_query() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("r.parquet");
-        crate::sample::generate_meter_readings(&path, 2_000, 5).unwrap();
-        let mut grant = north_readings(path, dir.path());
+        let (_dir, mut grant, _) = north_sample(2_000, 5);
         let research = "dpv:ResearchAndDevelopment";
         grant.plan.purposes = Some(vec![research.into()]);
         grant.plan.not_after = Some(Utc::now() + Duration::milliseconds(800));
@@ -802,13 +802,7 @@ mod tests {
             let sql = "SELECT count(*), sum(n % 2) FROM readings";
             let prepared = prepare(&grant, sql, &cfg).await.unwrap();
             assert_eq!(prunes_pages(&prepared), sorted, "{}", prepared.shown());
-            let deadline = Instant::now() + std::time::Duration::from_secs(30);
-            let batches: Vec<RecordBatch> = prepared
-                .execute(deadline)
-                .unwrap()
-                .try_collect()
-                .await
-                .unwrap();
+            let batches = collect(prepared).await;
             assert_eq!(count(&batches), 1000);
             let odd = batches[0].column(1).as_any().downcast_ref::<Int64Array>();
             // sorted: north is rows 0-999 (500 odd); alternating: the even rows (no odd)

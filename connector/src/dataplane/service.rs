@@ -33,7 +33,7 @@ use super::{AccessControl, ActiveGrant, DataPlaneConfig, QueryError};
 
 /// The Flight service; see [`super::serve`]. Flight SQL commands (protobuf `Any` messages of
 /// the `arrow.flight.protocol.sql` package) in tickets, descriptors and actions go to
-/// [`FlightSqlDataPlane`]; everything else is plain Flight with SQL text.
+/// `FlightSqlDataPlane`; everything else is plain Flight with SQL text.
 pub struct FlightDataPlane {
     plane: DataPlane,
     sql: FlightSqlDataPlane,

@@ -15,7 +15,7 @@
 //! A second quirk: three transfer schemas refer to
 //! `transfer-schema.json#definitions/AbstractTransferCodeMessage`, a fragment without the
 //! leading `/` that JSON Schema reads as an (invalid) anchor. The files are embedded
-//! unchanged and [`schema_json`] reads such fragments as the JSON pointers they mean.
+//! unchanged and `schema_json` reads such fragments as the JSON pointers they mean.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;

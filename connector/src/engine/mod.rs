@@ -209,7 +209,7 @@ pub async fn receive<P: ProcessRecord + Clone>(
 pub type Step<'s, P> = Box<dyn FnOnce(&mut Tx<'_>, &mut P) -> EngineResult<()> + Send + 's>;
 
 /// [`receive`], then the automatic step that `then` picks for the process as received, in
-/// the same change (see [`follow_up`]). Returns the process as the message left it.
+/// the same change (see `follow_up`). Returns the process as the message left it.
 pub async fn receive_then<'s, P: ProcessRecord + Clone>(
     node: &crate::node::Node,
     caller: &str,
