@@ -737,6 +737,37 @@ mod tests {
         );
     }
 
+    /// Queries running one kept plan at once each get their own execution state: a
+    /// grouped aggregate repartitions its rows, and shared channels would mix them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_runs_of_a_kept_plan_do_not_share_state() {
+        let (_dir, grant, summary) = north_sample(20_000, 13);
+        let sql =
+            "SELECT meter_id, count(*) AS n FROM readings GROUP BY meter_id ORDER BY meter_id";
+        let expected = run(&grant, sql).await;
+        let rows: usize = count_rows(&expected);
+        assert!(rows > 1, "{rows}");
+        let runs = (0..8).map(|_| {
+            let grant = grant.clone();
+            tokio::spawn(async move { run(&grant, sql).await })
+        });
+        for batches in futures::future::join_all(runs).await {
+            let batches = batches.unwrap();
+            assert_eq!(
+                arrow::compute::concat_batches(&expected[0].schema(), &batches).unwrap(),
+                arrow::compute::concat_batches(&expected[0].schema(), &expected).unwrap()
+            );
+        }
+        let total: i64 = expected
+            .iter()
+            .map(|b| {
+                arrow::compute::sum(b.column(1).as_any().downcast_ref::<Int64Array>().unwrap())
+                    .unwrap_or(0)
+            })
+            .sum();
+        assert_eq!(total as u64, summary.rows_per_region["north"]);
+    }
+
     /// 2,000 rows `(region, n)` in pages of 100 rows: sorted by region (each page holds one
     /// region), or regions alternating row by row (every page holds both).
     fn write_regions(path: &Path, sorted: bool) {
