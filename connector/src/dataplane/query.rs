@@ -10,6 +10,7 @@ use tokio::time::{Instant, Sleep};
 
 use arrow::datatypes::SchemaRef;
 use chrono::{DateTime, Utc};
+use datafusion::catalog::TableProvider;
 use datafusion::common::TableReference;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::execution::session_state::SessionState;
@@ -116,22 +117,19 @@ async fn plan(
     listing: source::Listing,
     view: PlanKey,
 ) -> Result<(Planned, bool), QueryError> {
-    let table = source::open(&state, &grant.source, listing)
-        .await
-        .map_err(unavailable)?;
-    let mut secrets = enforce::hidden_columns(&table.schema(), &grant.plan);
-    secrets.push(grant.source.location.display().to_string());
-    let redactor = Redactor::new(secrets);
-    let enforced = enforce::view_plan(&grant.table_name, table, &grant.plan, grant.mask_key)
-        .map_err(unavailable)?;
-    let view_schema = enforced.schema().as_arrow().clone();
+    let View { table, redactor } = match enforced_views().get(&view) {
+        Some(kept) => kept,
+        None => {
+            let made = enforced_view(grant, &state, listing, view).await?;
+            enforced_views().put(view, made.clone());
+            made
+        }
+    };
+    let view_schema = table.schema();
 
     let ctx = SessionContext::new_with_state(state);
-    ctx.register_table(
-        TableReference::bare(grant.table_name.as_str()),
-        Arc::new(EnforcedTable::new(enforced, Some(view))),
-    )
-    .map_err(unavailable)?;
+    ctx.register_table(TableReference::bare(grant.table_name.as_str()), table)
+        .map_err(unavailable)?;
     let state = ctx.state();
     sandbox::check_tables(&state, &statement, &grant.table_name)?;
     let plan = state
@@ -146,11 +144,48 @@ async fn plan(
         .map_err(|e| redactor.planning(e))?;
     let planned = Planned {
         physical,
-        columns: enforce::columns_read(&plan, &view_schema),
+        columns: enforce::columns_read(&plan, view_schema.as_ref()),
         schema: Arc::new(plan.schema().as_arrow().clone()),
         redactor,
     };
     Ok((planned, plans_alike(&plan)))
+}
+
+/// The enforced view of a grant as a table, with the redactor of its errors.
+#[derive(Clone)]
+struct View {
+    table: Arc<EnforcedTable>,
+    redactor: Redactor,
+}
+
+/// Enforced views made for earlier statements, by view key: a new statement over a known
+/// view skips opening the source and building the view (about 0.15 ms).
+fn enforced_views() -> &'static Kept<View> {
+    static VIEWS: LazyLock<Kept<View>> = LazyLock::new(|| Kept::new(VIEWS_KEPT));
+    &VIEWS
+}
+
+/// Views kept: one per agreement in use.
+const VIEWS_KEPT: usize = 256;
+
+/// Opens `grant`'s source over `listing` and builds its enforced view, keyed `view`.
+async fn enforced_view(
+    grant: &ActiveGrant,
+    state: &SessionState,
+    listing: source::Listing,
+    view: PlanKey,
+) -> Result<View, QueryError> {
+    let table = source::open(state, &grant.source, listing)
+        .await
+        .map_err(unavailable)?;
+    let mut secrets = enforce::hidden_columns(&table.schema(), &grant.plan);
+    secrets.push(grant.source.location.display().to_string());
+    let enforced = enforce::view_plan(&grant.table_name, table, &grant.plan, grant.mask_key)
+        .map_err(unavailable)?;
+    Ok(View {
+        table: Arc::new(EnforcedTable::new(enforced, Some(view))),
+        redactor: Redactor::new(secrets),
+    })
 }
 
 /// Whether planning `plan` again would give the same physical plan. Not so with a function
