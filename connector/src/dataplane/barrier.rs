@@ -49,38 +49,37 @@ pub struct EnforcedTable {
     view: LogicalPlan,
     schema: SchemaRef,
     /// The digest of everything the view is made from (see [`super::query`]), under which
-    /// its physical plans are kept; None plans every scan afresh.
-    key: Option<PlanKey>,
+    /// its physical plans are kept.
+    key: PlanKey,
 }
 
 impl EnforcedTable {
     /// A table serving `view` (built by [`super::enforce::view_plan`]), whose physical plans
-    /// are kept under `key` (None: never kept).
-    pub fn new(view: LogicalPlan, key: Option<PlanKey>) -> Self {
+    /// are kept under `key`.
+    pub fn new(view: LogicalPlan, key: PlanKey) -> Self {
         let schema = Arc::new(view.schema().as_arrow().clone());
         Self { view, schema, key }
     }
 
-    /// The physical plan of the view narrowed to `projection`: a fresh copy of a kept one, or
-    /// planned now (and kept).
+    /// The physical plan of the view narrowed to `projection`: a kept one, or planned now
+    /// (and kept). It is never executed as it is: every query runs a copy with fresh state
+    /// (`reset_plan_states` in [`super::query::prepare`], through
+    /// [`PolicyBarrierExec::reset_state`]).
     async fn physical(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let key = self.key.map(|k| PlanKey::of(&(k, projection)));
-        if let Some(plan) = key.and_then(|k| view_plans().get(&k)) {
-            return reset_plan_states(plan);
+        let key = PlanKey::of(&(self.key, projection));
+        if let Some(plan) = view_plans().get(&key) {
+            return Ok(plan);
         }
         let plan = state
             .create_physical_plan(&self.projected(projection)?)
             .await?;
         let plan = super::pages::without_idle_page_pruning(plan, state).await?;
-        if let Some(key) = key {
-            view_plans().put(key, plan.clone());
-        }
-        // the kept plan is never executed: every query runs a copy
-        reset_plan_states(plan)
+        view_plans().put(key, Arc::clone(&plan));
+        Ok(plan)
     }
 
     /// The view narrowed to the `projection` columns the query needs.

@@ -98,13 +98,21 @@ async fn skips_any_page(
     let store = state.runtime_env().object_store(&config.object_store_url)?;
     let cache = state.runtime_env().cache_manager.get_file_metadata_cache();
     let metrics = ExecutionPlanMetricsSet::new();
-    for file in config.file_groups.iter().flat_map(|group| group.iter()) {
-        let metadata = DFParquetMetadata::new(store.as_ref(), &file.object_meta)
+    // a file split into byte ranges sits in several groups: judge it once
+    let mut files: Vec<_> = config
+        .file_groups
+        .iter()
+        .flat_map(|group| group.iter().map(|f| &f.object_meta))
+        .collect();
+    files.sort_by(|a, b| a.location.cmp(&b.location));
+    files.dedup_by(|a, b| a.location == b.location);
+    for file in files {
+        let metadata = DFParquetMetadata::new(store.as_ref(), file)
             .with_file_metadata_cache(Some(Arc::clone(&cache)))
             .with_page_index_policy(Some(PageIndexPolicy::Optional))
             .fetch_metadata()
             .await?;
-        let name = file.object_meta.location.as_ref();
+        let name = file.location.as_ref();
         let pruned = filter.prune_plan_with_page_index(
             ParquetAccessPlan::new_all(metadata.num_row_groups()),
             schema,

@@ -183,7 +183,7 @@ async fn enforced_view(
     let enforced = enforce::view_plan(&grant.table_name, table, &grant.plan, grant.mask_key)
         .map_err(unavailable)?;
     Ok(View {
-        table: Arc::new(EnforcedTable::new(enforced, Some(view))),
+        table: Arc::new(EnforcedTable::new(enforced, view)),
         redactor: Redactor::new(secrets),
     })
 }
