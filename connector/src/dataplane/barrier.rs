@@ -16,12 +16,14 @@
 //! Planning the view costs about 0.7 ms, and gives the same plan for every query of an
 //! agreement that reads the same columns: physical plans are kept in an LRU, keyed by a digest
 //! of everything the view is made from, and each query executes a copy with fresh execution
-//! state.
+//! state. Beside each kept plan, the view's first rows are kept too, once computed (see
+//! [`super::prefix`]).
 
 use std::borrow::Cow;
 use std::sync::{Arc, LazyLock};
 
 use super::kept::{Kept, PlanKey};
+use super::prefix::{self, Prefix, PrefixSlot};
 
 use arrow::datatypes::SchemaRef;
 use datafusion::catalog::{Session, TableProvider};
@@ -34,9 +36,16 @@ use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::execution_plan::reset_plan_states;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType, ExecutionPlan, PlanProperties};
 
+/// A view's physical plan, and where its first rows land once computed.
+#[derive(Clone)]
+struct KeptView {
+    plan: Arc<dyn ExecutionPlan>,
+    prefix: PrefixSlot,
+}
+
 /// Views planned for earlier queries, by view key and projection.
-fn view_plans() -> &'static Kept<Arc<dyn ExecutionPlan>> {
-    static PLANS: LazyLock<Kept<Arc<dyn ExecutionPlan>>> = LazyLock::new(|| Kept::new(VIEW_PLANS));
+fn view_plans() -> &'static Kept<KeptView> {
+    static PLANS: LazyLock<Kept<KeptView>> = LazyLock::new(|| Kept::new(VIEW_PLANS));
     &PLANS
 }
 
@@ -51,35 +60,52 @@ pub struct EnforcedTable {
     /// The digest of everything the view is made from (see [`super::query`]), under which
     /// its physical plans are kept.
     key: PlanKey,
+    /// Rows at the start of the view to keep in memory (see [`super::prefix`]).
+    prefix_rows: usize,
 }
 
 impl EnforcedTable {
     /// A table serving `view` (built by [`super::enforce::view_plan`]), whose physical plans
-    /// are kept under `key`.
-    pub fn new(view: LogicalPlan, key: PlanKey) -> Self {
+    /// are kept under `key`, each with the view's first `prefix_rows` rows once computed.
+    pub fn new(view: LogicalPlan, key: PlanKey, prefix_rows: usize) -> Self {
         let schema = Arc::new(view.schema().as_arrow().clone());
-        Self { view, schema, key }
+        Self {
+            view,
+            schema,
+            key,
+            prefix_rows,
+        }
     }
 
     /// The physical plan of the view narrowed to `projection`: a kept one, or planned now
-    /// (and kept). It is never executed as it is: every query runs a copy with fresh state
-    /// (`reset_plan_states` in [`super::query::prepare`], through
-    /// [`PolicyBarrierExec::reset_state`]).
+    /// (and kept, its prefix computed in the background). It is never executed as it is:
+    /// every query runs a copy with fresh state (`reset_plan_states` in
+    /// [`super::query::prepare`], through [`PolicyBarrierExec::reset_state`]).
     async fn physical(
         &self,
         state: &dyn Session,
         projection: Option<&Vec<usize>>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
+    ) -> Result<KeptView> {
         let key = PlanKey::of(&(self.key, projection));
-        if let Some(plan) = view_plans().get(&key) {
-            return Ok(plan);
+        if let Some(kept) = view_plans().get(&key) {
+            return Ok(kept);
         }
         let plan = state
             .create_physical_plan(&self.projected(projection)?)
             .await?;
         let plan = super::pages::without_idle_page_pruning(plan, state).await?;
-        view_plans().put(key, Arc::clone(&plan));
-        Ok(plan)
+        let kept = KeptView {
+            plan,
+            prefix: PrefixSlot::default(),
+        };
+        prefix::keep_in_background(
+            Arc::clone(&kept.plan),
+            state.task_ctx(),
+            self.prefix_rows,
+            Arc::clone(&kept.prefix),
+        );
+        view_plans().put(key, kept.clone());
+        Ok(kept)
     }
 
     /// The view narrowed to the `projection` columns the query needs.
@@ -120,8 +146,8 @@ impl TableProvider for EnforcedTable {
         _filters: &[Expr],
         _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let physical = self.physical(state, projection).await?;
-        Ok(Arc::new(PolicyBarrierExec::new(physical)))
+        let KeptView { plan, prefix } = self.physical(state, projection).await?;
+        Ok(Arc::new(PolicyBarrierExec::new(plan, prefix)))
     }
 }
 
@@ -130,21 +156,34 @@ impl TableProvider for EnforcedTable {
 #[derive(Debug)]
 pub struct PolicyBarrierExec {
     input: Arc<dyn ExecutionPlan>,
+    /// The view's first rows, once computed (shared with the kept view).
+    prefix: PrefixSlot,
+    /// This run's split of the view, taken by [`ExecutionPlan::reset_state`] when the prefix
+    /// was there: its rows in partition 0, then the view over the rest.
+    split: Option<(Arc<Prefix>, Arc<dyn ExecutionPlan>)>,
     properties: Arc<PlanProperties>,
 }
 
 impl PolicyBarrierExec {
-    /// A barrier above `input`.
-    pub fn new(input: Arc<dyn ExecutionPlan>) -> Self {
+    /// A barrier above `input`, which streams `prefix` first once it is there.
+    pub fn new(input: Arc<dyn ExecutionPlan>, prefix: PrefixSlot) -> Self {
         let properties = Arc::new(PlanProperties::clone(input.properties()));
-        Self { input, properties }
+        Self {
+            input,
+            prefix,
+            split: None,
+            properties,
+        }
     }
-}
 
-impl PolicyBarrierExec {
     /// The enforced view's plan beneath the barrier.
     pub fn view(&self) -> &Arc<dyn ExecutionPlan> {
         &self.input
+    }
+
+    /// The rows this run streams from memory.
+    pub fn prefix_rows(&self) -> usize {
+        self.split.as_ref().map_or(0, |(prefix, _)| prefix.rows())
     }
 }
 
@@ -190,8 +229,12 @@ impl ExecutionPlan for PolicyBarrierExec {
     /// plan runs once per query, and state shared between two runs (a repartition's
     /// channels, say) would mix their rows.
     fn reset_state(self: Arc<Self>) -> Result<Arc<dyn ExecutionPlan>> {
-        let input = reset_plan_states(Arc::clone(&self.input))?;
-        Ok(Arc::new(Self::new(input)))
+        let mut fresh = Self::new(Arc::clone(&self.input), Arc::clone(&self.prefix));
+        match self.prefix.get() {
+            Some(prefix) => fresh.split = Some((Arc::clone(prefix), prefix.rest()?)),
+            None => fresh.input = reset_plan_states(fresh.input)?,
+        }
+        Ok(Arc::new(fresh))
     }
 
     fn execute(
@@ -199,6 +242,12 @@ impl ExecutionPlan for PolicyBarrierExec {
         partition: usize,
         context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
-        self.input.execute(partition, context)
+        match &self.split {
+            Some((prefix, rest)) if partition == 0 => {
+                Ok(prefix.before(rest.execute(partition, context)?))
+            }
+            Some((_, rest)) => rest.execute(partition, context),
+            None => self.input.execute(partition, context),
+        }
     }
 }

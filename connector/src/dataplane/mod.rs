@@ -36,6 +36,7 @@ mod kept;
 mod mask;
 mod pages;
 mod plane;
+mod prefix;
 mod query;
 pub mod sandbox;
 mod service;
@@ -158,6 +159,10 @@ pub struct DataPlaneConfig {
     pub batch_size: usize,
     /// Parallelism of one query.
     pub target_partitions: usize,
+    /// Rows at the start of each view kept decoded, filtered and masked in memory once the
+    /// view has been queried (0: none). A query's first batch then comes from memory; see
+    /// [`prefix`].
+    pub prefix_rows: usize,
     /// Longest SQL text accepted (bytes).
     pub max_sql_bytes: usize,
     /// Queries running at once across all consumers; more wait for a slot.
@@ -171,6 +176,7 @@ impl Default for DataPlaneConfig {
             memory_limit_bytes: 512 * 1024 * 1024,
             batch_size: 4096,
             target_partitions: 2,
+            prefix_rows: 8192,
             max_sql_bytes: 64 * 1024,
             max_concurrent_queries: 16,
         }

@@ -63,7 +63,9 @@ pub async fn without_idle_page_pruning(
 }
 
 /// The file scan config and Parquet source of `node`, if it is a Parquet scan.
-fn parquet_scan(node: &Arc<dyn ExecutionPlan>) -> Option<(&FileScanConfig, &ParquetSource)> {
+pub(super) fn parquet_scan(
+    node: &Arc<dyn ExecutionPlan>,
+) -> Option<(&FileScanConfig, &ParquetSource)> {
     node.as_ref()
         .downcast_ref::<DataSourceExec>()?
         .downcast_to_file_source::<ParquetSource>()
