@@ -159,7 +159,7 @@ async fn split(
     rows: usize,
     budget: &'static Budget,
 ) -> Result<Option<Prefix>> {
-    if rows == 0 || view.properties().output_ordering().is_some() {
+    if rows == 0 || view.properties().output_ordering().is_some() || !row_by_row(view)? {
         return Ok(None);
     }
     let Some(scan) = only_parquet_scan(view)? else {
@@ -192,6 +192,33 @@ async fn split(
         budget,
         rest,
     }))
+}
+
+/// Operators that map each input row to at most one output row, on its own: over a part of
+/// the input they give exactly their output for those rows.
+const ROW_BY_ROW: &[&str] = &[
+    "DataSourceExec",
+    "FilterExec",
+    "ProjectionExec",
+    "CoalesceBatchesExec",
+    "RepartitionExec",
+    "CooperativeExec",
+];
+
+/// Whether every operator of `view` works row by row: a view is a scan, a row filter and a
+/// projection, but an aggregate or a limit split in two would give other results.
+fn row_by_row(view: &Arc<dyn ExecutionPlan>) -> Result<bool> {
+    let mut all = true;
+    view.apply(|node| {
+        // a limit pushed into a scan or a filter is no operator of its own
+        all = ROW_BY_ROW.contains(&node.name()) && node.fetch().is_none();
+        Ok(if all {
+            TreeNodeRecursion::Continue
+        } else {
+            TreeNodeRecursion::Stop
+        })
+    })?;
+    Ok(all)
 }
 
 /// The one Parquet scan of `view`, if it has exactly one.
@@ -470,45 +497,32 @@ mod tests {
         }
     }
 
+    /// Whether `sql`'s plan keeps a prefix of `rows` rows.
+    async fn keeps(ctx: &SessionContext, sql: &str, rows: usize) -> bool {
+        let view = plan(ctx, sql).await;
+        let prefix = split(&view, ctx.task_ctx(), rows, &KEPT).await.unwrap();
+        prefix.is_some()
+    }
+
     #[tokio::test]
-    async fn ordered_empty_and_wide_views_keep_no_prefix() {
+    async fn only_narrow_row_by_row_views_keep_a_prefix() {
         let dir = tempfile::tempdir().unwrap();
         write(&dir.path().join("a.parquet"), 0, 2500, 2000);
         let ctx = session(dir.path()).await;
-        let ordered = plan(&ctx, "SELECT id FROM t ORDER BY id").await;
-        assert!(
-            split(&ordered, ctx.task_ctx(), 100, &KEPT)
-                .await
-                .unwrap()
-                .is_none()
-        );
-        let narrow = plan(&ctx, "SELECT id FROM t").await;
-        assert!(
-            split(&narrow, ctx.task_ctx(), 0, &KEPT)
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            split(&narrow, ctx.task_ctx(), 100, &KEPT)
-                .await
-                .unwrap()
-                .is_some()
-        );
+        for not_row_by_row in [
+            "SELECT id FROM t ORDER BY id",
+            "SELECT id FROM t LIMIT 10",
+            "SELECT count(*) FROM t",
+            "SELECT region, max(id) FROM t GROUP BY region",
+            "SELECT DISTINCT id FROM t",
+        ] {
+            assert!(!keeps(&ctx, not_row_by_row, 100).await, "{not_row_by_row}");
+        }
+        assert!(keeps(&ctx, "SELECT id FROM t WHERE id > 5", 100).await);
+        assert!(!keeps(&ctx, "SELECT id FROM t", 0).await);
         // 1,000 rows of 2 kB strings pass the size limit
-        let wide = plan(&ctx, "SELECT id, region FROM t").await;
-        assert!(
-            split(&wide, ctx.task_ctx(), 100, &KEPT)
-                .await
-                .unwrap()
-                .is_some()
-        );
-        assert!(
-            split(&wide, ctx.task_ctx(), 1000, &KEPT)
-                .await
-                .unwrap()
-                .is_none()
-        );
+        assert!(keeps(&ctx, "SELECT id, region FROM t", 100).await);
+        assert!(!keeps(&ctx, "SELECT id, region FROM t", 1000).await);
     }
 
     #[tokio::test]
