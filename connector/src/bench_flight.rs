@@ -233,13 +233,15 @@ pub enum Phase {
 
 /// Runs the benchmark on `rows` rows in `file` (generated when missing) and prints the figures:
 /// the phases in `only` (all when empty), `first_batch_runs` queries for the first batch,
-/// `rounds` full reads of each configuration for the throughput.
+/// `rounds` full reads of each configuration for the throughput; the data plane keeps the
+/// first `prefix_rows` rows of each view (the first-batch phase also measures one keeping none).
 pub async fn run(
     rows: usize,
     file: Option<PathBuf>,
     only: &[Phase],
     first_batch_runs: usize,
     rounds: usize,
+    prefix_rows: usize,
 ) -> Result<()> {
     let file = file.unwrap_or_else(|| PathBuf::from(format!("/tmp/sluis-bench-{rows}.parquet")));
     if !file.exists() {
@@ -261,6 +263,7 @@ pub async fn run(
     let access = Arc::new(Fixed(grants));
     let cfg = DataPlaneConfig {
         max_concurrent_queries: 64,
+        prefix_rows,
         ..Default::default()
     };
     let port = serve_on_loopback(Arc::clone(&access), cfg.clone()).await?;

@@ -146,6 +146,9 @@ enum Command {
         /// Full reads of each configuration in the throughput phase, taking turns.
         #[arg(long, default_value_t = 5)]
         rounds: usize,
+        /// First rows of each view the benchmarked data plane keeps in memory (0: none).
+        #[arg(long, default_value_t = sluis_connector::dataplane::DataPlaneConfig::default().prefix_rows)]
+        prefix_rows: usize,
     },
 }
 
@@ -313,12 +316,14 @@ fn dispatch(command: Command) -> Result<()> {
             only,
             first_batch_runs,
             rounds,
+            prefix_rows,
         } => runtime()?.block_on(bench_flight::run(
             rows,
             file,
             &only,
             first_batch_runs,
             rounds,
+            prefix_rows,
         )),
         Command::Sample { out, rows, seed } => {
             let s = sample::generate_meter_readings(&out, rows, seed)?;

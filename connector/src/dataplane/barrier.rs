@@ -94,17 +94,21 @@ impl EnforcedTable {
             .create_physical_plan(&self.projected(projection)?)
             .await?;
         let plan = super::pages::without_idle_page_pruning(plan, state).await?;
-        let kept = KeptView {
+        let made = KeptView {
             plan,
             prefix: PrefixSlot::default(),
         };
-        prefix::keep_in_background(
-            Arc::clone(&kept.plan),
-            state.task_ctx(),
-            self.prefix_rows,
-            Arc::clone(&kept.prefix),
-        );
-        view_plans().put(key, kept.clone());
+        // queries that missed at once share the first plan kept, and only its maker
+        // computes the prefix: one read of the first rows, not one per query
+        let kept = view_plans().first_kept(key, made.clone());
+        if Arc::ptr_eq(&kept.prefix, &made.prefix) {
+            prefix::keep_in_background(
+                Arc::clone(&kept.plan),
+                state.task_ctx(),
+                self.prefix_rows,
+                Arc::clone(&kept.prefix),
+            );
+        }
         Ok(kept)
     }
 

@@ -55,6 +55,17 @@ impl<V: Clone> Kept<V> {
             .cloned()
     }
 
+    /// The entry under `key` if there is one, else `value`, now kept under `key`. Of queries
+    /// that missed at once and each made a value, all then use the first one kept.
+    pub fn first_kept(&self, key: PlanKey, value: V) -> V {
+        let mut lru = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(kept) = lru.get(&key) {
+            return kept.clone();
+        }
+        lru.insert(key, value.clone());
+        value
+    }
+
     /// Keeps `value` under `key`, dropping the least recently used entry when full.
     pub fn put(&self, key: PlanKey, value: V) {
         self.0
@@ -90,5 +101,15 @@ mod tests {
         kept.put(c, "c");
         assert_eq!(kept.get(&b), None);
         assert_eq!((kept.get(&a), kept.get(&c)), (Some("a"), Some("c")));
+    }
+
+    #[test]
+    fn the_first_value_kept_stays() {
+        let kept = Kept::new(2);
+        let [a, b] = [1u8, 2].map(|n| PlanKey::of(&n));
+        assert_eq!(kept.first_kept(a, "first"), "first");
+        assert_eq!(kept.first_kept(a, "second"), "first");
+        assert_eq!(kept.get(&a), Some("first"));
+        assert_eq!(kept.first_kept(b, "b"), "b");
     }
 }
