@@ -123,9 +123,12 @@ impl MaskKey {
         offsets.push(0i32);
         for value in text.iter() {
             if let Some(s) = value {
-                for byte in self.digest(s.as_bytes()) {
-                    values.extend_from_slice(&HEX_PAIRS[usize::from(byte)]);
+                // on the stack first: one copy and one capacity check a value, not sixteen
+                let mut digits = [0u8; MASK_HEX_DIGITS];
+                for (pair, byte) in digits.chunks_exact_mut(2).zip(self.digest(s.as_bytes())) {
+                    pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
                 }
+                values.extend_from_slice(&digits);
             }
             let end = i32::try_from(values.len()).map_err(|_| {
                 DataFusionError::Execution("too many masked values in one batch".into())

@@ -9,7 +9,7 @@
 //!    table is a view over the source with the enforcement plan applied (see [`enforce`]);
 //!    Parquet footers, per-file statistics and the view's physical plan are kept between
 //!    queries, each checked against the files' sizes and modification times (see
-//!    [`barrier`]);
+//!    [`barrier`]), and so are the view's first rows (see [`prefix`]);
 //! 3. the consumer's SQL is parsed, checked (a single query, only the granted table) and
 //!    planned over that view; query-level rules (aggregate-only, row limits) wrap the plan.
 //!    The physical plan is kept for the next query with the same SQL over the same view
@@ -36,7 +36,7 @@ mod kept;
 mod mask;
 mod pages;
 mod plane;
-mod prefix;
+pub mod prefix;
 mod query;
 pub mod sandbox;
 mod service;
