@@ -5,10 +5,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
+use crate::dataplane::DataPlaneConfig;
 use crate::tls::TlsFiles;
 
 /// The whole configuration.
@@ -24,8 +26,8 @@ pub struct Config {
     pub protocol: ListenerConfig,
     /// The management listener (the operator).
     pub management: ManagementConfig,
-    /// The Arrow Flight listener (data consumers).
-    pub data_plane: ListenerConfig,
+    /// The Arrow Flight listener (data consumers) and the limits of its queries.
+    pub data_plane: DataPlaneSection,
     /// Certificates.
     pub tls: TlsConfig,
     /// Negotiation behaviour.
@@ -78,6 +80,103 @@ pub struct ListenerConfig {
     pub listen: SocketAddr,
     /// Public URL; defaults to one built from the bound address.
     pub public_url: Option<String>,
+}
+
+/// The data plane's listener, and the limits of the queries it runs (defaults: those of
+/// [`DataPlaneConfig::default`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataPlaneSection {
+    /// Socket address to bind (port 0 picks a free port; see `ports.json` in the data dir).
+    pub listen: SocketAddr,
+    /// Public URL; defaults to one built from the bound address.
+    pub public_url: Option<String>,
+    /// Seconds one query may take, from the call's arrival to its last batch.
+    #[serde(default = "defaults::query_timeout_secs")]
+    pub query_timeout_secs: u64,
+    /// MiB of memory one query may use (no spilling to disk).
+    #[serde(default = "defaults::memory_limit_mib")]
+    pub memory_limit_mib: usize,
+    /// Queries running at once across all consumers; more wait for a slot.
+    #[serde(default = "defaults::max_concurrent_queries")]
+    pub max_concurrent_queries: usize,
+    /// Parallelism of one query.
+    #[serde(default = "defaults::target_partitions")]
+    pub target_partitions: usize,
+    /// Rows per record batch.
+    #[serde(default = "defaults::batch_size")]
+    pub batch_size: usize,
+    /// Rows at the start of each queried view kept decoded in memory (0: none).
+    #[serde(default = "defaults::prefix_rows")]
+    pub prefix_rows: usize,
+}
+
+impl DataPlaneSection {
+    /// The limits as the data plane takes them.
+    pub fn limits(&self) -> DataPlaneConfig {
+        DataPlaneConfig {
+            query_timeout: Duration::from_secs(self.query_timeout_secs),
+            memory_limit_bytes: self.memory_limit_mib.saturating_mul(1024 * 1024),
+            batch_size: self.batch_size,
+            target_partitions: self.target_partitions,
+            max_concurrent_queries: self.max_concurrent_queries,
+            prefix_rows: self.prefix_rows,
+            ..DataPlaneConfig::default()
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        let ranges: [(&str, usize, std::ops::RangeInclusive<usize>); 6] = [
+            (
+                "query_timeout_secs",
+                usize::try_from(self.query_timeout_secs).unwrap_or(usize::MAX),
+                1..=86_400,
+            ),
+            ("memory_limit_mib", self.memory_limit_mib, 16..=1 << 20),
+            (
+                "max_concurrent_queries",
+                self.max_concurrent_queries,
+                1..=65_536,
+            ),
+            ("target_partitions", self.target_partitions, 1..=1024),
+            ("batch_size", self.batch_size, 1..=1 << 20),
+            ("prefix_rows", self.prefix_rows, 0..=1 << 20),
+        ];
+        for (key, value, range) in ranges {
+            if !range.contains(&value) {
+                bail!(
+                    "key `data_plane.{key}`: {value} is outside {}..={}",
+                    range.start(),
+                    range.end()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Defaults of [`DataPlaneSection`], from [`DataPlaneConfig::default`].
+mod defaults {
+    use crate::dataplane::DataPlaneConfig;
+
+    pub fn query_timeout_secs() -> u64 {
+        DataPlaneConfig::default().query_timeout.as_secs()
+    }
+    pub fn memory_limit_mib() -> usize {
+        DataPlaneConfig::default().memory_limit_bytes / (1024 * 1024)
+    }
+    pub fn max_concurrent_queries() -> usize {
+        DataPlaneConfig::default().max_concurrent_queries
+    }
+    pub fn target_partitions() -> usize {
+        DataPlaneConfig::default().target_partitions
+    }
+    pub fn batch_size() -> usize {
+        DataPlaneConfig::default().batch_size
+    }
+    pub fn prefix_rows() -> usize {
+        DataPlaneConfig::default().prefix_rows
+    }
 }
 
 /// The management listener.
@@ -317,6 +416,7 @@ impl Config {
         if self.management.api_key.len() < 16 {
             bail!("key `management.api_key`: use at least 16 characters");
         }
+        self.data_plane.validate()?;
         for (i, ds) in self.datasets.iter().enumerate() {
             if !ds.id.contains(':') {
                 bail!("key `dataset[{i}].id`: {:?} is not an IRI or URN", ds.id);
@@ -397,6 +497,12 @@ api_key = "change-me-to-a-long-random-secret"
 [data_plane]          # Arrow Flight for data consumers
 listen = "127.0.0.1:8445"
 # public_url = "grpc+tls://connector.example:8445"
+# query_timeout_secs = 300      # one query, from the call to its last batch
+# memory_limit_mib = 512        # one query's memory (no spilling)
+# max_concurrent_queries = 16   # more wait for a slot
+# target_partitions = 2         # parallelism of one query
+# batch_size = 4096             # rows per record batch
+# prefix_rows = 8192            # first rows of each queried view kept in memory (0: none)
 
 [tls]                 # create with: sluis certs ca --out certs && sluis certs issue ...
 ca = "certs/ca.pem"
@@ -461,6 +567,49 @@ mod tests {
         .unwrap();
         assert_eq!(cfg.protocol.listen.port(), 9000);
         assert_eq!(cfg.transfer.token_ttl_secs, 60);
+    }
+
+    #[test]
+    fn data_plane_limits_default_to_the_data_plane_s_and_can_be_set() {
+        let cfg = parse(DEFAULT_CONFIG, &[]).unwrap();
+        let (got, want) = (cfg.data_plane.limits(), DataPlaneConfig::default());
+        assert_eq!(
+            format!("{got:?}"),
+            format!("{want:?}"),
+            "no key set: the data plane's own defaults"
+        );
+
+        let set = DEFAULT_CONFIG
+            .replace("# memory_limit_mib = 512", "memory_limit_mib = 64")
+            .replace("# prefix_rows = 8192", "prefix_rows = 0");
+        let cfg = parse(
+            &set,
+            &[
+                ("SLUIS_DATA_PLANE__QUERY_TIMEOUT_SECS", "30"),
+                ("SLUIS_DATA_PLANE__MAX_CONCURRENT_QUERIES", "4"),
+            ],
+        )
+        .unwrap();
+        let limits = cfg.data_plane.limits();
+        assert_eq!(limits.memory_limit_bytes, 64 * 1024 * 1024);
+        assert_eq!(limits.prefix_rows, 0);
+        assert_eq!(limits.query_timeout, Duration::from_secs(30));
+        assert_eq!(limits.max_concurrent_queries, 4);
+        assert_eq!(limits.batch_size, want.batch_size);
+
+        for (key, value) in [
+            ("QUERY_TIMEOUT_SECS", "0"),
+            ("MEMORY_LIMIT_MIB", "1"),
+            ("MAX_CONCURRENT_QUERIES", "0"),
+            ("TARGET_PARTITIONS", "0"),
+            ("BATCH_SIZE", "0"),
+            ("PREFIX_ROWS", "99999999"),
+        ] {
+            let var = format!("SLUIS_DATA_PLANE__{key}");
+            let err = format!("{:#}", parse(DEFAULT_CONFIG, &[(&var, value)]).unwrap_err());
+            let named = format!("data_plane.{}", key.to_ascii_lowercase());
+            assert!(err.contains(&named), "{err}");
+        }
     }
 
     #[test]

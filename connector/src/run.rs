@@ -16,7 +16,7 @@ use crate::access::ProviderAccess;
 use crate::catalog_log::CatalogLog;
 use crate::client::PeerClient;
 use crate::config::{Config, DatasetConfig};
-use crate::dataplane::{self, DataPlane, DataPlaneConfig, TlsIdentity};
+use crate::dataplane::{self, DataPlane, TlsIdentity};
 use crate::engine::transfer::{FORMAT_FLIGHT, FORMAT_HTTP};
 use crate::federation::{self, Federation};
 use crate::node::{Node, PublicUrls};
@@ -99,6 +99,7 @@ pub async fn serve_until(config: Config, stop: watch::Receiver<bool>) -> Result<
             config.participant_id
         );
     }
+    let limits = config.data_plane.limits();
     let store = Store::open(&config.state_db())?;
     let tokens = token_issuer(&store)?;
     let catalog_log = CatalogLog::open(&config.data_dir)?;
@@ -163,7 +164,7 @@ pub async fn serve_until(config: Config, stop: watch::Receiver<bool>) -> Result<
         let _ = rx.wait_for(|s| *s).await;
     };
     let access = Arc::new(ProviderAccess::new(node.clone())?);
-    let plane = DataPlane::new(access, DataPlaneConfig::default());
+    let plane = DataPlane::new(access, limits);
     let protocol_task = tokio::spawn(server::serve_tls(
         protocol_l,
         tls.protocol_server_config()?,

@@ -25,8 +25,16 @@ struct Space {
 }
 
 fn start() -> Space {
+    start_with_provider_data_plane("")
+}
+
+/// Both connectors, the provider's `[data_plane]` section extended with `keys`.
+fn start_with_provider_data_plane(keys: &str) -> Space {
     let dir = tempfile::tempdir().unwrap();
     let scn = scenario::prepare(dir.path(), ROWS).unwrap();
+    let config = std::fs::read_to_string(&scn.provider.config).unwrap();
+    let config = config.replacen("[data_plane]\n", &format!("[data_plane]\n{keys}"), 1);
+    std::fs::write(&scn.provider.config, config).unwrap();
     let exe = Path::new(env!("CARGO_BIN_EXE_sluis"));
     let provider = Running::start(exe, &scn.provider, Duration::from_secs(60)).unwrap();
     let consumer = Running::start(exe, &scn.consumer, Duration::from_secs(60)).unwrap();
@@ -154,6 +162,28 @@ async fn pyarrow_flight_client_reads_with_the_token() {
 
     let refused = pyarrow(&space, "", &sql);
     assert_eq!(refused["error"], "FlightUnauthenticatedError", "{refused}");
+}
+
+/// The query limits in the provider's `sluis.toml` hold in its running data plane.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_configured_query_memory_limit_holds() {
+    let space = start_with_provider_data_plane("memory_limit_mib = 16\n");
+    let c = space.contract(DATASET_ID, OFFER_ID).await;
+    let table = c.address.property("table").unwrap();
+    // a streaming scan needs little memory
+    let rows: usize = query(&space, token(&c), &format!("SELECT * FROM {table}"))
+        .await
+        .unwrap()
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(rows, space.north_rows());
+    // sorting the ~25 million rows of a self cross join needs far more than 16 MiB (the
+    // default limit is 512 MiB)
+    let sql = format!("SELECT a.kwh FROM {table} a CROSS JOIN {table} b ORDER BY a.kwh");
+    let e = query(&space, token(&c), &sql).await.unwrap_err();
+    let shown = format!("{e:#}");
+    assert!(shown.contains("memory"), "{shown}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
