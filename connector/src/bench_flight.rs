@@ -234,7 +234,8 @@ pub enum Phase {
 /// Runs the benchmark on `rows` rows in `file` (generated when missing) and prints the figures:
 /// the phases in `only` (all when empty), `first_batch_runs` queries for the first batch,
 /// `rounds` full reads of each configuration for the throughput; the data plane keeps the
-/// first `prefix_rows` rows of each view (the first-batch phase also measures one keeping none).
+/// first `prefix_rows` rows of each view (the first-batch phase also measures one keeping none);
+/// `configs` narrows the throughput phase to some configurations (all when empty).
 pub async fn run(
     rows: usize,
     file: Option<PathBuf>,
@@ -242,6 +243,7 @@ pub async fn run(
     first_batch_runs: usize,
     rounds: usize,
     prefix_rows: usize,
+    configs: &[String],
 ) -> Result<()> {
     let file = file.unwrap_or_else(|| PathBuf::from(format!("/tmp/sluis-bench-{rows}.parquet")));
     if !file.exists() {
@@ -269,7 +271,7 @@ pub async fn run(
     let port = serve_on_loopback(Arc::clone(&access), cfg.clone()).await?;
     let runs = |phase| only.is_empty() || only.contains(&phase);
     if runs(Phase::Throughput) {
-        compare_throughput(&file, rows, port, rounds.max(1)).await?;
+        compare_throughput(&file, rows, port, rounds.max(1), configs).await?;
     }
     if runs(Phase::FirstBatch) {
         // the baseline: the same data plane keeping no first rows of views
@@ -338,49 +340,62 @@ async fn compare_first_batch(port: u16, unkept: u16, runs: usize) -> Result<()> 
     Ok(())
 }
 
-/// The configurations the throughput phase compares, in the order of each round.
-const CONFIGS: [(&str, Option<&str>); 5] = [
-    ("sluis, 50 % row filter + hash mask", Some("enforced")),
-    ("sluis, no policy", Some("open")),
-    ("pyarrow FlightServerBase", None),
-    ("sluis, 50 % row filter only", Some("filter")),
-    ("sluis, hash mask only", Some("mask")),
+/// The configurations the throughput phase compares, in the order of each round: (name,
+/// short name, token; None for pyarrow's server).
+const CONFIGS: [(&str, &str, Option<&str>); 5] = [
+    (
+        "sluis, 50 % row filter + hash mask",
+        "enforced",
+        Some("enforced"),
+    ),
+    ("sluis, no policy", "no policy", Some("open")),
+    ("pyarrow FlightServerBase", "pyarrow", None),
+    ("sluis, 50 % row filter only", "filter", Some("filter")),
+    ("sluis, hash mask only", "mask", Some("mask")),
 ];
 
 /// DoGet of every visible row, enforced and not, against pyarrow's server on the same file.
 ///
 /// The configurations take turns, one full read each per round, so that a slow spell of a
 /// shared machine falls on all of them; the ratios are the medians of the per-round ratios.
-async fn compare_throughput(file: &Path, rows: usize, port: u16, rounds: usize) -> Result<()> {
+/// `only`: the short names of the configurations to run (all when empty), for a profile.
+async fn compare_throughput(
+    file: &Path,
+    rows: usize,
+    port: u16,
+    rounds: usize,
+    only: &[String],
+) -> Result<()> {
     let (mut py, py_port) = pyarrow_server(file)?;
+    let chosen = |short: &str| only.is_empty() || only.iter().any(|o| o == short);
     let mut clients = Vec::new();
-    for (_, token) in CONFIGS {
-        clients.push(match token {
-            Some(t) => client(port, Some(t)).await?,
-            None => client(py_port, None).await?,
+    for (_, short, token) in CONFIGS {
+        clients.push(match (chosen(short), token) {
+            (false, _) => None,
+            (true, Some(t)) => Some(client(port, Some(t)).await?),
+            (true, None) => Some(client(py_port, None).await?),
         });
     }
     // (rows, bytes, seconds) per configuration per round
     let mut runs: Vec<Vec<(usize, usize, f64)>> = vec![Vec::new(); CONFIGS.len()];
     println!("DoGet of every visible row of {rows} source rows, {rounds} rounds:");
     for round in 0..rounds {
-        for (i, (_, token)) in CONFIGS.iter().enumerate() {
+        let mut line = Vec::new();
+        for (i, (_, short, token)) in CONFIGS.iter().enumerate() {
+            let Some(c) = clients[i].as_mut() else {
+                continue;
+            };
             let ticket = if token.is_some() { "" } else { "all" };
-            runs[i].push(drain(&mut clients[i], ticket).await?);
+            runs[i].push(drain(c, ticket).await?);
+            line.push(format!("{short} {:.2} s", runs[i][round].2));
         }
-        let secs = |i: usize| runs[i][round].2;
-        println!(
-            "  round {}: enforced {:.2} s, no policy {:.2} s, pyarrow {:.2} s, filter {:.2} s, mask {:.2} s",
-            round + 1,
-            secs(0),
-            secs(1),
-            secs(2),
-            secs(3),
-            secs(4)
-        );
+        println!("  round {}: {}", round + 1, line.join(", "));
     }
     let _ = py.kill();
-    for ((name, _), taken) in CONFIGS.iter().zip(&runs) {
+    for ((name, _, _), taken) in CONFIGS.iter().zip(&runs) {
+        if taken.is_empty() {
+            continue;
+        }
         let (got, bytes, best) = taken
             .iter()
             .copied()
@@ -394,6 +409,9 @@ async fn compare_throughput(file: &Path, rows: usize, port: u16, rounds: usize) 
             bytes as f64 / 1e6 / best,
             rows as f64 / 1e6 / best
         );
+    }
+    if runs[..3].iter().any(Vec::is_empty) {
+        return Ok(());
     }
     let median_ratio = |num: usize, den: usize| {
         let mut r: Vec<f64> = (0..rounds)

@@ -149,6 +149,10 @@ enum Command {
         /// First rows of each view the benchmarked data plane keeps in memory (0: none).
         #[arg(long, default_value_t = sluis_connector::dataplane::DataPlaneConfig::default().prefix_rows)]
         prefix_rows: usize,
+        /// Throughput configurations to run (repeatable: enforced, "no policy", pyarrow,
+        /// filter, mask); default: all, and the ratios between them.
+        #[arg(long = "config")]
+        configs: Vec<String>,
     },
 }
 
@@ -317,6 +321,7 @@ fn dispatch(command: Command) -> Result<()> {
             first_batch_runs,
             rounds,
             prefix_rows,
+            configs,
         } => runtime()?.block_on(bench_flight::run(
             rows,
             file,
@@ -324,6 +329,7 @@ fn dispatch(command: Command) -> Result<()> {
             first_batch_runs,
             rounds,
             prefix_rows,
+            &configs,
         )),
         Command::Sample { out, rows, seed } => {
             let s = sample::generate_meter_readings(&out, rows, seed)?;

@@ -176,15 +176,27 @@ fn visible_exprs(
             .iter()
             .find(|m| &m.column == name)
             .map(|m| m.kind);
+        let wire = on_the_wire(field.data_type());
         exprs.push(match mask {
-            None => ident(name),
+            None if &wire == field.data_type() => ident(name),
+            None => cast(ident(name), wire).alias(name),
             Some(MaskKind::Hash) => keyed_hash_hex(mask_key)
                 .call(vec![cast(ident(name), DataType::Utf8)])
                 .alias(name),
-            Some(MaskKind::Redact) => lit(ScalarValue::try_from(field.data_type())?).alias(name),
+            Some(MaskKind::Redact) => lit(ScalarValue::try_from(&wire)?).alias(name),
         });
     }
     Ok(exprs)
+}
+
+/// The type a column of type `read` is sent as: string and binary views (how Parquet is read
+/// inside the view) as plain strings and binaries, which every Flight client reads.
+fn on_the_wire(read: &DataType) -> DataType {
+    match read {
+        DataType::Utf8View => DataType::Utf8,
+        DataType::BinaryView => DataType::Binary,
+        other => other.clone(),
+    }
 }
 
 /// Name of the group size column added beneath aggregate-only queries.

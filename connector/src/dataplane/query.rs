@@ -853,6 +853,44 @@ mod tests {
         panic!("no prefix kept within 5 s");
     }
 
+    /// Parquet strings are read as views inside the view, but every column leaves it as a
+    /// plain type, masked, redacted or not.
+    #[tokio::test]
+    async fn views_send_plain_strings() {
+        let (_dir, mut grant, _) = north_sample(2_000, 19);
+        grant.plan.masks = vec![
+            sluis_policy::enforcement::ColumnMask {
+                column: "meter_id".into(),
+                kind: sluis_policy::enforcement::MaskKind::Hash,
+            },
+            sluis_policy::enforcement::ColumnMask {
+                column: "customer_name".into(),
+                kind: sluis_policy::enforcement::MaskKind::Redact,
+            },
+        ];
+        let prepared = prepare(
+            &grant,
+            "SELECT * FROM readings",
+            &DataPlaneConfig::default(),
+        )
+        .await
+        .unwrap();
+        let schema = Arc::clone(&prepared.schema);
+        let types: Vec<_> = schema
+            .fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        assert_eq!(
+            types[..3],
+            [DataType::Utf8, DataType::Utf8, DataType::Utf8],
+            "{schema:?}"
+        );
+        for batch in collect(prepared).await {
+            assert_eq!(batch.schema(), schema);
+        }
+    }
+
     /// A view's kept first rows, streamed from memory before the rest of the file, are
     /// exactly the rows the view gives without them: filtered and masked, none twice, none
     /// lost; and two grants over the same file each get their own.

@@ -33,9 +33,12 @@ fn extension(kind: SourceKind) -> &'static str {
 fn format(state: &dyn Session, kind: SourceKind, bloom_filters: bool) -> Arc<dyn FileFormat> {
     match kind {
         SourceKind::Parquet => {
-            // the session's Parquet options (plain Utf8 rather than Utf8View, see sandbox)
+            // strings as views inside the view: decoding and the row filter skip copying
+            // the text of rows it drops; the view's projection casts them back to plain
+            // Utf8 (see `enforce::visible_exprs`)
             let mut options = state.table_options().parquet.clone();
             options.global.bloom_filter_on_read = bloom_filters;
+            options.global.schema_force_view_types = true;
             Arc::new(ParquetFormat::default().with_options(options))
         }
         SourceKind::Csv => Arc::new(CsvFormat::default().with_has_header(true)),
