@@ -48,6 +48,20 @@ pub use plane::{AuditedStream, Caller, DataPlane, PURPOSE_HEADER, Tally, bearer_
 pub use query::{PreparedQuery, ResultStream, prepare, select_all};
 pub use service::FlightDataPlane;
 
+/// Test helper: `batch` written to a new Parquet file at `path` under `props`.
+#[cfg(test)]
+pub(crate) fn write_parquet(
+    path: &std::path::Path,
+    batch: &arrow::record_batch::RecordBatch,
+    props: parquet::file::properties::WriterProperties,
+) {
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(file, batch.schema(), Some(props)).unwrap();
+    writer.write(batch).unwrap();
+    writer.close().unwrap();
+}
+
 /// What a verified token grants: one transfer of one dataset under one agreement.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ActiveGrant {

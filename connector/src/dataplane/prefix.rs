@@ -351,7 +351,6 @@ mod tests {
     use arrow::array::{Int64Array, StringArray};
     use arrow::datatypes::{Field, Schema};
     use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext};
-    use parquet::arrow::ArrowWriter;
     use parquet::file::properties::WriterProperties;
 
     /// Rows `(id, region)` with ids `first..first + rows`, in row groups of 1,000; each
@@ -382,11 +381,7 @@ mod tests {
         let props = WriterProperties::builder()
             .set_max_row_group_row_count(Some(1000))
             .build();
-        let mut writer =
-            ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, Some(props))
-                .unwrap();
-        writer.write(&batch).unwrap();
-        writer.close().unwrap();
+        super::super::write_parquet(path, &batch, props);
     }
 
     /// A session over the Parquet files in `dir` as table `t`, each file split into byte

@@ -956,10 +956,7 @@ mod tests {
             .set_data_page_row_count_limit(100)
             .set_write_batch_size(100)
             .build();
-        let file = std::fs::File::create(path).unwrap();
-        let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, Some(props)).unwrap();
-        writer.write(&batch).unwrap();
-        writer.close().unwrap();
+        super::super::write_parquet(path, &batch, props);
     }
 
     /// Whether the Parquet scan of `prepared` prunes pages with the page index.

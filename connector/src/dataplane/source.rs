@@ -145,7 +145,6 @@ mod tests {
     use crate::dataplane::{DataPlaneConfig, sandbox};
     use arrow::array::{Int64Array, RecordBatch};
     use arrow::datatypes::{DataType, Field, Schema};
-    use parquet::arrow::ArrowWriter;
     use parquet::file::properties::WriterProperties;
 
     fn write(path: &std::path::Path, bloom_filters: bool) {
@@ -158,11 +157,7 @@ mod tests {
         let props = WriterProperties::builder()
             .set_bloom_filter_enabled(bloom_filters)
             .build();
-        let mut writer =
-            ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, Some(props))
-                .unwrap();
-        writer.write(&batch).unwrap();
-        writer.close().unwrap();
+        super::super::write_parquet(path, &batch, props);
     }
 
     async fn probes_bloom_filters(location: &std::path::Path) -> bool {
