@@ -233,8 +233,8 @@ pub enum Phase {
 
 /// Runs the benchmark on `rows` rows in `file` (generated when missing) and prints the figures:
 /// the phases in `only` (all when empty), `first_batch_runs` queries for the first batch,
-/// `rounds` full reads of each configuration for the throughput; the data plane keeps the
-/// first `prefix_rows` rows of each view (the first-batch phase also measures one keeping none);
+/// `rounds` full reads of each configuration for the throughput, on a data plane under `cfg`
+/// (the first-batch phase also measures one keeping no rows of views);
 /// `configs` narrows the throughput phase to some configurations (all when empty).
 pub async fn run(
     rows: usize,
@@ -242,7 +242,7 @@ pub async fn run(
     only: &[Phase],
     first_batch_runs: usize,
     rounds: usize,
-    prefix_rows: usize,
+    cfg: DataPlaneConfig,
     configs: &[String],
 ) -> Result<()> {
     let file = file.unwrap_or_else(|| PathBuf::from(format!("/tmp/sluis-bench-{rows}.parquet")));
@@ -263,11 +263,6 @@ pub async fn run(
         ("mask".to_string(), grant(&file, mask_only_plan())),
     ]);
     let access = Arc::new(Fixed(grants));
-    let cfg = DataPlaneConfig {
-        max_concurrent_queries: 64,
-        prefix_rows,
-        ..Default::default()
-    };
     let port = serve_on_loopback(Arc::clone(&access), cfg.clone()).await?;
     let runs = |phase| only.is_empty() || only.contains(&phase);
     if runs(Phase::Throughput) {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use sluis_connector::config::{Config, DEFAULT_CONFIG, LogFormat};
+use sluis_connector::dataplane::DataPlaneConfig;
 use sluis_connector::{bench, bench_flight, cli, consumer_cli, demo, run, sample, tls};
 
 /// mimalloc rather than glibc's malloc: the data plane allocates and frees multi-MB buffers
@@ -147,8 +148,11 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         rounds: usize,
         /// First rows of each view the benchmarked data plane keeps in memory (0: none).
-        #[arg(long, default_value_t = sluis_connector::dataplane::DataPlaneConfig::default().prefix_rows)]
+        #[arg(long, default_value_t = DataPlaneConfig::default().prefix_rows)]
         prefix_rows: usize,
+        /// Rows per record batch of the benchmarked data plane.
+        #[arg(long, default_value_t = DataPlaneConfig::default().batch_size)]
+        batch_size: usize,
         /// Throughput configurations to run (repeatable: enforced, "no policy", pyarrow,
         /// filter, mask); default: all, and the ratios between them.
         #[arg(long = "config")]
@@ -321,6 +325,7 @@ fn dispatch(command: Command) -> Result<()> {
             first_batch_runs,
             rounds,
             prefix_rows,
+            batch_size,
             configs,
         } => runtime()?.block_on(bench_flight::run(
             rows,
@@ -328,7 +333,12 @@ fn dispatch(command: Command) -> Result<()> {
             &only,
             first_batch_runs,
             rounds,
-            prefix_rows,
+            DataPlaneConfig {
+                prefix_rows,
+                batch_size,
+                max_concurrent_queries: 64,
+                ..Default::default()
+            },
             &configs,
         )),
         Command::Sample { out, rows, seed } => {
