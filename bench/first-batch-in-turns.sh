@@ -5,7 +5,8 @@
 #   bench/first-batch-in-turns.sh [-r ROUNDS] [-n RUNS] BINARY...
 #
 # Each round runs every binary once: `sluis bench-flight --only first-batch` with RUNS queries
-# of each kind (same SQL repeated, new SQL each run). Prints, per binary and kind, the median
+# of each kind (same SQL repeated, new SQL each run), on its data plane keeping the first rows
+# of views and on one keeping none (since session 10). Prints, per binary and kind, the median
 # of the rounds' p50s, then every round's p50. Build each binary with
 # `cargo build --release --workspace --bins` at its commit and copy it aside.
 set -euo pipefail
@@ -26,7 +27,7 @@ for round in $(seq "$rounds"); do
     echo "round $round/$rounds: $bin" >&2
     "$bin" bench-flight --rows 10000000 --only first-batch --first-batch-runs "$runs" |
       awk -v b="$bin" '/time to first batch/ {
-        kind = /new SQL/ ? "new" : "same";
+        kind = (/no rows kept/ ? "none-kept/" : "kept/") (/new SQL/ ? "new" : "same");
         for (i = 1; i <= NF; i++) if ($i == "p50") print b, kind, $(i + 1) }' >>"$out"
   done
 done
@@ -38,5 +39,5 @@ for line in open(sys.argv[1]):
     p50s[(binary, kind)].append(float(ms))
 for (binary, kind), v in sorted(p50s.items()):
     rounds = " ".join(f"{x:.2f}" for x in v)
-    print(f"{binary}  {kind:4}  median p50 {statistics.median(v):.2f} ms  (rounds: {rounds})")
+    print(f"{binary}  {kind:15}  median p50 {statistics.median(v):.2f} ms  (rounds: {rounds})")
 PY

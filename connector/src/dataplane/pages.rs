@@ -46,20 +46,34 @@ pub async fn without_idle_page_pruning(
     if idle.is_empty() {
         return Ok(plan);
     }
-    plan.transform_up(|node| {
-        let scan = idle.iter().any(|s| Arc::ptr_eq(s, &node));
-        let Some((config, source)) = parquet_scan(&node).filter(|_| scan) else {
-            return Ok(Transformed::no(node));
-        };
-        let source = source.clone().with_enable_page_index(false);
-        let config = FileScanConfigBuilder::from(config.clone())
-            .with_source(Arc::new(source))
-            .build();
-        Ok(Transformed::yes(
-            DataSourceExec::from_data_source(config) as Arc<dyn ExecutionPlan>
-        ))
+    rebuild_parquet_scans(&plan, |node, config, source| {
+        idle.iter().any(|s| Arc::ptr_eq(s, node)).then(|| {
+            let source = source.clone().with_enable_page_index(false);
+            FileScanConfigBuilder::from(config.clone())
+                .with_source(Arc::new(source))
+                .build()
+        })
     })
-    .map(|t| t.data)
+}
+
+/// `plan` with each Parquet scan for which `rebuild` returns a config replaced by a scan of
+/// that config (the operators above it rebuilt too); the others as they were.
+pub(super) fn rebuild_parquet_scans(
+    plan: &Arc<dyn ExecutionPlan>,
+    rebuild: impl Fn(&Arc<dyn ExecutionPlan>, &FileScanConfig, &ParquetSource) -> Option<FileScanConfig>,
+) -> Result<Arc<dyn ExecutionPlan>> {
+    Arc::clone(plan)
+        .transform_up(|node| {
+            let Some(config) =
+                parquet_scan(&node).and_then(|(config, source)| rebuild(&node, config, source))
+            else {
+                return Ok(Transformed::no(node));
+            };
+            Ok(Transformed::yes(
+                DataSourceExec::from_data_source(config) as Arc<dyn ExecutionPlan>
+            ))
+        })
+        .map(|t| t.data)
 }
 
 /// The file scan config and Parquet source of `node`, if it is a Parquet scan.

@@ -22,12 +22,11 @@ use std::sync::{Arc, OnceLock};
 use arrow::array::{Array, ArrayRef, AsArray, MutableArrayData, make_array};
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
-use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::parquet::metadata::DFParquetMetadata;
 use datafusion::datasource::physical_plan::parquet::{ParquetAccessPlan, RowGroupAccess};
 use datafusion::datasource::physical_plan::{FileGroup, FileScanConfig, FileScanConfigBuilder};
-use datafusion::datasource::source::DataSourceExec;
 use datafusion::error::Result;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::object_store::path::Path;
@@ -37,7 +36,7 @@ use datafusion::physical_plan::{ExecutionPlan, collect};
 use futures::StreamExt;
 use parquet::arrow::arrow_reader::{RowSelection, RowSelector};
 
-use super::pages::parquet_scan;
+use super::pages::{parquet_scan, rebuild_parquet_scans};
 
 /// The largest prefix kept: a wide projection keeps none rather than pin megabytes.
 pub const MAX_PREFIX_BYTES: usize = 1024 * 1024;
@@ -159,7 +158,7 @@ async fn split(
     rows: usize,
     budget: &'static Budget,
 ) -> Result<Option<Prefix>> {
-    if rows == 0 || view.properties().output_ordering().is_some() || !row_by_row(view)? {
+    if view.properties().output_ordering().is_some() || !row_by_row(view)? {
         return Ok(None);
     }
     let Some(scan) = only_parquet_scan(view)? else {
@@ -296,32 +295,26 @@ fn with_access(
     access: &ParquetAccessPlan,
     only: bool,
 ) -> Result<Arc<dyn ExecutionPlan>> {
-    Arc::clone(view)
-        .transform_up(|node| {
-            let Some((config, _)) = parquet_scan(&node).filter(|_| Arc::ptr_eq(&node, scan)) else {
-                return Ok(Transformed::no(node));
-            };
-            // a file split into byte ranges sits in several groups: each range reads its own
-            // row groups of the same access plan
-            let groups = config.file_groups.iter().map(|group| {
-                let files = group.iter().filter_map(|f| {
-                    if f.object_meta.location != *file {
-                        return (!only).then(|| f.clone());
-                    }
-                    let mut f = f.clone();
-                    f.extensions.insert(access.clone());
-                    Some(f)
-                });
-                FileGroup::new(files.collect())
+    rebuild_parquet_scans(view, |node, config, _| {
+        if !Arc::ptr_eq(node, scan) {
+            return None;
+        }
+        // a file split into byte ranges sits in several groups: each range reads its own
+        // row groups of the same access plan
+        let groups = config.file_groups.iter().map(|group| {
+            let files = group.iter().filter_map(|f| {
+                if f.object_meta.location != *file {
+                    return (!only).then(|| f.clone());
+                }
+                let mut f = f.clone();
+                f.extensions.insert(access.clone());
+                Some(f)
             });
-            let config = FileScanConfigBuilder::from(config.clone())
-                .with_file_groups(groups.collect())
-                .build();
-            Ok(Transformed::yes(
-                DataSourceExec::from_data_source(config) as Arc<dyn ExecutionPlan>
-            ))
-        })
-        .map(|t| t.data)
+            FileGroup::new(files.collect())
+        });
+        let config = FileScanConfigBuilder::from(config.clone()).with_file_groups(groups.collect());
+        Some(config.build())
+    })
 }
 
 /// `batch` holding only its own bytes: a column read from Parquet can sit in a buffer sized

@@ -214,8 +214,8 @@ fn plans_alike(plan: &LogicalPlan) -> bool {
 /// The digest of everything the enforced view of `grant` over `files` is made from: the
 /// table name, the source, the enforcement plan, the mask key, each file's path, size,
 /// modification time and entity tag, and the session's settings (with the rows of its kept
-/// prefix). Any change (another plan
-/// or key, a file added, removed or rewritten) makes another key.
+/// prefix). Any change (another plan or key, a file added, removed or rewritten) makes another
+/// key.
 fn view_key(grant: &ActiveGrant, files: &[ObjectMeta], cfg: &DataPlaneConfig) -> PlanKey {
     let files: Vec<_> = files
         .iter()
@@ -248,21 +248,33 @@ impl PreparedQuery {
         })
     }
 
+    /// The policy barriers in `plan`.
+    #[cfg(test)]
+    fn barriers(plan: &Arc<dyn ExecutionPlan>) -> Vec<Arc<dyn ExecutionPlan>> {
+        let mut barriers = Vec::new();
+        let _ = plan.apply(|node| {
+            if node.as_ref().is::<super::barrier::PolicyBarrierExec>() {
+                barriers.push(Arc::clone(node));
+            }
+            Ok(TreeNodeRecursion::Continue)
+        });
+        barriers
+    }
+
+    /// The barrier behind `node`, which [`Self::barriers`] found.
+    #[cfg(test)]
+    fn barrier(node: &Arc<dyn ExecutionPlan>) -> &super::barrier::PolicyBarrierExec {
+        node.as_ref().downcast_ref().expect("a policy barrier")
+    }
+
     /// Every plan this query runs: its own, then each view beneath a barrier.
     #[cfg(test)]
     fn plans(&self) -> Vec<Arc<dyn ExecutionPlan>> {
         let mut plans = vec![Arc::clone(&self.physical)];
         let mut i = 0;
         while let Some(plan) = plans.get(i).cloned() {
-            let _ = plan.apply(|node| {
-                if let Some(barrier) = node
-                    .as_ref()
-                    .downcast_ref::<super::barrier::PolicyBarrierExec>()
-                {
-                    plans.push(Arc::clone(barrier.view()));
-                }
-                Ok(TreeNodeRecursion::Continue)
-            });
+            let views = Self::barriers(&plan).into_iter();
+            plans.extend(views.map(|b| Arc::clone(Self::barrier(&b).view())));
             i += 1;
         }
         plans
@@ -271,17 +283,8 @@ impl PreparedQuery {
     /// The rows this query streams from kept view prefixes.
     #[cfg(test)]
     fn prefix_rows(&self) -> usize {
-        let mut rows = 0;
-        let _ = self.physical.apply(|node| {
-            if let Some(barrier) = node
-                .as_ref()
-                .downcast_ref::<super::barrier::PolicyBarrierExec>()
-            {
-                rows += barrier.prefix_rows();
-            }
-            Ok(TreeNodeRecursion::Continue)
-        });
-        rows
+        let barriers = Self::barriers(&self.physical).into_iter();
+        barriers.map(|b| Self::barrier(&b).prefix_rows()).sum()
     }
 
     /// Every plan this query runs, shown one after the other.
