@@ -398,7 +398,7 @@ fn unavailable(e: impl std::fmt::Display) -> QueryError {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use chrono::Duration;
 
@@ -477,7 +477,7 @@ mod tests {
     }
 
     /// The Parquet file at `path` as table `readings`, north rows only.
-    fn north_readings(path: std::path::PathBuf, dir: &Path) -> ActiveGrant {
+    pub(crate) fn north_readings(path: std::path::PathBuf, dir: &Path) -> ActiveGrant {
         ActiveGrant {
             table_name: "readings".into(),
             source: DataSource {
@@ -498,7 +498,7 @@ mod tests {
 
     /// `rows` generated meter readings (seed `seed`) in a new directory, and a grant of their
     /// north rows as table `readings`.
-    fn north_sample(
+    pub(crate) fn north_sample(
         rows: usize,
         seed: u64,
     ) -> (tempfile::TempDir, ActiveGrant, crate::sample::SampleSummary) {
@@ -535,7 +535,7 @@ mod tests {
     }
 
     /// The batches of `sql` over `grant`'s view.
-    async fn run(grant: &ActiveGrant, sql: &str) -> Vec<RecordBatch> {
+    pub(crate) async fn run(grant: &ActiveGrant, sql: &str) -> Vec<RecordBatch> {
         let cfg = DataPlaneConfig::default();
         collect(prepare(grant, sql, &cfg).await.unwrap()).await
     }
@@ -826,7 +826,7 @@ mod tests {
     }
 
     /// Every row of `batches` as text, sorted.
-    fn sorted_rows(batches: &[RecordBatch]) -> Vec<String> {
+    pub(crate) fn sorted_rows(batches: &[RecordBatch]) -> Vec<String> {
         let mut rows: Vec<String> = batches
             .iter()
             .flat_map(|b| {
