@@ -646,3 +646,234 @@ async fn flight_sql_commands_are_planned_over_the_same_view() {
     );
     assert!(strings(&batches, "region").iter().all(|r| r == "north"));
 }
+
+/// Aggregates that pick one meter's readings out of a region of thousands: under the old
+/// group-size floor each returned that meter's exact values.
+fn single_meter_picks() -> Vec<String> {
+    let one = "meter_id = 'MTR-0000001'";
+    vec![
+        format!("SELECT max(kwh) FILTER (WHERE {one}) FROM {TABLE}"),
+        format!("SELECT region, sum(kwh * CAST({one} AS INT)) FROM {TABLE} GROUP BY region"),
+        format!("SELECT max(CASE WHEN {one} THEN kwh END) FROM {TABLE}"),
+        format!("SELECT sum(x) FROM (SELECT CASE WHEN {one} THEN kwh END AS x FROM {TABLE})"),
+    ]
+}
+
+/// The aggregate-only grant of the tests below: groups of at least 500 readings.
+fn aggregate_only_grants() -> Grants {
+    let mut grants = Grants::default();
+    let aggregate = EnforcementPlan {
+        aggregate_min_group_size: Some(500),
+        ..Default::default()
+    };
+    grants
+        .by_token
+        .insert("tok-agg".into(), grant("t-agg", aggregate));
+    grants
+}
+
+/// The region counts of a `SELECT region, count(*) AS n ... GROUP BY region` result.
+fn region_counts(batches: &[RecordBatch]) -> BTreeMap<String, u64> {
+    let counts = batches.iter().flat_map(|b| {
+        let n = b.column_by_name("n").unwrap().as_primitive::<Int64Type>();
+        n.values().iter().map(|n| *n as u64).collect::<Vec<_>>()
+    });
+    strings(batches, "region").into_iter().zip(counts).collect()
+}
+
+/// Issue 17: aggregates that single out rows are refused on every Flight channel: a ticket's
+/// SQL, a Flight SQL statement (at GetFlightInfo and at DoGet with a ticket made by hand) and
+/// a prepared statement (at creation, at GetFlightInfo and at DoGet); dashboards still work.
+#[tokio::test]
+async fn aggregate_only_refuses_single_row_picks_on_every_flight_channel() {
+    use arrow_flight::Action;
+    use arrow_flight::sql::{
+        ActionCreatePreparedStatementRequest, ActionCreatePreparedStatementResult, Any,
+        CommandPreparedStatementQuery, CommandStatementQuery, ProstMessageExt,
+        TicketStatementQuery,
+    };
+    use prost::Message;
+    let server = Server::start(aggregate_only_grants()).await;
+    let mut client = server.client(Some("tok-agg")).await;
+    let statement = |sql: &str| {
+        let c = CommandStatementQuery {
+            query: sql.into(),
+            transaction_id: None,
+        };
+        c.as_any().encode_to_vec()
+    };
+    let prepared = |sql: &str| {
+        let c = CommandPreparedStatementQuery {
+            prepared_statement_handle: sql.to_string().into(),
+        };
+        c.as_any().encode_to_vec()
+    };
+    let ticket_statement = |sql: &str| {
+        let t = TicketStatementQuery {
+            statement_handle: sql.to_string().into(),
+        };
+        t.as_any().encode_to_vec()
+    };
+    let create = |sql: &str| {
+        let request = ActionCreatePreparedStatementRequest {
+            query: sql.into(),
+            transaction_id: None,
+        };
+        Action::new("CreatePreparedStatement", request.as_any().encode_to_vec())
+    };
+    let aggregate_only = |sql: &str, channel: &str, e: tonic::Status| {
+        assert_eq!(e.code(), Code::PermissionDenied, "{channel} {sql}: {e:?}");
+        assert!(
+            e.message().contains("aggregate-only") && !e.message().contains("MTR-"),
+            "{channel} {sql}: {}",
+            e.message()
+        );
+    };
+    for sql in single_meter_picks() {
+        let e = fetch(&mut client, &sql).await.unwrap_err();
+        aggregate_only(&sql, "DoGet", e);
+        for (channel, command) in [("statement", statement(&sql)), ("prepared", prepared(&sql))] {
+            let e = client
+                .get_flight_info(FlightDescriptor::new_cmd(command.clone()))
+                .await
+                .unwrap_err();
+            aggregate_only(&sql, channel, status(e));
+        }
+        for (channel, ticket) in [
+            ("statement ticket", ticket_statement(&sql)),
+            ("prepared ticket", prepared(&sql)),
+        ] {
+            let e = match client.do_get(Ticket::new(ticket)).await {
+                Ok(stream) => stream.try_collect::<Vec<_>>().await.unwrap_err(),
+                Err(e) => e,
+            };
+            aggregate_only(&sql, channel, status(e));
+        }
+        let e = match client.do_action(create(&sql)).await {
+            Ok(stream) => stream.try_collect::<Vec<_>>().await.unwrap_err(),
+            Err(e) => e,
+        };
+        aggregate_only(&sql, "CreatePreparedStatement", status(e));
+    }
+
+    // a dashboard's query, over each channel
+    let sql =
+        format!("SELECT region, count(*) AS n, avg(kwh), max(kwh) FROM {TABLE} GROUP BY region");
+    let expected = &sample().1.rows_per_region;
+    assert_eq!(
+        &region_counts(&fetch(&mut client, &sql).await.unwrap()),
+        expected
+    );
+    let created: Vec<_> = client
+        .do_action(create(&sql))
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    let created = Any::decode(created[0].clone()).unwrap();
+    let handle = created
+        .unpack::<ActionCreatePreparedStatementResult>()
+        .unwrap()
+        .unwrap()
+        .prepared_statement_handle;
+    assert_eq!(handle, sql.as_bytes());
+    for command in [statement(&sql), prepared(&sql)] {
+        let info = client
+            .get_flight_info(FlightDescriptor::new_cmd(command))
+            .await
+            .unwrap();
+        let ticket = info.endpoint[0].ticket.clone().unwrap();
+        let batches: Vec<RecordBatch> = client
+            .do_get(ticket)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(&region_counts(&batches), expected);
+    }
+}
+
+/// `HttpData-PULL` in process over real HTTP (the handler of the protocol listener, without
+/// its TLS): `(status, JSON body)` of `GET /data?sql=` (`post`: false) or `POST /data`.
+async fn http_pull(
+    plane: sluis_connector::dataplane::DataPlane,
+    token: &str,
+    sql: &str,
+    post: bool,
+) -> (u16, serde_json::Value) {
+    use http_body_util::{BodyExt, Full};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = sluis_connector::dataplane::http::router::<()>(plane);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    // the query string, percent-encoded byte by byte
+    let query: String = sql
+        .bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => char::from(b).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect();
+    let (method, uri, body) = if post {
+        (
+            "POST",
+            format!("http://127.0.0.1:{port}/data"),
+            sql.to_string(),
+        )
+    } else {
+        (
+            "GET",
+            format!("http://127.0.0.1:{port}/data?sql={query}"),
+            String::new(),
+        )
+    };
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {token}"))
+        .header("accept", "application/json")
+        .body(Full::new(bytes::Bytes::from(body)))
+        .unwrap();
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    let response = client.request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    server.abort();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+/// Issue 17 over `HttpData-PULL`: the same refusals by GET and POST, and the same answers.
+#[tokio::test]
+async fn aggregate_only_refuses_single_row_picks_over_http() {
+    let access: Arc<Grants> = Arc::new(aggregate_only_grants());
+    let plane = sluis_connector::dataplane::DataPlane::new(access, DataPlaneConfig::default());
+    for post in [false, true] {
+        for sql in single_meter_picks() {
+            let (status, body) = http_pull(plane.clone(), "tok-agg", &sql, post).await;
+            let error = body["error"].as_str().unwrap_or_default();
+            assert_eq!(status, 403, "post {post} {sql}: {body}");
+            assert!(
+                error.contains("aggregate-only"),
+                "post {post} {sql}: {body}"
+            );
+        }
+        let sql = format!("SELECT region, count(*) AS n, sum(kwh) FROM {TABLE} GROUP BY region");
+        let (status, body) = http_pull(plane.clone(), "tok-agg", &sql, post).await;
+        assert_eq!(status, 200, "{body}");
+        let counts: BTreeMap<String, u64> = body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|row| {
+                (
+                    row["region"].as_str().unwrap().into(),
+                    row["n"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(&counts, &sample().1.rows_per_region);
+    }
+}

@@ -110,7 +110,8 @@ pub struct EnforcementPlan {
     pub columns: ColumnAccess,
     /// Columns seen only masked.
     pub masks: Vec<ColumnMask>,
-    /// When set, only aggregate queries are allowed and groups smaller than this are suppressed.
+    /// When set, only aggregate queries are allowed, and groups and aggregate values computed
+    /// from fewer rows than this are suppressed (see PROFILE.md, Aggregate-only).
     pub aggregate_min_group_size: Option<u64>,
     /// Upper bound on rows returned by one query.
     pub max_rows_per_query: Option<u64>,

@@ -7,7 +7,9 @@
 //!   addressable; DataFusion's optimizer pushes the row filter and the projection into the
 //!   source scan, but never the consumer's predicates into the view (see [`super::barrier`]).
 //! - [`apply_query_rules`] wraps the consumer's planned query with the rules that depend on
-//!   the query's shape: aggregate-only with a minimum group size, and a row limit.
+//!   the query's shape: aggregate-only (at least k rows behind every group and every
+//!   aggregate value; the model is in `policy/PROFILE.md`, section Aggregate-only), and a row
+//!   limit.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
