@@ -442,15 +442,7 @@ async fn flight_info_and_list_flights_describe_the_granted_dataset() {
 
 #[tokio::test]
 async fn aggregate_only_and_row_limits_are_enforced() {
-    let min_group = 500;
-    let mut grants = Grants::default();
-    let aggregate = EnforcementPlan {
-        aggregate_min_group_size: Some(min_group),
-        ..Default::default()
-    };
-    grants
-        .by_token
-        .insert("tok-agg".into(), grant("t-agg", aggregate));
+    let mut grants = aggregate_only_grants();
     let limited = EnforcementPlan {
         max_rows_per_query: Some(1234),
         masks: vec![ColumnMask {
