@@ -111,7 +111,8 @@ pub struct DataPlaneSection {
     /// least 1).
     #[serde(default)]
     pub max_queries_per_consumer: Option<usize>,
-    /// Threads that run queries, apart from DSP, management and health (0: one per core).
+    /// Threads that run queries, apart from DSP, management and health (0: one for each
+    /// partition of every query that may run at once).
     #[serde(default)]
     pub query_threads: usize,
     /// Parallelism of one query.
@@ -546,7 +547,7 @@ listen = "127.0.0.1:8445"
 # memory_per_consumer_mib = 1024  # one consumer's running queries together (default: half the budget)
 # max_concurrent_queries = 16   # more wait for a slot, the consumer running fewest first
 # max_queries_per_consumer = 8  # one consumer's running queries (default: half the slots)
-# query_threads = 0             # threads running queries, apart from DSP and health (0: one per core)
+# query_threads = 0             # threads running queries, apart from DSP and health (0: slots x partitions)
 # target_partitions = 2         # parallelism of one query
 # batch_size = 4096             # rows per record batch
 # prefix_rows = 8192            # first rows of each queried view kept in memory (0: none)

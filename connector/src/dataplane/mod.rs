@@ -193,8 +193,8 @@ pub struct DataPlaneConfig {
     /// Queries one consumer may run at once; `None`: half of `max_concurrent_queries` (at
     /// least 1), so that one consumer can never hold every slot.
     pub max_queries_per_consumer: Option<usize>,
-    /// Threads that plan and execute queries, apart from the control plane's (0: one per
-    /// core; see [`workers`]).
+    /// Threads that plan and execute queries, apart from the control plane's (0: one for each
+    /// partition of every query that may run at once; see [`workers`]).
     pub query_threads: usize,
 }
 
@@ -205,6 +205,23 @@ impl DataPlaneConfig {
         self.max_queries_per_consumer
             .unwrap_or(total / 2)
             .clamp(1, total)
+    }
+
+    /// Threads of the query runtime. DataFusion computes a whole batch in one poll, which
+    /// for a cross join or a sort can take seconds, and a tokio worker cannot be preempted in
+    /// a poll: with one thread per core, two such queries kept a second consumer's light
+    /// query waiting 34 s for a thread. With a thread for each partition of every query that
+    /// may run at once, a query's task always finds an idle thread, and the OS shares the
+    /// cores between the threads (at least the cores, at most [`MAX_QUERY_THREADS`]).
+    pub fn query_worker_threads(&self) -> usize {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        match self.query_threads {
+            0 => self
+                .max_concurrent_queries
+                .saturating_mul(self.target_partitions)
+                .clamp(cores, MAX_QUERY_THREADS.max(cores)),
+            n => n,
+        }
     }
 
     /// Memory the running queries of one consumer may use together.
@@ -233,6 +250,10 @@ impl Default for DataPlaneConfig {
         }
     }
 }
+
+/// Most threads the query runtime starts by default (see
+/// [`DataPlaneConfig::query_worker_threads`]).
+pub const MAX_QUERY_THREADS: usize = 256;
 
 /// The server's TLS certificate chain and private key, PEM encoded.
 #[derive(Clone)]

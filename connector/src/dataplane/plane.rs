@@ -68,10 +68,10 @@ impl DataPlane {
     /// A data plane deciding access with `access`, within the limits of `cfg`, with its own
     /// query threads.
     pub fn try_new(access: Arc<dyn AccessControl>, cfg: DataPlaneConfig) -> anyhow::Result<Self> {
-        let workers = QueryWorkers::new(cfg.query_threads).map_err(|e| {
+        let threads = cfg.query_worker_threads();
+        let workers = QueryWorkers::new(threads).map_err(|e| {
             anyhow::anyhow!(
-                "cannot start the data plane's {} query threads: {e}; lower `data_plane.query_threads` or the process's thread limit",
-                cfg.query_threads
+                "cannot start the data plane's {threads} query threads: {e}; lower `data_plane.query_threads` or the process's thread limit"
             )
         })?;
         Ok(Self {
