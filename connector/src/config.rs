@@ -97,9 +97,10 @@ pub struct DataPlaneSection {
     /// MiB of memory one query may use (no spilling to disk).
     #[serde(default = "defaults::memory_limit_mib")]
     pub memory_limit_mib: usize,
-    /// MiB of memory all running queries together may use.
-    #[serde(default = "defaults::memory_budget_mib")]
-    pub memory_budget_mib: usize,
+    /// MiB of memory all running queries together may use (default: 2,048, or
+    /// `memory_limit_mib` if that is more, so that an existing config keeps working).
+    #[serde(default)]
+    pub memory_budget_mib: Option<usize>,
     /// MiB of memory the running queries of one consumer together may use (default: half of
     /// `memory_budget_mib`).
     #[serde(default)]
@@ -132,7 +133,7 @@ impl DataPlaneSection {
         DataPlaneConfig {
             query_timeout: Duration::from_secs(self.query_timeout_secs),
             memory_limit_bytes: mib(self.memory_limit_mib),
-            memory_budget_bytes: mib(self.memory_budget_mib),
+            memory_budget_bytes: mib(self.memory_budget_mib()),
             memory_per_consumer_bytes: self.memory_per_consumer_mib.map(mib),
             batch_size: self.batch_size,
             target_partitions: self.target_partitions,
@@ -142,6 +143,11 @@ impl DataPlaneSection {
             prefix_rows: self.prefix_rows,
             ..DataPlaneConfig::default()
         }
+    }
+
+    fn memory_budget_mib(&self) -> usize {
+        self.memory_budget_mib
+            .unwrap_or_else(|| defaults::memory_budget_mib().max(self.memory_limit_mib))
     }
 
     fn validate(&self) -> Result<()> {
@@ -163,13 +169,13 @@ impl DataPlaneSection {
             // a query's limit above the budget would be a limit it can never reach
             (
                 "memory_budget_mib",
-                self.memory_budget_mib,
+                self.memory_budget_mib(),
                 self.memory_limit_mib..=1 << 24,
             ),
             (
                 "memory_per_consumer_mib",
                 self.memory_per_consumer_mib.unwrap_or(16),
-                16..=self.memory_budget_mib,
+                16..=self.memory_budget_mib(),
             ),
             (
                 "max_queries_per_consumer",
@@ -667,6 +673,14 @@ mod tests {
         assert_eq!(fair.memory_budget_bytes, 1024 * 1024 * 1024);
         assert_eq!(fair.memory_per_consumer(), 768 * 1024 * 1024);
         assert_eq!(fair.query_threads, 1);
+        let big_queries = parse(
+            DEFAULT_CONFIG,
+            &[("SLUIS_DATA_PLANE__MEMORY_LIMIT_MIB", "4096")],
+        )
+        .unwrap()
+        .data_plane
+        .limits();
+        assert_eq!(big_queries.memory_budget_bytes, 4096 * 1024 * 1024);
 
         for (key, value) in [
             ("QUERY_TIMEOUT_SECS", "0"),
