@@ -159,8 +159,10 @@ impl<T> Drop for AbortOnDrop<T> {
 fn lower_priority() {
     #[cfg(target_os = "linux")]
     {
+        // setpriority sets a value, not an increment: from the thread's own (inherited) one
+        let nice = (current_nice() + QUERY_NICE).min(19);
         // SAFETY: setpriority takes integers only; `who` 0 is the calling thread.
-        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS as _, 0, QUERY_NICE) };
+        let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS as _, 0, nice) };
         if rc != 0 {
             tracing::debug!(
                 error = %std::io::Error::last_os_error(),
@@ -168,6 +170,19 @@ fn lower_priority() {
             );
         }
     }
+}
+
+/// The calling thread's nice value (0 off Linux). A failing call answers -1, a valid nice
+/// value too: the priority is then lowered from -1, which is harmless.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+fn current_nice() -> i32 {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: getpriority takes integers only; `who` 0 is the calling thread.
+        unsafe { libc::getpriority(libc::PRIO_PROCESS as _, 0) }
+    }
+    #[cfg(not(target_os = "linux"))]
+    0
 }
 
 /// What the query task sends: a batch or error, then the end.
@@ -236,16 +251,5 @@ mod tests {
         let panicked = workers.run(async { panic!("boom") }).await;
         let panicked: Result<(), QueryError> = panicked;
         assert_eq!(panicked.unwrap_err(), QueryError::Unavailable);
-    }
-
-    /// The calling thread's nice value (0 off Linux).
-    fn current_nice() -> i32 {
-        #[cfg(target_os = "linux")]
-        {
-            // SAFETY: as in `lower_priority`; errno is not read, -1 is no error here
-            unsafe { libc::getpriority(libc::PRIO_PROCESS as _, 0) }
-        }
-        #[cfg(not(target_os = "linux"))]
-        0
     }
 }
