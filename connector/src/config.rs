@@ -97,9 +97,25 @@ pub struct DataPlaneSection {
     /// MiB of memory one query may use (no spilling to disk).
     #[serde(default = "defaults::memory_limit_mib")]
     pub memory_limit_mib: usize,
+    /// MiB of memory all running queries together may use (default: 2,048, or
+    /// `memory_limit_mib` if that is more, so that an existing config keeps working).
+    #[serde(default)]
+    pub memory_budget_mib: Option<usize>,
+    /// MiB of memory the running queries of one consumer together may use (default: half of
+    /// `memory_budget_mib`).
+    #[serde(default)]
+    pub memory_per_consumer_mib: Option<usize>,
     /// Queries running at once across all consumers; more wait for a slot.
     #[serde(default = "defaults::max_concurrent_queries")]
     pub max_concurrent_queries: usize,
+    /// Queries one consumer may run at once (default: half of `max_concurrent_queries`, at
+    /// least 1).
+    #[serde(default)]
+    pub max_queries_per_consumer: Option<usize>,
+    /// Threads that run queries, apart from DSP, management and health (0: one for each
+    /// partition of every query that may run at once).
+    #[serde(default)]
+    pub query_threads: usize,
     /// Parallelism of one query.
     #[serde(default = "defaults::target_partitions")]
     pub target_partitions: usize,
@@ -116,17 +132,26 @@ impl DataPlaneSection {
     pub fn limits(&self) -> DataPlaneConfig {
         DataPlaneConfig {
             query_timeout: Duration::from_secs(self.query_timeout_secs),
-            memory_limit_bytes: self.memory_limit_mib.saturating_mul(1024 * 1024),
+            memory_limit_bytes: mib(self.memory_limit_mib),
+            memory_budget_bytes: mib(self.memory_budget_mib()),
+            memory_per_consumer_bytes: self.memory_per_consumer_mib.map(mib),
             batch_size: self.batch_size,
             target_partitions: self.target_partitions,
             max_concurrent_queries: self.max_concurrent_queries,
+            max_queries_per_consumer: self.max_queries_per_consumer,
+            query_threads: self.query_threads,
             prefix_rows: self.prefix_rows,
             ..DataPlaneConfig::default()
         }
     }
 
+    fn memory_budget_mib(&self) -> usize {
+        self.memory_budget_mib
+            .unwrap_or_else(|| defaults::memory_budget_mib().max(self.memory_limit_mib))
+    }
+
     fn validate(&self) -> Result<()> {
-        let ranges: [(&str, usize, std::ops::RangeInclusive<usize>); 6] = [
+        let ranges: [(&str, usize, std::ops::RangeInclusive<usize>); 10] = [
             (
                 "query_timeout_secs",
                 usize::try_from(self.query_timeout_secs).unwrap_or(usize::MAX),
@@ -141,6 +166,23 @@ impl DataPlaneSection {
             ("target_partitions", self.target_partitions, 1..=1024),
             ("batch_size", self.batch_size, 1..=1 << 20),
             ("prefix_rows", self.prefix_rows, 0..=1 << 20),
+            // a query's limit above the budget would be a limit it can never reach
+            (
+                "memory_budget_mib",
+                self.memory_budget_mib(),
+                self.memory_limit_mib..=1 << 24,
+            ),
+            (
+                "memory_per_consumer_mib",
+                self.memory_per_consumer_mib.unwrap_or(16),
+                16..=self.memory_budget_mib(),
+            ),
+            (
+                "max_queries_per_consumer",
+                self.max_queries_per_consumer.unwrap_or(1),
+                1..=self.max_concurrent_queries,
+            ),
+            ("query_threads", self.query_threads, 0..=1024),
         ];
         for (key, value, range) in ranges {
             if !range.contains(&value) {
@@ -155,6 +197,11 @@ impl DataPlaneSection {
     }
 }
 
+/// `n` MiB in bytes.
+fn mib(n: usize) -> usize {
+    n.saturating_mul(1024 * 1024)
+}
+
 /// Defaults of [`DataPlaneSection`], from [`DataPlaneConfig::default`].
 mod defaults {
     use crate::dataplane::DataPlaneConfig;
@@ -164,6 +211,9 @@ mod defaults {
     }
     pub fn memory_limit_mib() -> usize {
         DataPlaneConfig::default().memory_limit_bytes / (1024 * 1024)
+    }
+    pub fn memory_budget_mib() -> usize {
+        DataPlaneConfig::default().memory_budget_bytes / (1024 * 1024)
     }
     pub fn max_concurrent_queries() -> usize {
         DataPlaneConfig::default().max_concurrent_queries
@@ -499,7 +549,11 @@ listen = "127.0.0.1:8445"
 # public_url = "grpc+tls://connector.example:8445"
 # query_timeout_secs = 300      # one query, from the call to its last batch
 # memory_limit_mib = 512        # one query's memory (no spilling)
-# max_concurrent_queries = 16   # more wait for a slot
+# memory_budget_mib = 2048      # all running queries' memory together
+# memory_per_consumer_mib = 1024  # one consumer's running queries together (default: half the budget)
+# max_concurrent_queries = 16   # more wait for a slot, the consumer running fewest first
+# max_queries_per_consumer = 8  # one consumer's running queries (default: half the slots)
+# query_threads = 0             # threads running queries, apart from DSP and health (0: slots x partitions)
 # target_partitions = 2         # parallelism of one query
 # batch_size = 4096             # rows per record batch
 # prefix_rows = 8192            # first rows of each queried view kept in memory (0: none)
@@ -596,6 +650,37 @@ mod tests {
         assert_eq!(limits.query_timeout, Duration::from_secs(30));
         assert_eq!(limits.max_concurrent_queries, 4);
         assert_eq!(limits.batch_size, want.batch_size);
+        assert_eq!(
+            limits.queries_per_consumer(),
+            2,
+            "half the slots by default"
+        );
+        assert_eq!(limits.memory_per_consumer(), want.memory_budget_bytes / 2);
+
+        let fair = parse(
+            DEFAULT_CONFIG,
+            &[
+                ("SLUIS_DATA_PLANE__MAX_QUERIES_PER_CONSUMER", "3"),
+                ("SLUIS_DATA_PLANE__MEMORY_BUDGET_MIB", "1024"),
+                ("SLUIS_DATA_PLANE__MEMORY_PER_CONSUMER_MIB", "768"),
+                ("SLUIS_DATA_PLANE__QUERY_THREADS", "1"),
+            ],
+        )
+        .unwrap()
+        .data_plane
+        .limits();
+        assert_eq!(fair.queries_per_consumer(), 3);
+        assert_eq!(fair.memory_budget_bytes, 1024 * 1024 * 1024);
+        assert_eq!(fair.memory_per_consumer(), 768 * 1024 * 1024);
+        assert_eq!(fair.query_threads, 1);
+        let big_queries = parse(
+            DEFAULT_CONFIG,
+            &[("SLUIS_DATA_PLANE__MEMORY_LIMIT_MIB", "4096")],
+        )
+        .unwrap()
+        .data_plane
+        .limits();
+        assert_eq!(big_queries.memory_budget_bytes, 4096 * 1024 * 1024);
 
         for (key, value) in [
             ("QUERY_TIMEOUT_SECS", "0"),
@@ -604,6 +689,10 @@ mod tests {
             ("TARGET_PARTITIONS", "0"),
             ("BATCH_SIZE", "0"),
             ("PREFIX_ROWS", "99999999"),
+            ("MAX_QUERIES_PER_CONSUMER", "17"),
+            ("MEMORY_BUDGET_MIB", "256"),
+            ("MEMORY_PER_CONSUMER_MIB", "4096"),
+            ("QUERY_THREADS", "5000"),
         ] {
             let var = format!("SLUIS_DATA_PLANE__{key}");
             let err = format!("{:#}", parse(DEFAULT_CONFIG, &[(&var, value)]).unwrap_err());

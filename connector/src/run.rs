@@ -164,7 +164,7 @@ pub async fn serve_until(config: Config, stop: watch::Receiver<bool>) -> Result<
         let _ = rx.wait_for(|s| *s).await;
     };
     let access = Arc::new(ProviderAccess::new(node.clone())?);
-    let plane = DataPlane::new(access, limits);
+    let plane = DataPlane::try_new(access, limits)?;
     let protocol_task = tokio::spawn(server::serve_tls(
         protocol_l,
         tls.protocol_server_config()?,
@@ -176,15 +176,22 @@ pub async fn serve_until(config: Config, stop: watch::Receiver<bool>) -> Result<
         mgmt::router(node.clone()),
         stopped(stop.clone()),
     ));
-    let flight_task = tokio::spawn(dataplane::serve_plane(
-        flight_l,
-        Some(TlsIdentity {
-            cert_pem: tls.cert_pem.clone(),
-            key_pem: tls.key_pem.clone(),
-        }),
-        plane,
-        stopped(stop.clone()),
-    ));
+    // Flight calls are served on the query threads: a flood of them (TLS, encoding, the
+    // queries themselves) leaves this runtime's threads to DSP, management and health
+    let flight_l = flight_l
+        .into_std()
+        .context("handing the Flight listener to the query threads")?;
+    let flight_identity = TlsIdentity {
+        cert_pem: tls.cert_pem.clone(),
+        key_pem: tls.key_pem.clone(),
+    };
+    let flight_stop = stopped(stop.clone());
+    let query_runtime = plane.query_runtime().clone();
+    let flight_task = query_runtime.spawn(async move {
+        let listener = tokio::net::TcpListener::from_std(flight_l)
+            .context("registering the Flight listener with the query threads")?;
+        dataplane::serve_plane(listener, Some(flight_identity), plane, flight_stop).await
+    });
     let outbox_task = tokio::spawn(outbox::run(node.clone(), stopped(stop.clone())));
     let crawler_task = tokio::spawn(federation::run(node.clone(), stopped(stop.clone())));
     let (negotiations, transfers) = engine::resume(&node)?;

@@ -869,3 +869,80 @@ async fn aggregate_only_refuses_single_row_picks_over_http() {
         assert_eq!(&counts, &sample().1.rows_per_region);
     }
 }
+
+/// Issue 17, item 8: a consumer holding its slots with open queries, and queueing more,
+/// cannot keep another consumer's query waiting; and its queries draw on its share of the
+/// memory budget, not on the whole of it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consumer_flooding_its_slots_cannot_block_another_consumer() {
+    let mut grants = Grants::default();
+    grants
+        .by_token
+        .insert("tok-a".into(), grant("t-a", EnforcementPlan::default()));
+    let mut other = grant("t-b", EnforcementPlan::default());
+    other.consumer = "did:web:second-consumer.example".into();
+    grants.by_token.insert("tok-b".into(), other);
+    let cfg = DataPlaneConfig {
+        max_concurrent_queries: 2,
+        query_timeout: Duration::from_secs(20),
+        ..Default::default()
+    };
+    let server = Arc::new(Server::start_with(grants, cfg).await);
+
+    // consumer a: four queries, each kept open after its first batch until the test ends
+    let (opened_tx, mut opened) = tokio::sync::mpsc::channel(4);
+    let (done_tx, done) = tokio::sync::watch::channel(false);
+    let holders: Vec<_> = (0..4)
+        .map(|_| {
+            let (server, opened_tx, mut done) = (server.clone(), opened_tx.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut client = server.client(Some("tok-a")).await;
+                let sql = format!("SELECT * FROM {TABLE}");
+                let mut batches = client.do_get(Ticket::new(sql)).await.unwrap();
+                batches.try_next().await.unwrap().unwrap();
+                opened_tx.send(()).await.unwrap();
+                let _ = done.wait_for(|d| *d).await;
+            })
+        })
+        .collect();
+    opened.recv().await.unwrap();
+    // time for a's other queries to take every slot they can
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut more = 0;
+    while opened.try_recv().is_ok() {
+        more += 1;
+    }
+
+    let started = std::time::Instant::now();
+    let mut client = server.client(Some("tok-b")).await;
+    let counted = fetch(&mut client, &format!("SELECT count(*) FROM {TABLE}")).await;
+    let took = started.elapsed();
+    let counted = counted.unwrap();
+    assert_eq!(row_count(&counted), 1);
+    assert!(took < Duration::from_secs(5), "b waited {took:?} behind a");
+    assert_eq!(more, 0, "a ran more than its half of the slots");
+    done_tx.send(true).unwrap();
+    for h in holders {
+        h.await.unwrap();
+    }
+
+    // a consumer's share of the memory budget bounds its queries below their own limit
+    let mut grants = Grants::default();
+    grants
+        .by_token
+        .insert("tok".into(), grant("t-share", EnforcementPlan::default()));
+    let small_share = DataPlaneConfig {
+        memory_per_consumer_bytes: Some(256 * 1024),
+        ..Default::default()
+    };
+    let server = Server::start_with(grants, small_share).await;
+    let mut client = server.client(Some("tok")).await;
+    let sort = format!("SELECT * FROM {TABLE} ORDER BY kwh, meter_id");
+    let e = fetch(&mut client, &sort).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    assert!(e.message().contains("share"), "{e:?}");
+    let batches = fetch(&mut client, &format!("SELECT kwh FROM {TABLE}"))
+        .await
+        .unwrap();
+    assert_eq!(row_count(&batches), ROWS);
+}

@@ -945,3 +945,122 @@ async fn a_negotiation_with_the_offer_in_hand_finalizes_and_the_provider_still_c
     assert_eq!(n["state"], "TERMINATED", "{n}");
     assert!(n["agreementId"].is_null(), "{n}");
 }
+
+/// `GET path` on the provider's management listener (plain HTTP), timed.
+async fn timed_get(addr: std::net::SocketAddr, path: &str) -> (Duration, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let started = std::time::Instant::now();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    (started.elapsed(), answer)
+}
+
+/// Issue 17, item 8: one consumer floods the provider with expensive queries, more than the
+/// slots it may hold. A second consumer's light query, the provider's health check and a DSP
+/// catalogue request still answer at once: the flooding consumer holds only half the slots,
+/// and queries run on threads of their own at a lower priority. Before, the flood took every
+/// slot (the light query waited until a heavy one ended) and shared the threads that answer
+/// DSP and health.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consumer_flooding_the_data_plane_starves_neither_other_consumers_nor_the_control_plane()
+{
+    let space = start_with_provider_data_plane("max_concurrent_queries = 4\n");
+    let exe = Path::new(env!("CARGO_BIN_EXE_sluis"));
+    let second_files = scenario::add_participant(
+        &space.scn.root,
+        "second-consumer",
+        "did:web:second-consumer.example",
+        &[],
+    )
+    .unwrap();
+    let second = scenario::Running::start(exe, &second_files, Duration::from_secs(60)).unwrap();
+    let flooding = space.contract(DATASET_ID, OFFER_ID).await;
+    let light = demo::contract(&second.mgmt(), &space.provider, DATASET_ID, OFFER_ID, false)
+        .await
+        .unwrap();
+    let table = flooding.address.property("table").unwrap().to_string();
+
+    // seconds of CPU each over the ~5,000 visible rows, and little memory: every pair's hash
+    let heavy = format!(
+        "SELECT count(*) FROM {table} a CROSS JOIN {table} b \
+         WHERE md5(concat(a.meter_id, b.meter_id, a.tariff, b.tariff)) < '0'"
+    );
+    let flood: Vec<_> = (0..8)
+        .map(|_| {
+            let (endpoint, ca) = (
+                space.provider.ports.flight_url.clone(),
+                space.scn.ca_pem.clone(),
+            );
+            let (token, sql) = (token(&flooding).to_string(), heavy.clone());
+            tokio::spawn(async move {
+                let mut client = flight_client::connect(&endpoint, &ca, &token).await?;
+                flight_client::query(&mut client, &sql).await
+            })
+        })
+        .collect();
+    // the flood is running: its first queries hold their slots and keep the cores busy
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        flood.iter().all(|q| !q.is_finished()),
+        "the heavy queries ended too soon to flood anything"
+    );
+
+    let light_sql = format!(
+        "SELECT count(*) AS n FROM {}",
+        light.address.property("table").unwrap()
+    );
+    let started = std::time::Instant::now();
+    let endpoint = space.provider.ports.flight_url.clone();
+    let mut client = flight_client::connect(&endpoint, &space.scn.ca_pem, token(&light))
+        .await
+        .unwrap();
+    let answer = flight_client::query(&mut client, &light_sql).await;
+    let light_took = started.elapsed();
+    let batches = answer.unwrap();
+    assert_eq!(summarise(&batches).rows, 1);
+
+    let management = space.provider.ports.management_listen.unwrap();
+    let (health_took, health) = timed_get(management, "/health/live").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+
+    let started = std::time::Instant::now();
+    let catalog = second
+        .mgmt()
+        .post(
+            "catalog/request",
+            &serde_json::json!({ "connectorAddress": space.provider.ports.dsp_url }),
+        )
+        .await
+        .unwrap();
+    let catalog_took = started.elapsed();
+    assert!(catalog["dataset"].is_array(), "{catalog}");
+
+    let still_flooding = flood.iter().filter(|q| !q.is_finished()).count();
+    for q in &flood {
+        q.abort();
+    }
+    println!(
+        "light query {light_took:?}, health {health_took:?}, DSP catalogue {catalog_took:?}, \
+         {still_flooding} of 8 heavy queries still running or waiting"
+    );
+    assert!(
+        still_flooding > 0,
+        "the flood ended before the measurements did"
+    );
+    // bounds far above the few milliseconds each takes alone, far below the heavy queries'
+    assert!(
+        light_took < Duration::from_secs(5),
+        "light query took {light_took:?}"
+    );
+    assert!(
+        health_took < Duration::from_secs(2),
+        "health took {health_took:?}"
+    );
+    assert!(
+        catalog_took < Duration::from_secs(2),
+        "DSP catalogue took {catalog_took:?}"
+    );
+}

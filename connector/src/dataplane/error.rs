@@ -27,9 +27,16 @@ pub enum QueryError {
         /// What the rule requires.
         detail: String,
     },
-    /// The query hit its memory limit (gRPC `RESOURCE_EXHAUSTED`).
-    #[error("the query exceeded its memory limit; aggregate or filter more, or ask for fewer rows")]
+    /// The query hit its memory limit, or its consumer's share of the provider's query
+    /// memory (gRPC `RESOURCE_EXHAUSTED`).
+    #[error(
+        "the query exceeded its memory limit or this consumer's share of the provider's query memory; aggregate or filter more, ask for fewer rows, or run fewer queries at once"
+    )]
     ResourcesExhausted,
+    /// The consumer has as many queries running and waiting as the provider allows (gRPC
+    /// `RESOURCE_EXHAUSTED`, HTTP 429).
+    #[error("too many queries: {0}")]
+    Busy(String),
     /// The query hit its deadline (gRPC `DEADLINE_EXCEEDED`).
     #[error("the query exceeded its time limit; aggregate or filter more, or ask for fewer rows")]
     Timeout,
@@ -63,7 +70,9 @@ impl From<QueryError> for Status {
                 Status::permission_denied(message)
             }
             QueryError::Invalid(_) => Status::invalid_argument(message),
-            QueryError::ResourcesExhausted => Status::resource_exhausted(message),
+            QueryError::ResourcesExhausted | QueryError::Busy(_) => {
+                Status::resource_exhausted(message)
+            }
             QueryError::Timeout => Status::deadline_exceeded(message),
             QueryError::Unavailable => Status::unavailable(message),
             QueryError::Failed => Status::internal(message),

@@ -274,6 +274,7 @@ fn error_response(e: QueryError) -> Response {
         QueryError::Invalid(m) if m.starts_with("not acceptable") => StatusCode::NOT_ACCEPTABLE,
         QueryError::Invalid(_) => StatusCode::BAD_REQUEST,
         QueryError::ResourcesExhausted => StatusCode::UNPROCESSABLE_ENTITY,
+        QueryError::Busy(_) => StatusCode::TOO_MANY_REQUESTS,
         QueryError::Timeout => StatusCode::GATEWAY_TIMEOUT,
         QueryError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         QueryError::Failed => StatusCode::INTERNAL_SERVER_ERROR,

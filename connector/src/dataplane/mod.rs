@@ -34,13 +34,16 @@ mod flight_sql;
 pub mod http;
 mod kept;
 mod mask;
+pub mod memory;
 mod pages;
 mod plane;
 pub mod prefix;
 mod query;
 pub mod sandbox;
 mod service;
+pub mod slots;
 mod source;
+pub mod workers;
 
 pub use error::QueryError;
 pub use mask::{MASK_HEX_DIGITS, MaskKey};
@@ -167,6 +170,11 @@ pub struct DataPlaneConfig {
     pub query_timeout: Duration,
     /// Memory one query may use (DataFusion memory pool; no spilling to disk).
     pub memory_limit_bytes: usize,
+    /// Memory all running queries together may use (see [`memory`]).
+    pub memory_budget_bytes: usize,
+    /// Memory the running queries of one consumer together may use; `None`: half of
+    /// `memory_budget_bytes`, so that one consumer always leaves the other half to others.
+    pub memory_per_consumer_bytes: Option<usize>,
     /// Rows per record batch. 4,096 by default rather than DataFusion's 8,192: beneath a
     /// row filter, a first batch then decodes and masks half the rows, about 0.5 ms sooner on
     /// the benchmark, at the same throughput (BENCHMARKS.md).
@@ -179,8 +187,49 @@ pub struct DataPlaneConfig {
     pub prefix_rows: usize,
     /// Longest SQL text accepted (bytes).
     pub max_sql_bytes: usize,
-    /// Queries running at once across all consumers; more wait for a slot.
+    /// Queries running at once across all consumers; more wait for a slot, the consumers
+    /// with the fewest running first (see [`slots`]).
     pub max_concurrent_queries: usize,
+    /// Queries one consumer may run at once; `None`: half of `max_concurrent_queries` (at
+    /// least 1), so that one consumer can never hold every slot.
+    pub max_queries_per_consumer: Option<usize>,
+    /// Threads that plan and execute queries, apart from the control plane's (0: one for each
+    /// partition of every query that may run at once; see [`workers`]).
+    pub query_threads: usize,
+}
+
+impl DataPlaneConfig {
+    /// Queries one consumer may run at once.
+    pub fn queries_per_consumer(&self) -> usize {
+        let total = self.max_concurrent_queries.max(1);
+        self.max_queries_per_consumer
+            .unwrap_or(total / 2)
+            .clamp(1, total)
+    }
+
+    /// Threads of the query runtime. DataFusion computes a whole batch in one poll, which
+    /// for a cross join or a sort can take seconds, and a tokio worker cannot be preempted in
+    /// a poll: with one thread per core, two such queries kept a second consumer's light
+    /// query waiting 34 s for a thread. With a thread for each partition of every query that
+    /// may run at once, a query's task always finds an idle thread, and the OS shares the
+    /// cores between the threads (at least the cores, at most [`MAX_QUERY_THREADS`]).
+    pub fn query_worker_threads(&self) -> usize {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        match self.query_threads {
+            0 => self
+                .max_concurrent_queries
+                .saturating_mul(self.target_partitions)
+                .clamp(cores, MAX_QUERY_THREADS.max(cores)),
+            n => n,
+        }
+    }
+
+    /// Memory the running queries of one consumer may use together.
+    pub fn memory_per_consumer(&self) -> usize {
+        self.memory_per_consumer_bytes
+            .unwrap_or(self.memory_budget_bytes / 2)
+            .min(self.memory_budget_bytes)
+    }
 }
 
 impl Default for DataPlaneConfig {
@@ -188,14 +237,23 @@ impl Default for DataPlaneConfig {
         Self {
             query_timeout: Duration::from_secs(300),
             memory_limit_bytes: 512 * 1024 * 1024,
+            // four queries at their limit; two for one consumer
+            memory_budget_bytes: 2048 * 1024 * 1024,
+            memory_per_consumer_bytes: None,
             batch_size: 4096,
             target_partitions: 2,
             prefix_rows: 8192,
             max_sql_bytes: 64 * 1024,
             max_concurrent_queries: 16,
+            max_queries_per_consumer: None,
+            query_threads: 0,
         }
     }
 }
+
+/// Most threads the query runtime starts by default (see
+/// [`DataPlaneConfig::query_worker_threads`]).
+pub const MAX_QUERY_THREADS: usize = 256;
 
 /// The server's TLS certificate chain and private key, PEM encoded.
 #[derive(Clone)]
@@ -224,7 +282,7 @@ pub async fn serve(
     cfg: DataPlaneConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    serve_plane(listener, tls, DataPlane::new(access, cfg), shutdown).await
+    serve_plane(listener, tls, DataPlane::try_new(access, cfg)?, shutdown).await
 }
 
 /// Serves Flight and Flight SQL over `plane` (which may also serve [`http`]) on `listener`

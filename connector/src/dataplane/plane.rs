@@ -1,6 +1,16 @@
 //! What every data-plane protocol shares (Flight, Flight SQL and HTTP): verifying the token,
 //! the declared purpose, planning under a deadline, admitting a query (count and audit),
 //! running it in a concurrency slot, and tallying what was sent for the audit log.
+//!
+//! Consumers share the data plane fairly: slots are handed out per consumer ([`slots`]),
+//! query memory is charged to the consumer's share of one budget ([`memory`]), and queries
+//! are planned and executed on threads of their own ([`workers`]), so that a consumer's flood
+//! of expensive queries neither blocks another consumer's query nor the provider's DSP,
+//! management and health answers.
+//!
+//! [`slots`]: super::slots
+//! [`memory`]: super::memory
+//! [`workers`]: super::workers
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,11 +20,13 @@ use std::task::{Context, Poll};
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use futures::{Stream, StreamExt};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, timeout_at};
 use tracing::Span;
 
-use super::query::{PreparedQuery, ResultStream, prepare};
+use super::memory::{MemoryBudget, QueryPool};
+use super::query::{PreparedQuery, prepare};
+use super::slots::FairSlots;
+use super::workers::{Offloaded, QueryWorkers};
 use super::{AccessControl, AccessError, ActiveGrant, AuditId, DataPlaneConfig, QueryError};
 
 /// The header (gRPC metadata or HTTP) in which a consumer declares the purpose of its
@@ -29,8 +41,12 @@ const MAX_PURPOSE_BYTES: usize = 512;
 pub struct DataPlane {
     access: Arc<dyn AccessControl>,
     cfg: Arc<DataPlaneConfig>,
-    /// One permit per running query.
-    slots: Arc<Semaphore>,
+    /// One per running query, at most `cfg.queries_per_consumer()` for one consumer.
+    slots: Arc<FairSlots>,
+    /// The memory all running queries share.
+    memory: Arc<MemoryBudget>,
+    /// The threads queries are planned and executed on.
+    workers: Arc<QueryWorkers>,
 }
 
 /// A verified call: its token and what it grants.
@@ -43,14 +59,34 @@ pub struct Caller {
 }
 
 impl DataPlane {
-    /// A data plane deciding access with `access`, within the limits of `cfg`.
+    /// A data plane deciding access with `access`, within the limits of `cfg`. Panics if
+    /// the query threads cannot be started; see [`DataPlane::try_new`].
     pub fn new(access: Arc<dyn AccessControl>, cfg: DataPlaneConfig) -> Self {
-        let slots = Arc::new(Semaphore::new(cfg.max_concurrent_queries.max(1)));
-        Self {
+        Self::try_new(access, cfg).unwrap_or_else(|e| panic!("{e:#}"))
+    }
+
+    /// A data plane deciding access with `access`, within the limits of `cfg`, with its own
+    /// query threads.
+    pub fn try_new(access: Arc<dyn AccessControl>, cfg: DataPlaneConfig) -> anyhow::Result<Self> {
+        let threads = cfg.query_worker_threads();
+        let workers = QueryWorkers::new(threads).map_err(|e| {
+            anyhow::anyhow!(
+                "cannot start the data plane's {threads} query threads: {e}; lower `data_plane.query_threads` or the process's thread limit"
+            )
+        })?;
+        Ok(Self {
             access,
+            slots: FairSlots::new(cfg.max_concurrent_queries, cfg.queries_per_consumer()),
+            memory: MemoryBudget::new(cfg.memory_budget_bytes, cfg.memory_per_consumer()),
+            workers: Arc::new(workers),
             cfg: Arc::new(cfg),
-            slots,
-        }
+        })
+    }
+
+    /// The runtime queries run on; the Flight listener is served on it too, so that the
+    /// control plane's runtime only answers DSP, management and health calls.
+    pub fn query_runtime(&self) -> &tokio::runtime::Handle {
+        self.workers.handle()
     }
 
     /// The limits.
@@ -102,9 +138,14 @@ impl DataPlane {
         sql: &str,
         deadline: Instant,
     ) -> Result<PreparedQuery, QueryError> {
-        let prepared = timeout_at(deadline, prepare(&caller.grant, sql, &self.cfg))
-            .await
-            .map_err(|_| QueryError::Timeout)??;
+        let (grant, sql, cfg) = (caller.grant.clone(), sql.to_owned(), self.cfg.clone());
+        // planning an intricate statement takes CPU: on the query threads too
+        let planning = self.workers.run(async move {
+            timeout_at(deadline, prepare(&grant, &sql, &cfg))
+                .await
+                .map_err(|_| QueryError::Timeout)?
+        });
+        let prepared = planning.await?;
         self.access
             .authorize(&caller.token, Some(&prepared.columns))?;
         Ok(prepared)
@@ -133,11 +174,16 @@ impl DataPlane {
         channel: &'static str,
     ) -> Result<AuditedStream, QueryError> {
         let deadline = self.deadline();
-        let slot = timeout_at(deadline, self.slots.clone().acquire_owned())
+        let consumer = caller.grant.consumer.as_str();
+        let slot = timeout_at(deadline, self.slots.acquire(consumer))
             .await
-            .map_err(|_| QueryError::Timeout)?
-            .map_err(|_| QueryError::Unavailable)?;
+            .map_err(|_| QueryError::Timeout)??;
         let prepared = self.plan_unaudited(caller, sql, deadline).await?;
+        let charged = QueryPool::charge(prepared.memory_pool(), self.memory.share(consumer));
+        debug_assert!(
+            charged,
+            "every query's pool is a fresh QueryPool (sandbox::runtime)"
+        );
         let id = self.access.record_query(&caller.grant, sql, channel)?;
         let tally = Arc::new(Tally {
             access: self.access.clone(),
@@ -146,11 +192,10 @@ impl DataPlane {
             bytes: AtomicU64::new(0),
             error: Mutex::new(None),
         });
-        let inner = prepared.execute(deadline).map_err(|e| tally.fail(e))?;
+        let inner = self.workers.execute(prepared, deadline, slot).await;
         Ok(AuditedStream {
-            inner,
+            inner: inner.map_err(|e| tally.fail(e))?,
             tally,
-            _slot: slot,
             span: Span::current(),
         })
     }
@@ -192,11 +237,11 @@ impl Drop for Tally {
     }
 }
 
-/// The batches of an admitted query, counted for the audit log; holds its slot until dropped.
+/// The batches of an admitted query, counted for the audit log. The query (and its slot)
+/// stops when this is dropped.
 pub struct AuditedStream {
-    inner: ResultStream,
+    inner: Offloaded,
     tally: Arc<Tally>,
-    _slot: OwnedSemaphorePermit,
     span: Span,
 }
 

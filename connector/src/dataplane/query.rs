@@ -236,6 +236,11 @@ fn view_key(grant: &ActiveGrant, files: &[ObjectMeta], cfg: &DataPlaneConfig) ->
 }
 
 impl PreparedQuery {
+    /// The memory pool the query will execute with (to charge it to its consumer's share).
+    pub fn memory_pool(&self) -> &Arc<dyn datafusion::execution::memory_pool::MemoryPool> {
+        self.task.memory_pool()
+    }
+
     /// Starts the query and returns its batches as they are produced, until `deadline`.
     pub fn execute(self, deadline: Instant) -> Result<ResultStream, QueryError> {
         let inner =

@@ -24,7 +24,6 @@ use datafusion::execution::cache::cache_manager::{
 use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::context::SQLOptions;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
-use datafusion::execution::memory_pool::GreedyMemoryPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::logical_expr::LogicalPlan;
@@ -33,6 +32,7 @@ use datafusion::sql::parser::{DFParserBuilder, Statement};
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 
+use super::memory::QueryPool;
 use super::{DataPlaneConfig, QueryError};
 
 /// Deepest expression nesting the parser accepts (DataFusion's default).
@@ -93,7 +93,8 @@ pub fn session_state(cfg: &DataPlaneConfig) -> DfResult<SessionState> {
 }
 
 /// The context one query executes in: `state`'s settings and functions, and a memory pool
-/// of `cfg.memory_limit_bytes` for this query alone.
+/// of `cfg.memory_limit_bytes` for this query alone, which the data plane also charges to
+/// the consumer's share of the process's budget ([`QueryPool::charge`]).
 pub fn task_context(state: &SessionState, cfg: &DataPlaneConfig) -> DfResult<Arc<TaskContext>> {
     let runtime = runtime(cfg.memory_limit_bytes)?;
     Ok(Arc::new(TaskContext::from(state).with_runtime(runtime)))
@@ -103,7 +104,7 @@ pub fn task_context(state: &SessionState, cfg: &DataPlaneConfig) -> DfResult<Arc
 fn runtime(memory_limit_bytes: usize) -> DfResult<Arc<RuntimeEnv>> {
     RuntimeEnvBuilder::new()
         .with_cache_manager(shared_caches())
-        .with_memory_pool(Arc::new(GreedyMemoryPool::new(memory_limit_bytes)))
+        .with_memory_pool(Arc::new(QueryPool::new(memory_limit_bytes)))
         .with_disk_manager_builder(
             DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
         )
