@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use sluis_connector::dsp::messages::{self, ContractRequestMessage, TransferRequestMessage};
-use sluis_connector::dsp::schema;
+use sluis_connector::dsp::{jsonld, schema};
 
 const D: &str = "https://w3id.org/dspace/2025/1/";
 const O: &str = "http://www.w3.org/ns/odrl/2/";
@@ -171,7 +171,22 @@ fn normalised<T: DeserializeOwned>(what: &str, body: &[u8], expected: &'static s
     println!("| {what} | {} | {} |", us(best), us(median));
 }
 
-const ROUNDS: usize = 9;
+const ROUNDS: usize = 15;
+
+/// The costliest body the normaliser accepts: the DSP context referenced as often as allowed,
+/// as many nodes as allowed that each bring a type-scoped context with an `@import`, and
+/// plain typed nodes up to the size bound.
+fn hostile_catalog_request() -> Value {
+    let mut nodes: Vec<Value> = (0..jsonld::MAX_CONTEXTS - 1)
+        .map(|_| json!({"@context": CONTEXT, "urn:p": "x"}))
+        .collect();
+    nodes.extend(
+        (0..jsonld::MAX_SCOPED_NODES - 1).map(|_| json!({"@type": "ContractRequestMessage"})),
+    );
+    let room = jsonld::MAX_VALUES - 4 * nodes.len() - 16;
+    nodes.extend((0..room / 2).map(|_| json!({"@type": "odrl:Permission"})));
+    json!({"@context": [CONTEXT], "@type": "dspace:CatalogRequestMessage", "filter": nodes})
+}
 
 fn main() {
     let n = std::env::args()
@@ -218,5 +233,56 @@ fn main() {
         &body(expanded_transfer()),
         "TransferRequestMessage",
         n / 4,
+    );
+    // where the time of the other forms goes
+    let expansion_only = |v: &Value| {
+        let text = v.to_string();
+        let times = (0..ROUNDS)
+            .map(|_| {
+                per_call(n / 8, || {
+                    let parser = oxjsonld::JsonLdParser::new()
+                        .for_slice(text.as_bytes())
+                        .with_load_document_callback(|url, _| {
+                            let text = include_str!("../schemas/dsp-2025-1/context/dspace.jsonld");
+                            let odrl = include_str!("../schemas/dsp-2025-1/context/odrl.jsonld");
+                            let doc = if url == CONTEXT { text } else { odrl };
+                            Ok(oxjsonld::JsonLdRemoteDocument {
+                                document: doc.as_bytes().to_vec(),
+                                document_url: url.to_string(),
+                            })
+                        });
+                    black_box(parser.count());
+                })
+            })
+            .collect();
+        summary(times)
+    };
+    let (best, median) = expansion_only(&prefixed_request());
+    println!(
+        "| of which oxjsonld expansion, prefixed | {} | {} |",
+        us(best),
+        us(median)
+    );
+    let (best, median) = expansion_only(&expanded_request());
+    println!(
+        "| of which oxjsonld expansion, expanded | {} | {} |",
+        us(best),
+        us(median)
+    );
+    let hostile = body(hostile_catalog_request());
+    let start = Instant::now();
+    let outcome = messages::parse::<Value>(&hostile, "CatalogRequestMessage").map(|_| ());
+    println!(
+        "\nWorst case: a {} KiB CatalogRequestMessage with {} DSP context references, {} nodes with a type-scoped context and plain nodes up to {} JSON values: {:.1} ms ({})",
+        hostile.len() / 1024,
+        jsonld::MAX_CONTEXTS,
+        jsonld::MAX_SCOPED_NODES,
+        jsonld::MAX_VALUES,
+        start.elapsed().as_secs_f64() * 1e3,
+        if outcome.is_ok() {
+            "accepted".to_string()
+        } else {
+            format!("{outcome:?}")
+        }
     );
 }

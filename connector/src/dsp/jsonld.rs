@@ -85,6 +85,13 @@ pub const ODRL_PROFILE_CONTEXT: &str = "https://w3id.org/dspace/2025/1/odrl-prof
 pub const MAX_VALUES: usize = 8_192;
 /// Most RDF statements a message may expand to.
 pub const MAX_QUADS: usize = 8_192;
+/// Most contexts (remote references and inline objects, counted over the whole body) in a
+/// message that is normalised: each is processed on its own, and processing the DSP context
+/// costs milliseconds.
+pub const MAX_CONTEXTS: usize = 4;
+/// Most nodes whose `@type` is a DSP term with a type-scoped context (the message, a
+/// `DataAddress`, its `EndpointProperty`s): each such node processes that context again.
+pub const MAX_SCOPED_NODES: usize = 32;
 
 /// The embedded contexts, by URL (copied unchanged from the DSP 2025-1 artifacts).
 const CONTEXTS: &[(&str, &str)] = &[
@@ -140,11 +147,48 @@ impl JsonLdError {
     }
 }
 
-/// Whether `value` is in the compact 2025-1 form of `expected`: an object whose `@context` is
-/// exactly the DSP 2025-1 context, whose `@type` is the bare message name, and whose keys are
-/// all bare terms or keywords (no `prefix:` or IRI keys, which are JSON-LD's other forms even
-/// under the DSP context). Such a body takes the fast path (no normalisation).
-pub fn is_compact(value: &Value, expected: &str) -> bool {
+/// What one walk over a body finds: its nesting depth and whether all its keys are bare.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    /// Nesting depth (a scalar is 1).
+    pub depth: usize,
+    /// Every key is a bare term or a keyword (no `prefix:` or IRI keys, which are JSON-LD's
+    /// other forms even under the DSP context), and no nested object has a `@context`.
+    pub bare_keys: bool,
+}
+
+/// Walks a body once, iteratively (a hostile body must not exhaust the stack). This is the
+/// walk the depth check always made; the key check rides along, so the fast path costs one
+/// byte search per key more than before.
+pub fn shape(value: &Value) -> Shape {
+    let mut shape = Shape {
+        depth: 0,
+        bare_keys: true,
+    };
+    let mut stack = vec![(value, 1usize)];
+    while let Some((v, depth)) = stack.pop() {
+        shape.depth = shape.depth.max(depth);
+        match v {
+            Value::Array(items) => stack.extend(items.iter().map(|i| (i, depth + 1))),
+            Value::Object(map) => {
+                for (k, item) in map {
+                    if k.as_bytes().contains(&b':') || (depth > 1 && k == "@context") {
+                        shape.bare_keys = false;
+                    }
+                    stack.push((item, depth + 1));
+                }
+            }
+            _ => {}
+        }
+    }
+    shape
+}
+
+/// Whether `value`, of the given [`shape`], is in the compact 2025-1 form of `expected`: an
+/// object whose `@context` is exactly the DSP 2025-1 context, whose `@type` is the bare
+/// message name, and whose keys are all bare. Such a body takes the fast path (no
+/// normalisation).
+pub fn is_compact(value: &Value, shape: Shape, expected: &str) -> bool {
     let Some(obj) = value.as_object() else {
         return false;
     };
@@ -153,32 +197,7 @@ pub fn is_compact(value: &Value, expected: &str) -> bool {
         Some(Value::Array(cs)) => cs.len() == 1 && cs[0] == DSP_CONTEXT,
         _ => false,
     };
-    context_ok && obj.get("@type").and_then(Value::as_str) == Some(expected) && bare_keys(value)
-}
-
-/// Whether every key is a bare term or a keyword, and no nested object has its own
-/// `@context` (iteratively: the depth was bounded by the caller, but a stack costs nothing).
-fn bare_keys(value: &Value) -> bool {
-    let mut stack = vec![value];
-    while let Some(v) = stack.pop() {
-        match v {
-            Value::Object(map) => {
-                for (k, item) in map {
-                    if k.contains(':') || (k == "@context" && !std::ptr::eq(v, value)) {
-                        return false;
-                    }
-                    if item.is_object() || item.is_array() {
-                        stack.push(item);
-                    }
-                }
-            }
-            Value::Array(items) => {
-                stack.extend(items.iter().filter(|i| i.is_object() || i.is_array()))
-            }
-            _ => {}
-        }
-    }
-    true
+    shape.bare_keys && context_ok && obj.get("@type").and_then(Value::as_str) == Some(expected)
 }
 
 /// Brings a message in any JSON-LD form to the compact DSP 2025-1 form: `@context` is the DSP
@@ -285,10 +304,14 @@ fn syntax_error(code: Option<JsonLdErrorCode>) -> JsonLdError {
     JsonLdError::new(field, format!("{code}"))
 }
 
-/// Refuses bodies too large or deep to normalise, and `null` contexts (which would also clear
-/// the vocabulary that keeps undefined terms, so that they would be dropped silently).
+/// Refuses bodies too large or deep to normalise, work that grows with the body faster than
+/// its size (contexts processed again and again, see [`MAX_CONTEXTS`] and
+/// [`MAX_SCOPED_NODES`]; scoped contexts in the sender's own definitions), and `null`
+/// contexts (which would also clear the vocabulary that keeps undefined terms, so that they
+/// would be dropped silently).
 fn check_input(value: &Value) -> Result<(), JsonLdError> {
-    let mut count = 0usize;
+    let scoped_types = &vocabulary().scoped_terms;
+    let (mut count, mut contexts, mut scoped) = (0usize, 0usize, 0usize);
     let mut stack = vec![(value, 1usize)];
     while let Some((v, depth)) = stack.pop() {
         count += 1;
@@ -308,24 +331,71 @@ fn check_input(value: &Value) -> Result<(), JsonLdError> {
             Value::Array(items) => stack.extend(items.iter().map(|i| (i, depth + 1))),
             Value::Object(map) => {
                 if let Some(ctx) = map.get("@context") {
-                    let null = match ctx {
-                        Value::Null => true,
-                        Value::Array(items) => items.iter().any(Value::is_null),
-                        _ => false,
-                    };
-                    if null {
+                    contexts += check_context(ctx)?;
+                    if contexts > MAX_CONTEXTS {
                         return Err(JsonLdError::new(
                             "@context",
-                            "a null context is not accepted in a DSP message",
+                            format!("more than {MAX_CONTEXTS} contexts in one message"),
                         ));
                     }
                 }
-                stack.extend(map.values().map(|i| (i, depth + 1)));
+                if let Some(types) = map.get("@type") {
+                    let mut names = match types {
+                        Value::Array(items) => items.iter().collect(),
+                        one => vec![one],
+                    };
+                    names.retain(|t| t.as_str().is_some_and(|t| scoped_types.contains(t)));
+                    scoped += names.len();
+                    if scoped > MAX_SCOPED_NODES {
+                        return Err(JsonLdError::new(
+                            "@type",
+                            format!("more than {MAX_SCOPED_NODES} nodes of DSP message types"),
+                        ));
+                    }
+                }
+                // the context was checked above; its definitions are not message values
+                stack.extend(
+                    map.iter()
+                        .filter(|(k, _)| *k != "@context")
+                        .map(|(_, i)| (i, depth + 1)),
+                );
             }
             _ => {}
         }
     }
     Ok(())
+}
+
+/// Checks one `@context` value of the body and returns how many contexts it holds (an
+/// `@import` counts as one more).
+fn check_context(ctx: &Value) -> Result<usize, JsonLdError> {
+    let items = match ctx {
+        Value::Array(items) => items.iter().collect(),
+        one => vec![one],
+    };
+    let mut count = items.len();
+    for item in items {
+        match item {
+            Value::Null => {
+                return Err(JsonLdError::new(
+                    "@context",
+                    "a null context is not accepted in a DSP message",
+                ));
+            }
+            Value::Object(defs) => {
+                if defs.values().any(|d| d.get("@context").is_some()) {
+                    return Err(JsonLdError::new(
+                        "@context",
+                        "scoped contexts in a sender's term definitions are not accepted; \
+                         define plain terms and prefixes",
+                    ));
+                }
+                count += usize::from(defs.contains_key("@import"));
+            }
+            _ => {}
+        }
+    }
+    Ok(count)
 }
 
 /// The body with the reserved `@vocab` in front of its own contexts, so that terms the sender
@@ -460,6 +530,8 @@ struct Scope {
 #[derive(Debug, Default)]
 struct Vocabulary {
     prefixes: Vec<(String, String)>,
+    /// The terms of the root context that carry a type-scoped context.
+    scoped_terms: HashSet<String>,
     global: Scope,
     /// Type-scoped contexts, by type IRI.
     scoped: HashMap<String, Scope>,
@@ -499,6 +571,7 @@ fn read_vocabulary() -> Result<Vocabulary, String> {
     }
     let odrl_terms = terms(&odrl, &prefixes);
     let mut scoped = HashMap::new();
+    let mut scoped_terms = HashSet::new();
     for (term, def) in &root {
         if let Value::Object(d) = def
             && let Some(Value::Object(local)) = d.get("@context")
@@ -513,6 +586,7 @@ fn read_vocabulary() -> Result<Vocabulary, String> {
             }
             let iri = d.get("@id").and_then(Value::as_str).unwrap_or(term);
             scoped.insert(expand(iri, &prefixes), scope);
+            scoped_terms.insert(term.clone());
         }
     }
     Ok(Vocabulary {
@@ -521,6 +595,7 @@ fn read_vocabulary() -> Result<Vocabulary, String> {
             propagate: true,
         },
         prefixes,
+        scoped_terms,
         scoped,
     })
 }
@@ -981,18 +1056,20 @@ mod tests {
 
     #[test]
     fn the_compact_form_takes_the_fast_path_and_is_a_fixed_point() {
+        let compact_form = |v: &Value| is_compact(v, shape(v), "ContractRequestMessage");
         let compact = compact_request();
-        assert!(is_compact(&compact, "ContractRequestMessage"));
+        assert!(compact_form(&compact));
+        assert_eq!(shape(&compact).depth, messages::depth(&compact));
         assert_eq!(normalise(&compact).unwrap(), compact);
-        assert!(!is_compact(&prefixed_request(), "ContractRequestMessage"));
-        assert!(!is_compact(&expanded_request(), "ContractRequestMessage"));
+        assert!(!compact_form(&prefixed_request()));
+        assert!(!compact_form(&expanded_request()));
         // a prefixed key deep inside, or a nested context, leaves the fast path
         let mut deep = compact_request();
         deep["offer"]["permission"][0]["odrl:duty"] = json!([]);
-        assert!(!is_compact(&deep, "ContractRequestMessage"));
+        assert!(!compact_form(&deep));
         let mut scoped = compact_request();
         scoped["offer"]["@context"] = json!({});
-        assert!(!is_compact(&scoped, "ContractRequestMessage"));
+        assert!(!compact_form(&scoped));
     }
 
     #[test]
@@ -1192,6 +1269,33 @@ mod tests {
         fan.push(json!({"@id": "urn:f:30", "urn:x": [{"@value": "leaf"}]}));
         let e = refusal(&Value::Array(fan));
         assert!(e.detail.contains("repeats"), "{e}");
+    }
+
+    #[test]
+    fn work_that_grows_faster_than_the_body_is_bounded() {
+        // the DSP context again and again
+        let mut many = compact_request();
+        many["offer"]["permission"][0]["constraint"] = Value::Array(
+            (0..MAX_CONTEXTS)
+                .map(|_| {
+                    json!({"@context": DSP_CONTEXT, "leftOperand": "purpose",
+                                "operator": "eq", "rightOperand": "x"})
+                })
+                .collect(),
+        );
+        assert_eq!(refusal(&many).field, "@context");
+        // nodes that each bring the type-scoped context of a message type
+        let mut typed = prefixed_request();
+        typed["urn:nodes"] = Value::Array(
+            (0..MAX_SCOPED_NODES)
+                .map(|_| json!({"@type": "ContractRequestMessage"}))
+                .collect(),
+        );
+        assert_eq!(refusal(&typed).field, "@type");
+        // a sender's own scoped context
+        let mut scoped = prefixed_request();
+        scoped["@context"]["T"] = json!({"@id": "urn:t", "@context": {"x": "urn:x"}});
+        assert_eq!(refusal(&scoped).field, "@context");
     }
 
     #[test]

@@ -45,12 +45,13 @@ pub enum MessageError {
 pub fn parse<T: DeserializeOwned>(body: &[u8], expected: &'static str) -> Result<T, MessageError> {
     let malformed = |detail: String| MessageError::Malformed { expected, detail };
     let value: Value = serde_json::from_slice(body).map_err(|e| malformed(e.to_string()))?;
-    if depth(&value) > MAX_JSON_DEPTH {
+    let shape = jsonld::shape(&value);
+    if shape.depth > MAX_JSON_DEPTH {
         return Err(malformed(format!(
             "nested deeper than {MAX_JSON_DEPTH} levels"
         )));
     }
-    let value = if jsonld::is_compact(&value, expected) {
+    let value = if jsonld::is_compact(&value, shape, expected) {
         super::schema::validate(expected, &value)?;
         value
     } else {
