@@ -1287,7 +1287,7 @@ mod tests {
         // nodes that each bring the type-scoped context of a message type
         let mut typed = prefixed_request();
         typed["urn:nodes"] = Value::Array(
-            (0..MAX_SCOPED_NODES)
+            (0..=MAX_SCOPED_NODES)
                 .map(|_| json!({"@type": "ContractRequestMessage"}))
                 .collect(),
         );
