@@ -220,7 +220,7 @@ fn main() {
         "ContractRequestMessage, prefixed",
         &body(prefixed_request()),
         "ContractRequestMessage",
-        n / 4,
+        n / 8,
     );
     normalised::<ContractRequestMessage>(
         "ContractRequestMessage, expanded",
@@ -239,7 +239,7 @@ fn main() {
         let text = v.to_string();
         let times = (0..ROUNDS)
             .map(|_| {
-                per_call(n / 8, || {
+                per_call(n / 16, || {
                     let parser = oxjsonld::JsonLdParser::new()
                         .for_slice(text.as_bytes())
                         .with_load_document_callback(|url, _| {

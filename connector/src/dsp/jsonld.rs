@@ -44,25 +44,31 @@
 //! normaliser also refuses more than [`MAX_VALUES`] JSON values, more than [`MAX_QUADS`]
 //! statements, and compacted nodes nested deeper than [`MAX_JSON_DEPTH`] or more than
 //! [`MAX_VALUES`] of them (references between nodes can otherwise form long chains or
-//! repeat a node many times). Context processing is bounded by `oxjsonld` (8 nested remote
-//! contexts) and by the two embedded documents, each loaded once per message.
+//! repeat a node many times). Processing a context again for each node that uses it would
+//! let a small body cost seconds, so a non-compact message may hold at most [`MAX_CONTEXTS`]
+//! contexts and [`MAX_SCOPED_NODES`] nodes of DSP types with a type-scoped context, and no
+//! scoped contexts in the sender's own term definitions. `oxjsonld` bounds nested remote
+//! contexts (8) and loads each embedded document once per message.
 //!
 //! # Why `oxjsonld` (and not `json-ld` or hand-written expansion)
 //!
 //! Candidates, compared on features and build cost (measured on the 2-core machine, debug
 //! profile with dependencies at `opt-level = 1` as in this workspace, `cargo build -j1
-//! --timings` in a scratch project with its own target dir; see BENCHMARKS.md,
-//! "DSP message intake"):
+//! --timings` in a scratch project with its own target dir; see BENCHMARKS.md, "DSP message
+//! intake"):
 //!
-//! | crate | JSON-LD 1.1 | API | new crates in this workspace | build |
+//! | crate | JSON-LD 1.1 | API | crates new to this workspace | build alone (-j1) |
 //! |---|---|---|---|---|
-//! | `json-ld` 0.21 (+ `sophia_jsonld`, which wraps it) | expansion, compaction, framing | async, own JSON and IRI types | ~140 | see BENCHMARKS.md |
-//! | `oxjsonld` 0.2 (oxigraph) | expansion to RDF, streaming, document loader callback | sync iterator of quads | **0**: already built for `sluis-catalog` (oxigraph) | **0 s added** |
-//! | hand-written expansion | what we write | — | 0 | 0 |
+//! | `json-ld` 0.21 (`sophia_jsonld` wraps it) | expansion, compaction, framing | async loader, own JSON and IRI types | 53 | 167 units, 260 s |
+//! | `oxjsonld` 0.2 (oxigraph) | expansion to RDF, streaming | sync iterator of quads, loader callback | **0** (built for oxigraph already) | 44 units, 56 s, **0 s added** |
+//! | hand-written expansion | the subset we would write | — | 0 | 0 |
 //!
-//! `oxjsonld` is maintained with oxigraph (which the catalogue uses), passes the W3C JSON-LD
-//! expansion and toRdf test suites, and is already compiled in every build of the connector,
-//! so it adds nothing to a newcomer's clean build. What it lacks is compaction; compacting
+//! `json-ld` would give compaction too, but its compaction is strict JSON-LD, which drops the
+//! undefined terms the compact DSP form relies on (see above), so a DSP-specific step would
+//! still be needed; and it would add about 260 s of compile work (over 2 minutes of wall time
+//! on 2 cores) to a clean build that the next issue wants 3 minutes shorter. `oxjsonld` is
+//! maintained in the oxigraph repository (which the catalogue uses) and is already compiled
+//! in every build of the connector, so it adds nothing to a newcomer's clean build. What it lacks is compaction; compacting
 //! against one fixed context into the shapes of DSP messages is the small part kept here.
 
 use std::collections::{HashMap, HashSet};
@@ -192,8 +198,9 @@ pub fn is_compact(value: &Value, shape: Shape, expected: &str) -> bool {
     let Some(obj) = value.as_object() else {
         return false;
     };
+    // `"@context": "…/context.jsonld"` (a string) means the same, but the schema wants an
+    // array: it is normalised
     let context_ok = match obj.get("@context") {
-        Some(Value::String(c)) => c == DSP_CONTEXT,
         Some(Value::Array(cs)) => cs.len() == 1 && cs[0] == DSP_CONTEXT,
         _ => false,
     };
@@ -1116,6 +1123,10 @@ mod tests {
         );
         let compact = parse_request(&compact_request()).unwrap();
         assert_same_request(&parse_request(&prefixed_request()).unwrap(), &compact);
+        // the DSP context as a string rather than an array
+        let mut string_context = compact_request();
+        string_context["@context"] = json!(DSP_CONTEXT);
+        assert_same_request(&parse_request(&string_context).unwrap(), &compact);
         // prefixed keys under the DSP context itself, as DSP 2024-1 peers write them
         let mut under_dsp = prefixed_request();
         under_dsp["@context"] = json!([DSP_CONTEXT]);
