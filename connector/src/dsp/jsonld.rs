@@ -21,7 +21,8 @@
 //! (`https://w3id.org/dspace/2025/1/odrl-profile.jsonld`), copied unchanged from the spec
 //! into `connector/schemas/dsp-2025-1/context/`. Nothing is ever fetched: any other remote
 //! context is refused naming the field `@context`, without echoing its URL. Inline context
-//! objects are processed as JSON-LD says (a redefinition of a protected DSP term is refused).
+//! objects are processed as JSON-LD says (a redefinition of a protected DSP term is refused),
+//! except that they may not carry scoped contexts of their own (see Bounds).
 //!
 //! # What "means the same" is taken to be
 //!
