@@ -811,3 +811,112 @@ tck_test!(the_operator_cannot_send_a_message_twice, async {
     assert!(err.contains("409") && err.contains("AGREED"), "{err}");
     t.expect_silence(200).await;
 });
+
+// ---- JSON-LD forms other than the compact one (issue 17, item 15) ------------------------------
+
+const DSPACE: &str = "https://w3id.org/dspace/2025/1/";
+const ODRL: &str = "http://www.w3.org/ns/odrl/2/";
+
+tck_test!(
+    prefixed_and_expanded_json_ld_messages_are_understood,
+    async {
+        let t = Tck::start(Rules::AUTO).await;
+        let d = |l: &str| format!("{DSPACE}{l}");
+
+        // A catalogue request in expanded form.
+        let expanded_catalog = json!([{ "@type": [d("CatalogRequestMessage")] }]);
+        let (status, body) = t.post_unchecked("catalog/request", &expanded_catalog).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(body.to_string().contains(DATASET_ID), "{body}");
+
+        // Negotiate with a prefixed request (DSP 2024-1 style terms, inline prefixes) for exactly
+        // the offer: the provider agrees on its own, as for the compact form.
+        let consumer = harness::new_pid();
+        let prefixed = json!({
+            "@context": { "dspace": DSPACE, "odrl": ODRL },
+            "@type": "dspace:ContractRequestMessage",
+            "dspace:consumerPid": consumer,
+            "dspace:callbackAddress": t.tck_dsp,
+            "dspace:offer": {
+                "@id": harness::OFFER_ID,
+                "@type": "odrl:Offer",
+                "odrl:target": { "@id": DATASET_ID },
+                "odrl:permission": [{
+                    "odrl:action": { "@id": "odrl:use" },
+                    "odrl:constraint": [{
+                        "odrl:leftOperand": { "@id": "odrl:purpose" },
+                        "odrl:operator": { "@id": "odrl:eq" },
+                        "odrl:rightOperand": "research"
+                    }]
+                }]
+            }
+        });
+        let (status, body) = t.post_unchecked("negotiations/request", &prefixed).await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["consumerPid"], consumer.as_str());
+        assert_eq!(body["state"], "REQUESTED");
+        let p = Pids {
+            provider: body["providerPid"].as_str().unwrap().to_string(),
+            consumer,
+        };
+        let agreement = t.expect("ContractAgreementMessage").await;
+        assert_eq!(agreement.body["agreement"]["target"], DATASET_ID);
+        assert_ok(t.verification(&p).await);
+        expect_finalized(&t).await;
+        let agreement_id = agreement.body["agreement"]["@id"].as_str().unwrap();
+
+        // Transfer with an expanded request: full IRIs, @value objects, arrays everywhere.
+        let consumer = harness::new_pid();
+        let expanded = json!([{
+            "@type": [d("TransferRequestMessage")],
+            d("consumerPid"): [{ "@value": consumer }],
+            d("agreementId"): [{ "@id": agreement_id }],
+            "http://purl.org/dc/terms/format": [{ "@value": harness::FORMAT }],
+            d("callbackAddress"): [{ "@value": t.tck_dsp }]
+        }]);
+        let (status, body) = t.post_unchecked("transfers/request", &expanded).await;
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(body["consumerPid"], consumer.as_str());
+        let start = t.expect("TransferStartMessage").await;
+        assert_eq!(start.body["consumerPid"], consumer.as_str());
+
+        // Mixed forms: one property in two forms is refused naming it.
+        let mut mixed = prefixed.clone();
+        mixed["dspace:consumerPid"] = json!(harness::new_pid());
+        mixed["consumerPid"] = json!(harness::new_pid());
+        let (status, body) = t.post_unchecked("negotiations/request", &mixed).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["@type"], NEG_ERROR);
+        assert!(body["reason"].to_string().contains("consumerPid"), "{body}");
+
+        // An unknown remote context is refused naming @context, never echoing it, and nothing
+        // is fetched.
+        let mut remote = expanded.clone();
+        remote[0]["@context"] = json!("https://evil.example/SECRET-CONTEXT.jsonld");
+        let (status, body) = t.post_unchecked("transfers/request", &remote).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["@type"], TR_ERROR);
+        let reason = body["reason"].to_string();
+        assert!(reason.contains("@context"), "{reason}");
+        assert!(!reason.contains("SECRET"), "{reason}");
+
+        // An expanded message that lacks a required field fails its schema, naming the field.
+        let mut incomplete = expanded.clone();
+        incomplete[0]
+            .as_object_mut()
+            .unwrap()
+            .remove(&d("agreementId"));
+        let (status, body) = t.post_unchecked("transfers/request", &incomplete).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["@type"], TR_ERROR);
+        assert!(body["reason"].to_string().contains("agreementId"), "{body}");
+        assert_eq!(
+            body["consumerPid"],
+            consumer.as_str(),
+            "the pids are read from any form"
+        );
+
+        let all = t.mgmt.get("transfers").await.unwrap();
+        assert_eq!(all.as_array().unwrap().len(), 1, "{all}");
+    }
+);

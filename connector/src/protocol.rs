@@ -254,9 +254,15 @@ pub(crate) async fn read<T: DeserializeOwned>(
     }
 }
 
-/// The `providerPid` and `consumerPid` a body names, for error answers.
+/// The `providerPid` and `consumerPid` a body names, for error answers (in any JSON-LD form).
 fn pids_of(bytes: &[u8]) -> Option<(String, String)> {
     let v: Value = serde_json::from_slice(bytes).ok()?;
+    let named = |v: &Value| v.get("providerPid").is_some() || v.get("consumerPid").is_some();
+    let v = if named(&v) {
+        v
+    } else {
+        crate::dsp::jsonld::normalise(&v).unwrap_or(v)
+    };
     let pid = |k: &str| {
         v.get(k)
             .and_then(Value::as_str)

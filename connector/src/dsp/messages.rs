@@ -4,7 +4,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::DSP_CONTEXT;
+use super::{DSP_CONTEXT, jsonld};
 
 /// Largest DSP message body accepted (bytes).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -33,35 +33,52 @@ pub enum MessageError {
     /// The body does not match the message's DSP 2025-1 JSON Schema.
     #[error("{0}")]
     Schema(#[from] super::schema::SchemaError),
+    /// The body is not a DSP message in any JSON-LD form (unknown remote context, protected
+    /// term redefined, more than one message node, too large to normalise).
+    #[error("{0}")]
+    JsonLd(#[from] jsonld::JsonLdError),
 }
 
-/// Parses a DSP message body, checking nesting depth, `@context` and `@type`.
+/// Parses a DSP message body, checking nesting depth, `@context`, `@type` and the message's
+/// schema. The compact 2025-1 form is read as it is (the fast path); any other JSON-LD form
+/// (prefixed, expanded, inline contexts) is first brought to it by [`jsonld::normalise`].
 pub fn parse<T: DeserializeOwned>(body: &[u8], expected: &'static str) -> Result<T, MessageError> {
     let malformed = |detail: String| MessageError::Malformed { expected, detail };
     let value: Value = serde_json::from_slice(body).map_err(|e| malformed(e.to_string()))?;
-    if depth(&value) > MAX_JSON_DEPTH {
+    let shape = jsonld::shape(&value);
+    if shape.depth > MAX_JSON_DEPTH {
         return Err(malformed(format!(
             "nested deeper than {MAX_JSON_DEPTH} levels"
         )));
     }
-    let obj = value
-        .as_object()
-        .ok_or_else(|| malformed("not a JSON object".into()))?;
-    match obj.get("@type").and_then(Value::as_str) {
-        Some(t) if t == expected || t == format!("dspace:{expected}") => {}
+    let value = if jsonld::is_compact(&value, shape, expected) {
+        super::schema::validate(expected, &value)?;
+        value
+    } else {
+        checked(jsonld::normalise(&value)?, expected)?
+    };
+    serde_json::from_value(value).map_err(|e| malformed(e.to_string()))
+}
+
+/// Checks `@type` and the schema of a normalised message.
+fn checked(value: Value, expected: &'static str) -> Result<Value, MessageError> {
+    match value.get("@type").and_then(Value::as_str) {
+        Some(t) if t == expected => {}
         Some(t) => {
             return Err(MessageError::WrongType {
                 expected,
                 got: truncate(t),
             });
         }
-        None => return Err(malformed("missing @type".into())),
-    }
-    if !obj.contains_key("@context") {
-        return Err(malformed("missing @context".into()));
+        None => {
+            return Err(MessageError::Malformed {
+                expected,
+                detail: "missing @type".into(),
+            });
+        }
     }
     super::schema::validate(expected, &value)?;
-    serde_json::from_value(value).map_err(|e| malformed(e.to_string()))
+    Ok(value)
 }
 
 fn truncate(s: &str) -> String {

@@ -3,6 +3,7 @@
 //! Everything here is pure: the HTTP server and client in [`crate::server`] and
 //! [`crate::client`] feed messages in and carry messages out.
 
+pub mod jsonld;
 pub mod messages;
 pub mod negotiation;
 pub mod schema;
