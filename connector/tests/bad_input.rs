@@ -160,6 +160,7 @@ async fn half_sent_requests_neither_starve_others_nor_stay_open() {
             }
         }
     }
+    assert!(idle.len() > 256, "only {} connections opened", idle.len());
     // Half-sent bodies, without a client certificate, on POST /data (TLS), and on the
     // management API (plain HTTP).
     let material = sluis_connector::tls::TlsMaterial::load(&sluis_connector::tls::TlsFiles {
@@ -208,17 +209,17 @@ async fn half_sent_requests_neither_starve_others_nor_stay_open() {
         provider.ports.dsp_url,
         segment(DATASET_ID)
     );
-    let served = tokio::time::timeout(Duration::from_secs(TIMEOUT_SECS), partner.get_json(&url))
+    // (the allowance is generous for a loaded machine: without the per-address limit, the
+    // slow connections take every descriptor and the partner waits for their timeouts)
+    let quickly = Duration::from_secs(5);
+    let served = tokio::time::timeout(quickly, partner.get_json(&url))
         .await
         .expect("a well-behaved partner must be served while others hold connections")
         .unwrap();
     assert_eq!(served.1["@id"], DATASET_ID);
-    let health = tokio::time::timeout(
-        Duration::from_secs(TIMEOUT_SECS),
-        provider.mgmt().get("negotiations"),
-    )
-    .await
-    .expect("the operator must be served while others hold connections");
+    let health = tokio::time::timeout(quickly, provider.mgmt().get("negotiations"))
+        .await
+        .expect("the operator must be served while others hold connections");
     assert!(health.is_ok(), "{health:?}");
     eprintln!("well-behaved clients served in {:?}", started.elapsed());
 
@@ -247,7 +248,7 @@ async fn half_sent_requests_neither_starve_others_nor_stay_open() {
         );
     }
     // and the listener still serves
-    let again = tokio::time::timeout(Duration::from_secs(TIMEOUT_SECS), partner.get_json(&url))
+    let again = tokio::time::timeout(quickly, partner.get_json(&url))
         .await
         .expect("served after the slow connections are gone");
     assert!(again.is_ok(), "{again:?}");
