@@ -207,13 +207,17 @@ tck_test!(cn_03_03, async {
 });
 
 tck_test!(cn_03_04, async {
+    // The TCK sends the identical ContractRequestMessage twice: in REQUESTED a request has
+    // no transition, so the repeat is refused, whatever offer it carries.
     let (t, p) = counter_offered(Rules::MANUAL).await;
     let (status, _) = t.counter_request(&p, broader_offer()).await;
     assert_eq!(status, 200);
+    assert_illegal(t.counter_request(&p, broader_offer()).await, NEG_ERROR);
     let mut other = broader_offer();
     other["permission"][0]["action"] = json!("read");
     assert_illegal(t.counter_request(&p, other).await, NEG_ERROR);
     t.assert_negotiation(&p, P, "REQUESTED").await;
+    t.expect_silence(200).await;
 });
 
 // ---- contract negotiation, the connector as consumer ------------------------------------------
@@ -626,11 +630,115 @@ tck_test!(tp_c_03_06, after_termination(C, "completion"));
 
 // ---- beyond the TCK: identity, idempotency and hostile input -----------------------------------
 
-tck_test!(repeated_message_is_harmless, async {
+tck_test!(a_repeated_message_is_refused_and_changes_nothing, async {
+    // A message that repeats the one that led to the current state has no transition from
+    // it (DSP 2025-1): 400, and nothing moves or is sent; a sender retrying it learns from
+    // the process's state that the first one landed (a_lost_answer_does_not_end_the_process).
     let (t, p) = agreed(Rules::MANUAL).await;
     assert_ok(t.verification(&p).await);
-    assert_ok(t.verification(&p).await);
+    assert_illegal(t.verification(&p).await, NEG_ERROR);
     t.assert_negotiation(&p, P, "VERIFIED").await;
+    t.expect_silence(200).await;
+
+    let (t, p) = accepted_offer().await;
+    assert_ok(t.agreement(&p).await);
+    t.expect("ContractAgreementVerificationMessage").await;
+    assert_illegal(t.agreement(&p).await, NEG_ERROR);
+    t.assert_negotiation(&p, C, "VERIFIED").await;
+    t.expect_silence(200).await;
+});
+
+tck_test!(an_offer_id_that_is_not_an_iri_is_refused_with_400, async {
+    // provider side: the initial request and a counter-request
+    let t = Tck::start(Rules::MANUAL).await;
+    let mut offer = matching_offer();
+    offer["@id"] = json!("not an IRI");
+    let msg = message(
+        "ContractRequestMessage",
+        json!({ "consumerPid": harness::new_pid(), "offer": offer, "callbackAddress": t.tck_dsp }),
+    );
+    let answer = t.post("negotiations/request", &msg).await;
+    let reason = answer.1["reason"].to_string();
+    assert_illegal(answer, NEG_ERROR);
+    assert!(reason.contains("absolute IRI"), "{reason}");
+    let (t, p) = counter_offered(Rules::MANUAL).await;
+    assert_illegal(t.counter_request(&p, offer.clone()).await, NEG_ERROR);
+    t.assert_negotiation(&p, P, "OFFERED").await;
+
+    // consumer side: an offer from the provider with such an @id
+    let t = Tck::start(Rules::AUTO).await;
+    let p = t.start_negotiation().await;
+    let mut offer = same_offer();
+    offer["@id"] = json!("not an IRI");
+    let (status, body) = t.offer(&p, offer).await;
+    assert!(!status.is_server_error(), "{status}: {body}");
+});
+
+tck_test!(refusals_name_the_field_never_the_value, async {
+    let t = Tck::start(Rules::MANUAL).await;
+    let reason_of = |(status, body): (http::StatusCode, Value)| {
+        assert!(status.is_client_error(), "{status}: {body}");
+        body["reason"].to_string()
+    };
+    let request = |offer: Value| {
+        message(
+            "ContractRequestMessage",
+            json!({ "consumerPid": harness::new_pid(), "offer": offer, "callbackAddress": t.tck_dsp }),
+        )
+    };
+    let mut wrong_type = request(matching_offer());
+    wrong_type["@type"] = json!("SECRET-TYPE");
+    let mut unknown = matching_offer();
+    unknown["@id"] = json!("urn:secret:offer");
+    let mut bad_operator = matching_offer();
+    bad_operator["permission"][0]["constraint"][0]["operator"] = json!("SECRET-OPERATOR");
+    let mut other_target = matching_offer();
+    other_target["target"] = json!("urn:secret:target");
+    let bodies = [
+        ("wrong @type", wrong_type),
+        ("unknown offer", request(unknown)),
+        ("bad operator", request(bad_operator)),
+        ("other target", request(other_target)),
+    ];
+    for (what, body) in bodies {
+        let reason = reason_of(t.post_unchecked("negotiations/request", &body).await);
+        assert!(
+            !reason.to_lowercase().contains("secret"),
+            "{what}: {reason}"
+        );
+    }
+
+    // pids that name another process
+    let p = t.request(matching_offer()).await;
+    let stranger = harness::Pids {
+        provider: p.provider.clone(),
+        consumer: "urn:secret:pid".into(),
+    };
+    let msg = ids_message(
+        "ContractNegotiationTerminationMessage",
+        &stranger,
+        json!({}),
+    );
+    let path = format!("negotiations/{}/termination", p.provider);
+    let reason = reason_of(t.post_unchecked(&path, &msg).await);
+    assert!(
+        reason.contains("consumerPid") && !reason.contains("secret"),
+        "{reason}"
+    );
+    t.assert_negotiation(&p, P, "REQUESTED").await;
+
+    // a transfer under an agreement that does not exist
+    let msg = message(
+        "TransferRequestMessage",
+        json!({
+            "consumerPid": harness::new_pid(),
+            "agreementId": "urn:secret:agreement",
+            "format": harness::FORMAT,
+            "callbackAddress": t.tck_dsp,
+        }),
+    );
+    let reason = reason_of(t.post_unchecked("transfers/request", &msg).await);
+    assert!(!reason.contains("secret"), "{reason}");
 });
 
 tck_test!(a_stranger_gets_404, async {

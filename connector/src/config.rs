@@ -46,6 +46,9 @@ pub struct Config {
     /// The crawler's schedule.
     #[serde(default)]
     pub federation: FederationConfig,
+    /// Timeouts and connection limits of the HTTP listeners (DSP with `/data`, management).
+    #[serde(default)]
+    pub http: HttpLimitsConfig,
     /// Log format.
     #[serde(default)]
     pub log: LogConfig,
@@ -70,6 +73,81 @@ impl Default for FederationConfig {
 
 fn default_crawl_interval() -> u64 {
     3600
+}
+
+/// Timeouts and connection limits of the two HTTP listeners: the DSP listener (with the
+/// `HttpData-PULL` routes) and the management listener. A client that holds a connection
+/// without finishing its request is cut off, and no client can take every connection.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpLimitsConfig {
+    /// Seconds a client may take for the TLS handshake and for a request's headers; an idle
+    /// keep-alive connection is closed after as long.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_secs: u64,
+    /// Seconds a client may take to send a request's whole body, from the end of its headers.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_secs: u64,
+    /// Connections the DSP listener serves at once; more wait until one closes. Default: half
+    /// of the file descriptors this process may open, less a reserve (see `server::Limits`).
+    pub max_connections: Option<usize>,
+    /// Connections the DSP listener serves at once from one IP address; more are closed at
+    /// once. Default: a quarter of `max_connections`.
+    pub max_connections_per_ip: Option<usize>,
+}
+
+impl Default for HttpLimitsConfig {
+    fn default() -> Self {
+        Self {
+            header_timeout_secs: default_header_timeout(),
+            body_timeout_secs: default_body_timeout(),
+            max_connections: None,
+            max_connections_per_ip: None,
+        }
+    }
+}
+
+fn default_header_timeout() -> u64 {
+    10
+}
+
+fn default_body_timeout() -> u64 {
+    30
+}
+
+impl HttpLimitsConfig {
+    fn validate(&self) -> Result<()> {
+        let ranges: [(&str, Option<u64>, std::ops::RangeInclusive<u64>); 4] = [
+            (
+                "header_timeout_secs",
+                Some(self.header_timeout_secs),
+                1..=3600,
+            ),
+            ("body_timeout_secs", Some(self.body_timeout_secs), 1..=3600),
+            (
+                "max_connections",
+                self.max_connections.map(|n| n as u64),
+                1..=1 << 20,
+            ),
+            (
+                "max_connections_per_ip",
+                self.max_connections_per_ip.map(|n| n as u64),
+                1..=1 << 20,
+            ),
+        ];
+        for (key, value, range) in ranges {
+            if let Some(value) = value
+                && !range.contains(&value)
+            {
+                bail!(
+                    "key `http.{key}`: {value} is outside {}..={}",
+                    range.start(),
+                    range.end()
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A listener address and the URL peers reach it at.
@@ -237,6 +315,39 @@ pub struct ManagementConfig {
     pub listen: SocketAddr,
     /// Key the operator sends as `x-api-key` (or `Authorization: Bearer …`).
     pub api_key: String,
+    /// Serve plain HTTP on an address other than loopback, where the API key crosses the
+    /// network in clear. Refused unless set; the connector then warns at every start.
+    #[serde(default)]
+    pub allow_plain_http_off_loopback: bool,
+}
+
+/// The API key of the commented template ([`DEFAULT_CONFIG`]): refused, so that no
+/// connector runs with a key that everyone can read. `sluis init` writes a random one.
+pub const PLACEHOLDER_API_KEY: &str = "change-me-to-a-long-random-secret";
+
+impl ManagementConfig {
+    fn validate(&self) -> Result<()> {
+        if self.api_key == PLACEHOLDER_API_KEY {
+            bail!(
+                "key `management.api_key`: this is the placeholder of the config template; set a long random secret (e.g. the output of `openssl rand -hex 32`), or write a new config with `sluis init`, which generates one"
+            );
+        }
+        if self.api_key.len() < 16 {
+            bail!("key `management.api_key`: use at least 16 characters");
+        }
+        if self.is_plain_off_loopback() && !self.allow_plain_http_off_loopback {
+            bail!(
+                "key `management.listen`: {} is not a loopback address, and the management API speaks plain HTTP, so the API key would cross the network in clear; listen on 127.0.0.1 and reach it through an SSH tunnel or a TLS-terminating reverse proxy, or accept the risk with `management.allow_plain_http_off_loopback = true`",
+                self.listen
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether the API is served in clear beyond this machine (allowed only when asked for).
+    pub fn is_plain_off_loopback(&self) -> bool {
+        !self.listen.ip().is_loopback()
+    }
 }
 
 /// PEM files.
@@ -401,6 +512,7 @@ const OVERRIDABLE: &[&str] = &[
     "negotiation",
     "transfer",
     "federation",
+    "http",
     "log",
 ];
 
@@ -463,9 +575,8 @@ impl Config {
                 self.participant_id
             );
         }
-        if self.management.api_key.len() < 16 {
-            bail!("key `management.api_key`: use at least 16 characters");
-        }
+        self.management.validate()?;
+        self.http.validate()?;
         self.data_plane.validate()?;
         for (i, ds) in self.datasets.iter().enumerate() {
             if !ds.id.contains(':') {
@@ -527,7 +638,19 @@ fn apply_override(table: &mut toml::Table, key: &str, value: &str) -> Result<()>
     Ok(())
 }
 
-/// A commented default config, written by `sluis init`.
+/// A commented default config with a fresh random API key, as `sluis init` writes it.
+pub fn default_config_with_fresh_key() -> Result<String> {
+    let mut key = [0u8; 32];
+    // the operating system's generator, through the crypto provider the TLS stack uses
+    rustls::crypto::ring::default_provider()
+        .secure_random
+        .fill(&mut key)
+        .map_err(|_| anyhow::anyhow!("the operating system's random number generator failed"))?;
+    Ok(DEFAULT_CONFIG.replacen(PLACEHOLDER_API_KEY, &hex::encode(key), 1))
+}
+
+/// The commented config template; its API key is [`PLACEHOLDER_API_KEY`], which
+/// [`Config::load`] refuses (see [`default_config_with_fresh_key`]).
 pub const DEFAULT_CONFIG: &str = r#"# Sluis connector configuration. Every key can be overridden by an environment variable:
 # SLUIS_<SECTION>__<KEY>, e.g. SLUIS_PROTOCOL__LISTEN=0.0.0.0:8443.
 
@@ -540,9 +663,10 @@ data_dir = "data"
 listen = "127.0.0.1:8443"
 # public_url = "https://connector.example/dsp"
 
-[management]          # the operator's API; keep it on loopback
+[management]          # the operator's API over plain HTTP; keep it on loopback
 listen = "127.0.0.1:8444"
-api_key = "change-me-to-a-long-random-secret"
+api_key = "change-me-to-a-long-random-secret"   # refused: `sluis init` writes a random key
+# allow_plain_http_off_loopback = false   # another address is refused unless set (the key would travel in clear)
 
 [data_plane]          # Arrow Flight for data consumers
 listen = "127.0.0.1:8445"
@@ -573,6 +697,12 @@ consumer_mode = "auto"        # auto: accept a matching offer, verify a matching
 provider_mode = "auto"        # auto: start a requested transfer at once; manual: wait for the operator
 token_ttl_secs = 3600
 
+# [http]              # both HTTP listeners: DSP (with /data) and management
+# header_timeout_secs = 10      # TLS handshake and a request's headers; idle keep-alive
+# body_timeout_secs = 30        # a request's whole body, after its headers
+# max_connections = 4096        # DSP listener; default: from the file-descriptor limit
+# max_connections_per_ip = 1024 # DSP listener, one address; default: a quarter of the above
+
 [log]
 format = "pretty"        # or "json"
 
@@ -594,6 +724,13 @@ format = "pretty"        # or "json"
 mod tests {
     use super::*;
 
+    /// The template with a real key, as `sluis init` writes it.
+    const KEY: &str = "0123456789abcdef0123456789abcdef";
+
+    fn template() -> String {
+        DEFAULT_CONFIG.replace(PLACEHOLDER_API_KEY, KEY)
+    }
+
     fn parse(text: &str, env: &[(&str, &str)]) -> Result<Config> {
         Config::parse(
             text,
@@ -604,7 +741,7 @@ mod tests {
 
     #[test]
     fn default_config_parses_and_resolves_paths() {
-        let cfg = parse(DEFAULT_CONFIG, &[]).unwrap();
+        let cfg = parse(&template(), &[]).unwrap();
         assert_eq!(cfg.tls.ca, PathBuf::from("/etc/sluis/certs/ca.pem"));
         assert_eq!(cfg.negotiation.provider_mode, ProviderMode::Auto);
     }
@@ -612,7 +749,7 @@ mod tests {
     #[test]
     fn environment_overrides_keys() {
         let cfg = parse(
-            DEFAULT_CONFIG,
+            &template(),
             &[
                 ("SLUIS_PROTOCOL__LISTEN", "127.0.0.1:9000"),
                 ("SLUIS_TRANSFER__TOKEN_TTL_SECS", "60"),
@@ -625,7 +762,7 @@ mod tests {
 
     #[test]
     fn data_plane_limits_default_to_the_data_plane_s_and_can_be_set() {
-        let cfg = parse(DEFAULT_CONFIG, &[]).unwrap();
+        let cfg = parse(&template(), &[]).unwrap();
         let (got, want) = (cfg.data_plane.limits(), DataPlaneConfig::default());
         assert_eq!(
             format!("{got:?}"),
@@ -633,7 +770,7 @@ mod tests {
             "no key set: the data plane's own defaults"
         );
 
-        let set = DEFAULT_CONFIG
+        let set = template()
             .replace("# memory_limit_mib = 512", "memory_limit_mib = 64")
             .replace("# prefix_rows = 8192", "prefix_rows = 0");
         let cfg = parse(
@@ -695,7 +832,7 @@ mod tests {
             ("QUERY_THREADS", "5000"),
         ] {
             let var = format!("SLUIS_DATA_PLANE__{key}");
-            let err = format!("{:#}", parse(DEFAULT_CONFIG, &[(&var, value)]).unwrap_err());
+            let err = format!("{:#}", parse(&template(), &[(&var, value)]).unwrap_err());
             let named = format!("data_plane.{}", key.to_ascii_lowercase());
             assert!(err.contains(&named), "{err}");
         }
@@ -704,7 +841,7 @@ mod tests {
     #[test]
     fn other_sluis_variables_are_not_configuration() {
         let cfg = parse(
-            DEFAULT_CONFIG,
+            &template(),
             &[
                 ("SLUIS_CONFIG", "/x.toml"),
                 ("SLUIS_PYTHON", "/usr/bin/python3"),
@@ -714,24 +851,77 @@ mod tests {
         assert_eq!(cfg.participant_id, "did:web:connector.example");
         let err = format!(
             "{:#}",
-            parse(DEFAULT_CONFIG, &[("SLUIS_PROTOCOL__LISTN", "127.0.0.1:1")]).unwrap_err()
+            parse(&template(), &[("SLUIS_PROTOCOL__LISTN", "127.0.0.1:1")]).unwrap_err()
         );
         assert!(err.contains("listn"), "{err}");
     }
 
     #[test]
     fn errors_name_file_and_key() {
-        let bad = DEFAULT_CONFIG.replace("listen = \"127.0.0.1:8443\"", "listen = \"nowhere\"");
+        let bad = template().replace("listen = \"127.0.0.1:8443\"", "listen = \"nowhere\"");
         let err = format!("{:#}", parse(&bad, &[]).unwrap_err());
         assert!(err.contains("/etc/sluis/sluis.toml"), "{err}");
         assert!(err.contains("listen"), "{err}");
 
-        let typo = DEFAULT_CONFIG.replace("token_ttl_secs", "token_tll_secs");
+        let typo = template().replace("token_ttl_secs", "token_tll_secs");
         let err = format!("{:#}", parse(&typo, &[]).unwrap_err());
         assert!(err.contains("token_tll_secs"), "{err}");
 
-        let short = DEFAULT_CONFIG.replace("change-me-to-a-long-random-secret", "x");
+        let short = template().replace(KEY, "x");
         let err = format!("{:#}", parse(&short, &[]).unwrap_err());
         assert!(err.contains("management.api_key"), "{err}");
+    }
+
+    #[test]
+    fn the_template_s_placeholder_key_is_refused_and_init_writes_a_random_one() {
+        let err = format!("{:#}", parse(DEFAULT_CONFIG, &[]).unwrap_err());
+        assert!(err.contains("management.api_key"), "{err}");
+        assert!(
+            err.contains("placeholder") && err.contains("sluis init"),
+            "{err}"
+        );
+        let written = default_config_with_fresh_key().unwrap();
+        let cfg = parse(&written, &[]).unwrap();
+        assert_ne!(cfg.management.api_key, PLACEHOLDER_API_KEY);
+        assert_eq!(cfg.management.api_key.len(), 64);
+        let again = parse(&default_config_with_fresh_key().unwrap(), &[]).unwrap();
+        assert_ne!(
+            again.management.api_key, cfg.management.api_key,
+            "a fresh key each time"
+        );
+    }
+
+    #[test]
+    fn a_plain_management_listener_off_loopback_is_refused_unless_allowed() {
+        let open = [("SLUIS_MANAGEMENT__LISTEN", "0.0.0.0:8444")];
+        let err = format!("{:#}", parse(&template(), &open).unwrap_err());
+        assert!(
+            err.contains("management.listen") && err.contains("0.0.0.0:8444"),
+            "{err}"
+        );
+        assert!(err.contains("allow_plain_http_off_loopback"), "{err}");
+        let allowed = [
+            open[0],
+            ("SLUIS_MANAGEMENT__ALLOW_PLAIN_HTTP_OFF_LOOPBACK", "true"),
+        ];
+        let cfg = parse(&template(), &allowed).unwrap();
+        assert!(cfg.management.is_plain_off_loopback());
+        let local = parse(&template(), &[("SLUIS_MANAGEMENT__LISTEN", "[::1]:8444")]).unwrap();
+        assert!(!local.management.is_plain_off_loopback());
+    }
+
+    #[test]
+    fn http_limits_default_and_are_checked() {
+        let cfg = parse(&template(), &[]).unwrap();
+        assert_eq!(cfg.http.header_timeout_secs, 10);
+        assert_eq!(cfg.http.body_timeout_secs, 30);
+        assert_eq!(cfg.http.max_connections, None);
+        let cfg = parse(&template(), &[("SLUIS_HTTP__MAX_CONNECTIONS_PER_IP", "8")]).unwrap();
+        assert_eq!(cfg.http.max_connections_per_ip, Some(8));
+        let err = format!(
+            "{:#}",
+            parse(&template(), &[("SLUIS_HTTP__BODY_TIMEOUT_SECS", "0")]).unwrap_err()
+        );
+        assert!(err.contains("http.body_timeout_secs"), "{err}");
     }
 }

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use sluis_connector::config::{Config, DEFAULT_CONFIG, LogFormat};
+use sluis_connector::config::{Config, LogFormat, default_config_with_fresh_key};
 use sluis_connector::dataplane::DataPlaneConfig;
 use sluis_connector::{bench, bench_flight, cli, consumer_cli, demo, run, sample, tls};
 
@@ -272,8 +272,12 @@ fn dispatch(command: Command) -> Result<()> {
             if out.exists() {
                 anyhow::bail!("{} exists already; remove it or pass --out", out.display());
             }
-            tls::write_file(&out, DEFAULT_CONFIG.as_bytes())?;
-            println!("wrote {}", out.display());
+            // a key of its own: the template's placeholder is refused at start
+            tls::write_private(&out, default_config_with_fresh_key()?.as_bytes())?;
+            println!(
+                "wrote {} with a random management API key ([management] api_key)",
+                out.display()
+            );
             Ok(())
         }
         Command::Negotiate {

@@ -250,7 +250,8 @@ async fn deliver(node: &Shared, item: &OutboxItem) -> Attempt {
 
 /// Takes a delivered message off the queue, learning the provider's pid from the `answer` to
 /// an initial request in the same change. If that fails the message stays queued and goes
-/// again (the peer takes a repeat as harmless).
+/// again: a repeat changes nothing at the peer (an initial request finds the process it
+/// opened; any other message is refused, and that refusal counts as delivered).
 async fn delivered(
     node: &Shared,
     item: &OutboxItem,

@@ -53,7 +53,8 @@ impl DspReject {
         self
     }
 
-    fn from_engine(kind: ErrorKind, e: EngineError) -> Self {
+    /// The DSP answer to an engine refusal: 404, 400, 502, or 500 with nothing internal.
+    pub(crate) fn from_engine(kind: ErrorKind, e: EngineError) -> Self {
         let (status, reason) = match &e {
             EngineError::NotFound(what) => (StatusCode::NOT_FOUND, format!("no such {what}")),
             EngineError::Illegal(r) | EngineError::BadRequest(r) => {
@@ -238,13 +239,7 @@ pub(crate) async fn read<T: DeserializeOwned>(
 ) -> Result<(T, BodyPids), DspReject> {
     let bytes: Bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
         .await
-        .map_err(|_| {
-            DspReject::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                kind,
-                format!("the body exceeds {MAX_BODY_BYTES} bytes"),
-            )
-        })?;
+        .map_err(|e| body_refusal(&e, kind))?;
     let pids = BodyPids(bytes);
     match messages::parse(&pids.0, expected) {
         Ok(msg) => Ok((msg, pids)),
@@ -252,6 +247,29 @@ pub(crate) async fn read<T: DeserializeOwned>(
             Err(DspReject::new(StatusCode::BAD_REQUEST, kind, e.to_string()).with_pids(&pids))
         }
     }
+}
+
+/// Why a body could not be read: too slow (408), too large (413), or cut off (400).
+fn body_refusal(e: &axum::Error, kind: ErrorKind) -> DspReject {
+    if crate::server::is_body_timeout(e) {
+        return DspReject::new(
+            StatusCode::REQUEST_TIMEOUT,
+            kind,
+            "the body did not arrive in time: send the whole body without pauses",
+        );
+    }
+    let too_large = std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |e| {
+        e.source()
+    })
+    .any(|e| e.is::<http_body_util::LengthLimitError>());
+    if too_large {
+        return DspReject::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            kind,
+            format!("the body exceeds {MAX_BODY_BYTES} bytes"),
+        );
+    }
+    DspReject::new(StatusCode::BAD_REQUEST, kind, "the body could not be read")
 }
 
 /// The `providerPid` and `consumerPid` a body names, for error answers (in any JSON-LD form).

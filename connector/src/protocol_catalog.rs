@@ -20,6 +20,7 @@ use serde_json::Value;
 use sluis_catalog::{CatalogError, CatalogFilter, OfferVisibility, Page};
 
 use crate::dsp::messages::ErrorKind;
+use crate::engine::negotiation;
 use crate::mgmt_catalog::on_blocking_pool;
 use crate::node::Shared;
 use crate::protocol::{DspReject, caller, read};
@@ -133,20 +134,16 @@ pub async fn dataset(
 }
 
 /// Refuses a contract request for an offer the caller may not see, exactly as for an unknown
-/// offer (nothing tells the caller the offer exists).
+/// offer (nothing tells the caller the offer exists), and one whose `@id` is not an absolute
+/// IRI (400, not a fault of ours).
 pub fn check_requested_offer(node: &Shared, who: &Caller, offer: &Value) -> Result<(), DspReject> {
-    let unknown = || {
-        DspReject::new(
-            StatusCode::BAD_REQUEST,
-            ErrorKind::Negotiation,
-            "unknown offer",
-        )
-    };
     let Some(id) = offer.get("@id").and_then(Value::as_str) else {
         return Ok(()); // the engine reports the missing @id
     };
-    match node.catalog.find_offer(id) {
-        Ok(Some((_, ours))) if !who.is_visible(&ours) => Err(unknown()),
+    let reject = |e| DspReject::from_engine(ErrorKind::Negotiation, e);
+    match negotiation::find_our_offer(node, id) {
+        Ok(Some((_, ours))) if !who.is_visible(&ours) => Err(reject(negotiation::unknown_offer())),
+        Err(e) => Err(reject(e)),
         _ => Ok(()),
     }
 }

@@ -165,15 +165,35 @@ pub async fn serve_until(config: Config, stop: watch::Receiver<bool>) -> Result<
     };
     let access = Arc::new(ProviderAccess::new(node.clone())?);
     let plane = DataPlane::try_new(access, limits)?;
+    let fds = server::open_files_limit();
+    let (dsp_limits, mgmt_limits) = (
+        server::Limits::protocol(&node.config.http, fds),
+        server::Limits::management(&node.config.http, fds),
+    );
+    info!(
+        open_files = fds,
+        dsp_connections = dsp_limits.max_connections,
+        dsp_connections_per_ip = dsp_limits.max_connections_per_ip,
+        management_connections = mgmt_limits.max_connections,
+        "connection limits"
+    );
+    if node.config.management.is_plain_off_loopback() {
+        warn!(
+            listen = %mgmt_addr,
+            "THE MANAGEMENT API IS SERVED OVER PLAIN HTTP OFF LOOPBACK (management.allow_plain_http_off_loopback = true): its API key crosses the network in clear; put a TLS-terminating proxy in front of it or listen on 127.0.0.1"
+        );
+    }
     let protocol_task = tokio::spawn(server::serve_tls(
         protocol_l,
         tls.protocol_server_config()?,
         protocol::router(node.clone()).merge(dataplane::http::router(plane.clone())),
+        dsp_limits,
         stopped(stop.clone()),
     ));
     let mgmt_task = tokio::spawn(server::serve_plain(
         mgmt_l,
         mgmt::router(node.clone()),
+        mgmt_limits,
         stopped(stop.clone()),
     ));
     // Flight calls are served on the query threads: a flood of them (TLS, encoding, the

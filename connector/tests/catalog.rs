@@ -426,7 +426,22 @@ async fn dsp_catalogue_pages_filters_and_visibility() {
         .unwrap_err();
     let (status, body) = refused(err);
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert_eq!(body["reason"][0], "unknown offer");
+    // refused exactly like an offer that does not exist
+    let mut unknown = request.clone();
+    unknown["offer"]["@id"] = json!("urn:sluis:offer:no-such-offer");
+    let err = consumer
+        .post_json(&format!("{base}/negotiations/request"), &unknown)
+        .await
+        .unwrap_err();
+    let (_, unknown_body) = refused(err);
+    assert_eq!(body["reason"], unknown_body["reason"], "{body}");
+    assert!(
+        body["reason"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("unknown offer"),
+        "{body}"
+    );
 }
 
 /// A TLS server of the data space that answers every request with JSON that is no DSP catalogue.

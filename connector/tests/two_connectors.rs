@@ -1063,4 +1063,81 @@ async fn a_consumer_flooding_the_data_plane_starves_neither_other_consumers_nor_
         catalog_took < Duration::from_secs(2),
         "DSP catalogue took {catalog_took:?}"
     );
+/// Issue 17, items 13 and 9: the consumer fetches an offer of a dataset whose id holds `/`,
+/// `#`, `?` or `%` (one path segment, percent-encoded; the provider decodes it), and a
+/// request for an offer whose `@id` is not an absolute IRI ends in a refusal (400 from the
+/// provider), not in retries of a 500.
+#[tokio::test(flavor = "multi_thread")]
+async fn dataset_ids_with_reserved_characters_negotiate_between_two_connectors() {
+    use sluis_connector::store::ProcessKind;
+    let space = start();
+    let provider = space.provider.mgmt();
+    let consumer = space.consumer.mgmt();
+    let ports = &space.provider.ports;
+    let ids = [
+        "https://provider.example/ds/1",
+        "https://provider.example/ds/2#part",
+        "https://provider.example/ds/3?version=2&x=y",
+        "https://provider.example/ds/4%C3%A9",
+        "urn:sluis:dataset:a/b?c=d#e%25f",
+    ];
+    for (i, id) in ids.iter().enumerate() {
+        let offer_id = format!("urn:sluis:offer:reserved-{i}");
+        let dataset = serde_json::json!({
+            "id": id,
+            "title": format!("Reserved characters {i}"),
+            "distributions": [{"format": "ArrowFlight-PULL",
+                "source": {"kind": "parquet", "location": "/srv/data/x.parquet"}}],
+            "offers": [{"@id": offer_id, "@type": "Offer", "permission": [{"action": "use"}]}],
+        });
+        provider.post("catalog/datasets", &dataset).await.unwrap();
+        let started = scenario::start_negotiation(&consumer, ports, id, &offer_id).await;
+        let pid = started.unwrap_or_else(|e| panic!("{id}: {e:#}"));
+        let n = scenario::wait_for_state(
+            &consumer,
+            ProcessKind::Negotiation,
+            &pid,
+            "FINALIZED",
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+        assert_eq!(n["negotiation"]["state"], "FINALIZED", "{id}: {n}");
+        assert_eq!(n["negotiation"]["datasetId"], *id, "{n}");
+    }
+    // A space cannot be in a dataset id (not an IRI), but asking for one is a clean "not
+    // found" from the provider, not a URL the consumer cannot even send.
+    let err = scenario::start_negotiation(
+        &consumer,
+        ports,
+        "https://provider.example/ds/with space",
+        "urn:sluis:offer:reserved-0",
+    )
+    .await
+    .expect_err("no such dataset");
+    let err = format!("{err:#}");
+    assert!(err.contains("404") && !err.contains("invalid URL"), "{err}");
+
+    // An offer @id that is not an IRI: the provider refuses it, the negotiation ends.
+    let offer = serde_json::json!({
+        "@id": "not an IRI", "@type": "Offer", "permission": [{"action": "use"}]
+    });
+    match scenario::start_negotiation_with_offer(&consumer, ports, DATASET_ID, &offer).await {
+        // refused by the consumer itself: nothing sent
+        Err(e) => assert!(format!("{e:#}").contains("400"), "{e:#}"),
+        Ok(pid) => {
+            let n = scenario::wait_for_state(
+                &consumer,
+                ProcessKind::Negotiation,
+                &pid,
+                "TERMINATED",
+                Duration::from_secs(20),
+            )
+            .await
+            .unwrap();
+            let n = &n["negotiation"];
+            assert_eq!(n["state"], "TERMINATED", "{n}");
+            assert!(n.to_string().contains("400"), "{n}");
+        }
+    }
 }

@@ -735,6 +735,7 @@ async fn serve_counterpart(tls: &TlsMaterial) -> Started {
         listener,
         server_tls,
         app,
+        sluis_connector::server::Limits::default(),
         async move {
             let _ = stopped.await;
         },

@@ -22,13 +22,12 @@ pub enum MessageError {
         /// What is wrong.
         detail: String,
     },
-    /// `@type` names another message.
-    #[error("expected @type {expected}, got {got:?}")]
+    /// `@type` names another message (which one is not repeated: answers never echo the
+    /// sender's values).
+    #[error("@type must be {expected} on this endpoint")]
     WrongType {
         /// The expected message type.
         expected: &'static str,
-        /// The received type.
-        got: String,
     },
     /// The body does not match the message's DSP 2025-1 JSON Schema.
     #[error("{0}")]
@@ -44,7 +43,7 @@ pub enum MessageError {
 /// (prefixed, expanded, inline contexts) is first brought to it by [`jsonld::normalise`].
 pub fn parse<T: DeserializeOwned>(body: &[u8], expected: &'static str) -> Result<T, MessageError> {
     let malformed = |detail: String| MessageError::Malformed { expected, detail };
-    let value: Value = serde_json::from_slice(body).map_err(|e| malformed(e.to_string()))?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| malformed(json_error(&e)))?;
     let shape = jsonld::shape(&value);
     if shape.depth > MAX_JSON_DEPTH {
         return Err(malformed(format!(
@@ -57,19 +56,14 @@ pub fn parse<T: DeserializeOwned>(body: &[u8], expected: &'static str) -> Result
     } else {
         checked(jsonld::normalise(&value)?, expected)?
     };
-    serde_json::from_value(value).map_err(|e| malformed(e.to_string()))
+    serde_json::from_value(value).map_err(|e| malformed(json_error(&e)))
 }
 
 /// Checks `@type` and the schema of a normalised message.
 fn checked(value: Value, expected: &'static str) -> Result<Value, MessageError> {
     match value.get("@type").and_then(Value::as_str) {
         Some(t) if t == expected => {}
-        Some(t) => {
-            return Err(MessageError::WrongType {
-                expected,
-                got: truncate(t),
-            });
-        }
+        Some(_) => return Err(MessageError::WrongType { expected }),
         None => {
             return Err(MessageError::Malformed {
                 expected,
@@ -81,8 +75,29 @@ fn checked(value: Value, expected: &'static str) -> Result<Value, MessageError> 
     Ok(value)
 }
 
-fn truncate(s: &str) -> String {
-    s.chars().take(64).collect()
+/// What a JSON error says, without the values it quotes (serde's texts repeat the offending
+/// string or number: `invalid type: string "…"`); a missing field keeps its name, ours.
+fn json_error(e: &serde_json::Error) -> String {
+    let at = match e.line() {
+        0 => String::new(),
+        line => format!(" at line {line}, column {}", e.column()),
+    };
+    match e.classify() {
+        serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
+            format!("not valid JSON{at}")
+        }
+        serde_json::error::Category::Io => "the body could not be read".into(),
+        serde_json::error::Category::Data => {
+            let text = e.to_string();
+            let missing = text
+                .strip_prefix("missing field `")
+                .and_then(|rest| rest.split_once('`'));
+            match missing {
+                Some((field, _)) => format!("the field {field} is missing"),
+                None => format!("a field has the wrong type or value{at}"),
+            }
+        }
+    }
 }
 
 /// Nesting depth of a JSON value, iteratively (a hostile body must not exhaust the stack).
@@ -329,6 +344,15 @@ mod tests {
         ));
         let missing = br#"{"@context":[],"@type":"ContractRequestMessage"}"#;
         assert!(parse::<ContractRequestMessage>(missing, "ContractRequestMessage").is_err());
+        let secret = br#"{"@context":[],"@type":"SECRET-TYPE","consumerPid":"x"}"#;
+        let err = parse::<ContractRequestMessage>(secret, "ContractRequestMessage").unwrap_err();
+        assert!(!err.to_string().contains("SECRET"), "{err}");
+        let bad_json = br#"{"@type": "SECRET-VALUE" oops"#;
+        let err = parse::<Value>(bad_json, "X").unwrap_err().to_string();
+        assert!(
+            err.contains("not valid JSON") && !err.contains("SECRET"),
+            "{err}"
+        );
         let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
         let err = parse::<Value>(deep.as_bytes(), "X").unwrap_err();
         assert!(matches!(err, MessageError::Malformed { .. }), "{err}");

@@ -166,34 +166,40 @@ process_record!(
 
 /// Applies a message the peer `caller` sent about our process `pid`, inside a transaction:
 /// unknown processes and processes of other parties are both "not found"; the body's pids
-/// must match; the state machine decides. Returns the process and whether it moved.
+/// must match; the state machine decides. A message that has no transition from the current
+/// state is refused, also when it repeats the one that led there (DSP 2025-1 and the TCK's
+/// CN:03-04 want a 4xx for that too): it changes nothing, and a sender retrying a message we
+/// applied learns from our state that it landed (see [`peer_already_applied`]). Returns the
+/// process as the message left it.
 pub fn receive_in<P: ProcessRecord>(
     tx: &Tx<'_>,
     caller: &str,
     pid: &str,
     body_pids: (&str, &str),
     message: <P::Machine as StateMachine>::Message,
-) -> EngineResult<(P, bool)> {
+) -> EngineResult<P> {
     let mut p = P::load(tx, pid)?.ok_or(EngineError::NotFound(P::WHAT))?;
     if p.peer_id() != caller {
         return Err(EngineError::NotFound(P::WHAT));
     }
     check_pids(&mut p, body_pids)?;
-    let moved = match crate::dsp::step::<P::Machine>(p.role().peer(), Some(p.state()), message) {
-        Ok(crate::dsp::Step::Moved(s)) => {
-            p.set_state(s);
-            true
-        }
-        Ok(crate::dsp::Step::Duplicate) => false,
-        // A repeat after the process moved on is refused (DSP wants 400 there); the sender
-        // learns from our state that it was applied (see `peer_already_applied`).
-        Err(e) => return Err(e.into()),
-    };
-    Ok((p, moved))
+    match crate::dsp::step::<P::Machine>(p.role().peer(), Some(p.state()), message)? {
+        crate::dsp::Step::Moved(s) => p.set_state(s),
+        crate::dsp::Step::Duplicate => return Err(repeated::<P>(p.state())),
+    }
+    Ok(p)
 }
 
-/// [`receive_in`] in its own transaction; `update` records the message's content when the
-/// process moved.
+/// The refusal of a message that repeats the one that led to `state`.
+fn repeated<P: ProcessRecord>(state: <P::Machine as StateMachine>::State) -> EngineError {
+    EngineError::Illegal(format!(
+        "the {} is {} already: the message has no transition from there",
+        P::WHAT,
+        <P::Machine as StateMachine>::state_name(state)
+    ))
+}
+
+/// [`receive_in`] in its own transaction; `update` records the message's content.
 pub async fn receive<P: ProcessRecord + Clone>(
     node: &crate::node::Node,
     caller: &str,
@@ -201,7 +207,7 @@ pub async fn receive<P: ProcessRecord + Clone>(
     body_pids: (&str, &str),
     message: MessageOf<P>,
     update: impl FnOnce(&mut P) -> EngineResult<()>,
-) -> EngineResult<(P, bool)> {
+) -> EngineResult<P> {
     receive_then(node, caller, pid, body_pids, message, update, |_, _| None).await
 }
 
@@ -218,20 +224,18 @@ pub async fn receive_then<'s, P: ProcessRecord + Clone>(
     message: MessageOf<P>,
     update: impl FnOnce(&mut P) -> EngineResult<()>,
     then: impl FnOnce(&Tx<'_>, &P) -> Option<Step<'s, P>>,
-) -> EngineResult<(P, bool)> {
+) -> EngineResult<P> {
     let note = format!("received {}", P::message_type(message));
     node.store
         .transact(|tx| {
-            let (mut p, moved) = receive_in::<P>(tx, caller, pid, body_pids, message)?;
-            if moved {
-                update(&mut p)?;
-            }
+            let mut p = receive_in::<P>(tx, caller, pid, body_pids, message)?;
+            update(&mut p)?;
             p.save(tx, &note)?;
             let received = p.clone();
-            if moved && let Some(step) = then(tx, &p) {
+            if let Some(step) = then(tx, &p) {
                 follow_up(tx, &mut p, step)?;
             }
-            Ok((received, moved))
+            Ok(received)
         })
         .await
 }
@@ -365,7 +369,8 @@ pub async fn fail_locally<P: ProcessRecord>(
         .await
 }
 
-/// The body's pids must name this process; the peer's pid is learnt on first sight.
+/// The body's pids must name this process; the peer's pid is learnt on first sight. The
+/// refusals name the field, never the value sent.
 pub fn check_pids(
     p: &mut impl ProcessRecord,
     (provider_pid, consumer_pid): (&str, &str),
@@ -373,18 +378,26 @@ pub fn check_pids(
     let role = p.role();
     let id = p.id().to_string();
     let (provider_slot, consumer_slot) = p.pid_slots();
-    let (ours, theirs, peer_slot) = match role {
-        Role::Provider => (provider_pid, consumer_pid, consumer_slot),
-        Role::Consumer => (consumer_pid, provider_pid, provider_slot),
+    let ((ours, our_field), (theirs, their_field), peer_slot) = match role {
+        Role::Provider => (
+            (provider_pid, "providerPid"),
+            (consumer_pid, "consumerPid"),
+            consumer_slot,
+        ),
+        Role::Consumer => (
+            (consumer_pid, "consumerPid"),
+            (provider_pid, "providerPid"),
+            provider_slot,
+        ),
     };
     if ours != id {
         return Err(EngineError::BadRequest(format!(
-            "the message names process {ours:?}, not the one addressed"
+            "{our_field} does not name the process addressed in the path"
         )));
     }
     match peer_slot {
         Some(known) if known != theirs => Err(EngineError::BadRequest(format!(
-            "the message names the peer process {theirs:?}, expected {known:?}"
+            "{their_field} is not the one this process was opened with"
         ))),
         Some(_) => Ok(()),
         None => {
@@ -423,13 +436,7 @@ pub fn send_in<P: ProcessRecord>(
     match crate::dsp::step::<P::Machine>(p.role(), Some(p.state()), message)? {
         crate::dsp::Step::Moved(s) => p.set_state(s),
         // Retries are the outbox's business; a second local send is a mistake.
-        crate::dsp::Step::Duplicate => {
-            return Err(EngineError::Illegal(format!(
-                "the {} is {} already",
-                P::WHAT,
-                <P::Machine as StateMachine>::state_name(p.state())
-            )));
-        }
+        crate::dsp::Step::Duplicate => return Err(repeated::<P>(p.state())),
     }
     let mut fields = build(tx, p)?;
     let (provider, consumer) = p.pid_slots();

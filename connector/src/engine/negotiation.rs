@@ -57,8 +57,39 @@ pub fn dsp_view(n: &Negotiation) -> Value {
     )
 }
 
+/// Parses a policy the operator gave: the error says what is wrong, value included.
 fn parse_policy(v: &Value, what: &str) -> EngineResult<Policy> {
     Policy::from_json(v).map_err(|e| EngineError::BadRequest(format!("invalid {what}: {e}")))
+}
+
+/// Parses a policy a peer sent: the error names where it is wrong, never the value there.
+fn parse_peer_policy(v: &Value, what: &str) -> EngineResult<Policy> {
+    Policy::from_json(v).map_err(|e| {
+        let at: String = e.path.chars().take(200).collect();
+        let at = if at.is_empty() {
+            String::new()
+        } else {
+            format!(" at {at}")
+        };
+        EngineError::BadRequest(format!(
+            "invalid {what}{at}: not an ODRL policy in the DSP 2025-1 compact form"
+        ))
+    })
+}
+
+/// Our catalogue's offer `offer_id` with its dataset. An id that is not an absolute IRI names
+/// no offer: it is the peer's mistake (400), not ours.
+pub(crate) fn find_our_offer(
+    node: &Node,
+    offer_id: &str,
+) -> EngineResult<Option<(std::sync::Arc<sluis_catalog::Dataset>, Value)>> {
+    match node.catalog.find_offer(offer_id) {
+        Ok(found) => Ok(found),
+        Err(sluis_catalog::CatalogError::InvalidId { .. }) => Err(EngineError::BadRequest(
+            "the offer's @id is not an absolute IRI".into(),
+        )),
+        Err(e) => Err(EngineError::Internal(e.into())),
+    }
 }
 
 /// Where a message of ours about a process goes.
@@ -114,7 +145,7 @@ pub async fn on_initial_request(
         .clone()
         .ok_or_else(|| EngineError::BadRequest("callbackAddress is required".into()))?;
     check_callback(&callback)?;
-    let requested = parse_policy(&msg.offer, "offer")?;
+    let requested = parse_peer_policy(&msg.offer, "offer")?;
     let dataset_id = offered_dataset(node, &requested)?;
     machine::receive(Role::Provider, None, Msg::Request)?;
     let id = new_pid();
@@ -175,19 +206,23 @@ fn offered_dataset(node: &Node, requested: &Policy) -> EngineResult<String> {
     let offer_id = requested
         .id()
         .ok_or_else(|| EngineError::BadRequest("the offer has no @id".into()))?;
-    let (dataset, _) = node
-        .catalog
-        .find_offer(offer_id)
-        .map_err(|e| EngineError::Internal(e.into()))?
-        .ok_or_else(|| EngineError::BadRequest(format!("unknown offer {offer_id:?}")))?;
+    let (dataset, _) = find_our_offer(node, offer_id)?.ok_or_else(unknown_offer)?;
     if let Some(target) = requested.target()
         && target != dataset.id
     {
-        return Err(EngineError::BadRequest(format!(
-            "offer {offer_id:?} is not an offer for target {target:?}"
-        )));
+        return Err(EngineError::BadRequest(
+            "the offer's target is not the dataset that the offer is for".into(),
+        ));
     }
     Ok(dataset.id.clone())
+}
+
+/// The refusal of an offer id that names no offer of ours (nor one the caller may see: see
+/// `protocol_catalog::check_requested_offer`, which answers the same).
+pub(crate) fn unknown_offer() -> EngineError {
+    EngineError::BadRequest(
+        "unknown offer: the offer's @id names no offer of this catalogue".into(),
+    )
 }
 
 /// `ContractRequestMessage` on an existing process (consumer's counter-request).
@@ -198,10 +233,9 @@ pub async fn on_counter_request(
     msg: ContractRequestMessage,
 ) -> EngineResult<Negotiation> {
     let provider_pid = msg.provider_pid.clone().unwrap_or_else(|| pid.to_string());
-    parse_policy(&msg.offer, "offer")?;
-    refuse_changed_repeat(node, caller, pid, S::Requested, &msg.offer)?;
+    parse_peer_policy(&msg.offer, "offer")?;
     let offered = already_offered(node, pid)?;
-    let (n, _) = receive_then::<Negotiation>(
+    let n = receive_then::<Negotiation>(
         node,
         caller,
         pid,
@@ -227,14 +261,13 @@ pub async fn on_event(
     let message = match msg.event_type.trim_start_matches("dspace:") {
         "ACCEPTED" => Msg::Accepted,
         "FINALIZED" => Msg::Finalized,
-        other => {
-            return Err(EngineError::BadRequest(format!(
-                "eventType must be ACCEPTED or FINALIZED, not {:?}",
-                other.chars().take(32).collect::<String>()
-            )));
+        _ => {
+            return Err(EngineError::BadRequest(
+                "eventType must be ACCEPTED or FINALIZED".into(),
+            ));
         }
     };
-    let (n, moved) = receive_then::<Negotiation>(
+    let n = receive_then::<Negotiation>(
         node,
         caller,
         pid,
@@ -244,9 +277,7 @@ pub async fn on_event(
         |_, n| auto_step(node, n, false),
     )
     .await?;
-    if moved {
-        info!(negotiation = %n.id, state = n.state.as_str(), "negotiation event");
-    }
+    info!(negotiation = %n.id, state = n.state.as_str(), "negotiation event");
     Ok(n)
 }
 
@@ -257,7 +288,7 @@ pub async fn on_verification(
     pid: &str,
     msg: ProcessIds,
 ) -> EngineResult<Negotiation> {
-    let (n, _) = receive_then::<Negotiation>(
+    receive_then::<Negotiation>(
         node,
         caller,
         pid,
@@ -266,8 +297,7 @@ pub async fn on_verification(
         |_| Ok(()),
         |_, n| auto_step(node, n, false),
     )
-    .await?;
-    Ok(n)
+    .await
 }
 
 /// `ContractNegotiationTerminationMessage` (either role).
@@ -282,7 +312,7 @@ pub async fn on_termination(
         .as_ref()
         .map(|r| serde_json::to_string(r).unwrap_or_default())
         .unwrap_or_else(|| "terminated by the peer".into());
-    let (n, _) = receive::<Negotiation>(
+    let n = receive::<Negotiation>(
         node,
         caller,
         pid,
@@ -302,9 +332,13 @@ pub async fn on_termination(
 
 /// The offer `req` names, from the provider's catalogue.
 async fn fetch_offer(node: &Shared, req: &StartNegotiation) -> EngineResult<Value> {
+    // one path segment: an id such as `https://x/ds/1#a b` must arrive whole
     let url = join_url(
         &req.connector_address,
-        &format!("catalog/datasets/{}", req.dataset_id),
+        &format!(
+            "catalog/datasets/{}",
+            crate::mgmt_client::segment(&req.dataset_id)
+        ),
     );
     let peer = node
         .peers
@@ -381,12 +415,11 @@ pub async fn on_offer(
     pid: &str,
     msg: ContractOfferMessage,
 ) -> EngineResult<Negotiation> {
-    let offered = parse_policy(&msg.offer, "offer")?;
-    refuse_changed_repeat(node, caller, pid, S::Offered, &msg.offer)?;
+    let offered = parse_peer_policy(&msg.offer, "offer")?;
     let consumer_pid = msg.consumer_pid.clone().unwrap_or_else(|| pid.to_string());
     let as_requested = std::sync::atomic::AtomicBool::new(false);
     let auto = node.config.negotiation.consumer_mode == Mode::Auto;
-    let (n, moved) = receive_then::<Negotiation>(
+    let n = receive_then::<Negotiation>(
         node,
         caller,
         pid,
@@ -407,35 +440,10 @@ pub async fn on_offer(
         },
     )
     .await?;
-    if moved && !(auto && as_requested.load(Relaxed)) {
+    if !(auto && as_requested.load(Relaxed)) {
         info!(negotiation = %n.id, "offer differs from the request: waiting for the operator");
     }
     Ok(n)
-}
-
-/// A request or offer repeated in the state it led to is a harmless retry only when it
-/// carries the same offer; another offer there is an illegal second message.
-fn refuse_changed_repeat(
-    node: &Node,
-    caller: &str,
-    pid: &str,
-    state: S,
-    offer: &Value,
-) -> EngineResult<()> {
-    match node.store.negotiation(pid)? {
-        Some(n) if n.peer_id == caller && n.state == state && n.offer != *offer => {
-            Err(EngineError::Illegal(format!(
-                "a second {} with another offer is not allowed in state {}",
-                message_type(if state == S::Requested {
-                    Msg::Request
-                } else {
-                    Msg::Offer
-                }),
-                state.as_str()
-            )))
-        }
-        _ => Ok(()),
-    }
 }
 
 /// `ContractAgreementMessage` (consumer): checks the agreement against what we asked for.
@@ -445,7 +453,7 @@ pub async fn on_agreement(
     pid: &str,
     msg: ContractAgreementMessage,
 ) -> EngineResult<Negotiation> {
-    let agreement = parse_policy(&msg.agreement, "agreement")?;
+    let agreement = parse_peer_policy(&msg.agreement, "agreement")?;
     let agreement_id = agreement
         .id()
         .ok_or_else(|| EngineError::BadRequest("the agreement has no @id".into()))?
@@ -460,29 +468,27 @@ pub async fn on_agreement(
                 .as_ref()
                 .filter(|n| n.peer_id == caller)
                 .map(|n| check_agreement(n, &agreement, &me));
-            let (mut n, moved) = receive_in::<Negotiation>(
+            let mut n = receive_in::<Negotiation>(
                 tx,
                 caller,
                 pid,
                 (&msg.provider_pid, &msg.consumer_pid),
                 Msg::Agreement,
             )?;
-            if moved {
-                checked.transpose()?;
-                n.agreement_id = Some(agreement_id.clone());
-                tx.insert_agreement(&Agreement {
-                    id: agreement_id.clone(),
-                    negotiation_id: n.id.clone(),
-                    dataset_id: n.dataset_id.clone(),
-                    policy: policy_json.clone(),
-                    assigner: caller.to_string(),
-                    assignee: me.clone(),
-                    created_at: Utc::now(),
-                })?;
-            }
+            checked.transpose()?;
+            n.agreement_id = Some(agreement_id.clone());
+            tx.insert_agreement(&Agreement {
+                id: agreement_id.clone(),
+                negotiation_id: n.id.clone(),
+                dataset_id: n.dataset_id.clone(),
+                policy: policy_json.clone(),
+                assigner: caller.to_string(),
+                assignee: me.clone(),
+                created_at: Utc::now(),
+            })?;
             tx.update_negotiation(&n, "received ContractAgreementMessage")?;
             let received = n.clone();
-            if moved && let Some(step) = auto_step(node, &n, false) {
+            if let Some(step) = auto_step(node, &n, false) {
                 follow_up(tx, &mut n, step)?;
             }
             Ok(received)
@@ -495,24 +501,15 @@ pub async fn on_agreement(
 fn check_agreement(n: &Negotiation, agreement: &Policy, me: &str) -> EngineResult<()> {
     let asked = parse_policy(&n.offer, "stored offer")?;
     let fail = |why: String| Err(EngineError::BadRequest(format!("agreement refused: {why}")));
+    // the reasons name the field, not the values the peer sent
     if agreement.target() != Some(n.dataset_id.as_str()) {
-        return fail(format!(
-            "its target is {:?}, not {}",
-            agreement.target(),
-            n.dataset_id
-        ));
+        return fail("its target is not the dataset requested".into());
     }
     if agreement.assignee() != Some(me) {
-        return fail(format!(
-            "its assignee is {:?}, not us ({me})",
-            agreement.assignee()
-        ));
+        return fail("its assignee is not this participant".into());
     }
     if agreement.assigner() != Some(n.peer_id.as_str()) {
-        return fail(format!(
-            "its assigner is {:?}, not the provider",
-            agreement.assigner()
-        ));
+        return fail("its assigner is not the provider".into());
     }
     if !agreement.equivalent(&asked) {
         return fail("its rules differ from the offer we requested".into());
@@ -592,11 +589,7 @@ fn catalogue_offer(node: &Node, n: &Negotiation) -> EngineResult<Value> {
     let offer_id = current
         .id()
         .ok_or_else(|| EngineError::BadRequest("the offer has no @id".into()))?;
-    let (_, mut offer) = node
-        .catalog
-        .find_offer(offer_id)
-        .map_err(|e| EngineError::Internal(e.into()))?
-        .ok_or_else(|| EngineError::BadRequest(format!("unknown offer {offer_id:?}")))?;
+    let (_, mut offer) = find_our_offer(node, offer_id)?.ok_or_else(unknown_offer)?;
     offer["target"] = Value::String(n.dataset_id.clone());
     Ok(offer)
 }
@@ -755,11 +748,8 @@ fn decide_as_provider(
 ) -> EngineResult<()> {
     let requested = parse_policy(&n.offer, "requested offer")?;
     let offer_id = requested.id().unwrap_or_default();
-    let ours = node
-        .catalog
-        .find_offer(offer_id)
-        .map_err(|e| EngineError::Internal(e.into()))?
-        .and_then(|(_, offer)| Policy::from_json(&offer).ok());
+    let ours =
+        find_our_offer(node, offer_id)?.and_then(|(_, offer)| Policy::from_json(&offer).ok());
     let decision = provider_decision(
         &node.config.negotiation,
         ours.as_ref(),

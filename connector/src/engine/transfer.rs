@@ -95,8 +95,7 @@ pub async fn on_request(
 ) -> EngineResult<(Transfer, bool)> {
     if msg.format != FORMAT_FLIGHT && msg.format != FORMAT_HTTP {
         return Err(EngineError::BadRequest(format!(
-            "unsupported format {:?}: use {FORMAT_FLIGHT} or {FORMAT_HTTP}",
-            msg.format.chars().take(64).collect::<String>()
+            "unsupported format: use {FORMAT_FLIGHT} or {FORMAT_HTTP}"
         )));
     }
     if !msg.callback_address.starts_with("https://") {
@@ -109,7 +108,9 @@ pub async fn on_request(
         .agreement(&msg.agreement_id)?
         .filter(|a| a.assignee == caller && a.assigner == node.participant_id)
         .ok_or_else(|| {
-            EngineError::BadRequest(format!("unknown agreement {:?}", msg.agreement_id))
+            EngineError::BadRequest(
+                "agreementId names no agreement of this provider with the caller".into(),
+            )
         })?;
     let finalized = node
         .store
@@ -265,7 +266,7 @@ pub async fn on_start(
     msg: TransferStartMessage,
 ) -> EngineResult<Transfer> {
     let address = msg.data_address.clone();
-    let (t, _) = receive::<Transfer>(
+    let t = receive::<Transfer>(
         node,
         caller,
         pid,
@@ -290,7 +291,7 @@ pub async fn on_completion(
     pid: &str,
     msg: ProcessIds,
 ) -> EngineResult<Transfer> {
-    Ok(receive::<Transfer>(
+    receive::<Transfer>(
         node,
         caller,
         pid,
@@ -298,8 +299,7 @@ pub async fn on_completion(
         Msg::Completion,
         |_| Ok(()),
     )
-    .await?
-    .0)
+    .await
 }
 
 /// `TransferSuspensionMessage` or `TransferTerminationMessage`.
@@ -314,7 +314,7 @@ pub async fn on_stop(
         .reason
         .as_ref()
         .map(|r| serde_json::to_string(r).unwrap_or_default());
-    Ok(receive::<Transfer>(
+    receive::<Transfer>(
         node,
         caller,
         pid,
@@ -325,8 +325,7 @@ pub async fn on_stop(
             Ok(())
         },
     )
-    .await?
-    .0)
+    .await
 }
 
 // ---- local actions of either role -------------------------------------------------------------
