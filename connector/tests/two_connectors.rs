@@ -1063,6 +1063,8 @@ async fn a_consumer_flooding_the_data_plane_starves_neither_other_consumers_nor_
         catalog_took < Duration::from_secs(2),
         "DSP catalogue took {catalog_took:?}"
     );
+}
+
 /// Issue 17, items 13 and 9: the consumer fetches an offer of a dataset whose id holds `/`,
 /// `#`, `?` or `%` (one path segment, percent-encoded; the provider decodes it), and a
 /// request for an offer whose `@id` is not an absolute IRI ends in a refusal (400 from the
