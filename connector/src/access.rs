@@ -1,6 +1,7 @@
 //! The provider's data-plane access control: a Biscuit token is verified offline against our
 //! public key, then checked against live state — the transfer must still be STARTED (so
-//! suspension, termination and completion revoke it at once) — and the agreement is compiled
+//! suspension, termination and completion revoke it at once, and end the queries still
+//! streaming under it, see [`AccessControl::revoked`]) — and the agreement is compiled
 //! into the enforcement plan the data plane applies. Every query is written to the audit log
 //! ([`crate::audit`]), from which the agreement's query count is counted.
 
@@ -13,10 +14,11 @@ use serde_json::json;
 use chrono::Utc;
 use sluis_policy::Policy;
 use sluis_policy::enforcement::{ColumnAccess, EnforcementPlan, compile};
-use sluis_policy::token::{AccessRequest, TokenVerifier};
+use sluis_policy::token::{AccessRequest, TokenError, TokenVerifier};
 use tracing::info;
 
 use crate::audit::{Admission, AuditLog, QueryEntry};
+use crate::dataplane::revoke::Revoked;
 use crate::dataplane::{
     AccessControl, AccessError, ActiveGrant, AuditId, DataSource, MaskKey, QueryOutcome, SourceKind,
 };
@@ -170,10 +172,7 @@ impl AccessControl for ProviderAccess {
                 AccessError::PermissionDenied("the token's transfer is unknown".into())
             })?;
         if transfer.state != TransferState::Started {
-            return Err(AccessError::PermissionDenied(format!(
-                "the transfer is {}: its tokens are revoked",
-                transfer.state.as_str()
-            )));
+            return Err(revoked_in(transfer.state));
         }
         let mut plan = self.plan(&grant.agreement_id)?;
         if let Some(allowed) = &verified.allowed_columns {
@@ -236,6 +235,71 @@ impl AccessControl for ProviderAccess {
             tracing::error!(error = %format!("{e:#}"), "writing a refusal to the audit log failed");
         }
     }
+
+    /// Watches the transfer in the store (woken by each commit that changes it, no polling)
+    /// and the clock: the grant ends when the transfer leaves STARTED, or when the token (or
+    /// an attenuation of it) or the agreement's period expires.
+    fn revoked(&self, token: &str, grant: &ActiveGrant) -> Revoked {
+        let request = AccessRequest {
+            dataset_id: grant.dataset_id.clone(),
+            now: Utc::now(),
+            columns: Vec::new(),
+        };
+        let token_expiry = match self.verifier.verify(token, &request) {
+            Ok(verified) => verified.expires_at,
+            Err(e) => {
+                let refusal = AccessError::PermissionDenied(e.to_string());
+                return Box::pin(std::future::ready(refusal));
+            }
+        };
+        let ends = grant
+            .plan
+            .not_after
+            .map_or(token_expiry, |period| period.min(token_expiry));
+        let node = self.node.clone();
+        let transfer_id = grant.transfer_id.clone();
+        Box::pin(async move {
+            let watch = node.store.watch(&transfer_id);
+            let left = (ends - Utc::now()).to_std().unwrap_or_default();
+            let expiry = tokio::time::sleep(left);
+            tokio::pin!(expiry);
+            loop {
+                // subscribed before reading: no change between the read and the wait is missed
+                let changed = watch.changed();
+                if let Err(refusal) = still_started(&node, &transfer_id) {
+                    return refusal;
+                }
+                tokio::select! {
+                    () = changed => {}
+                    () = &mut expiry => {
+                        return AccessError::PermissionDenied(format!(
+                            "{}; the running query is stopped",
+                            TokenError::Expired
+                        ));
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Ok while the transfer is STARTED; otherwise why its tokens are revoked.
+fn still_started(node: &Shared, transfer_id: &str) -> Result<(), AccessError> {
+    match node.store.transfer(transfer_id).map_err(internal)? {
+        Some(t) if t.state == TransferState::Started => Ok(()),
+        Some(t) => Err(revoked_in(t.state)),
+        None => Err(AccessError::PermissionDenied(
+            "the token's transfer is unknown".into(),
+        )),
+    }
+}
+
+/// The refusal for a token whose transfer is in `state` (not STARTED).
+fn revoked_in(state: TransferState) -> AccessError {
+    AccessError::PermissionDenied(format!(
+        "the transfer is {}: its tokens are revoked",
+        state.as_str()
+    ))
 }
 
 fn entry<'a>(grant: &'a ActiveGrant, sql: &'a str, channel: &'a str) -> QueryEntry<'a> {

@@ -8,6 +8,16 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 /// Connects to a Flight endpoint (`grpc+tls://host:port`), trusting the data-space CA.
 pub async fn connect(endpoint: &str, ca_pem: &[u8], token: &str) -> Result<FlightClient> {
+    let mut client = FlightClient::new(channel(endpoint, ca_pem).await?);
+    client
+        .add_header("authorization", &format!("Bearer {token}"))
+        .context("the token is not a valid header value")?;
+    Ok(client)
+}
+
+/// A TLS channel to a Flight endpoint (`grpc+tls://host:port`), for Flight and Flight SQL
+/// clients.
+pub async fn channel(endpoint: &str, ca_pem: &[u8]) -> Result<Channel> {
     let https = endpoint
         .strip_prefix("grpc+tls://")
         .map(|rest| format!("https://{rest}"))
@@ -27,11 +37,7 @@ pub async fn connect(endpoint: &str, ca_pem: &[u8], token: &str) -> Result<Fligh
         .connect()
         .await
         .with_context(|| format!("connecting to the Flight endpoint {endpoint}"))?;
-    let mut client = FlightClient::new(channel);
-    client
-        .add_header("authorization", &format!("Bearer {token}"))
-        .context("the token is not a valid header value")?;
-    Ok(client)
+    Ok(channel)
 }
 
 /// Runs `sql` with DoGet and collects the result.

@@ -945,3 +945,239 @@ async fn a_negotiation_with_the_offer_in_hand_finalizes_and_the_provider_still_c
     assert_eq!(n["state"], "TERMINATED", "{n}");
     assert!(n["agreementId"].is_null(), "{n}");
 }
+
+// ---- revocation ends running streams (issue 17, item 4) ----------------------------------------
+
+/// Every visible row next to every other: a result of hundreds of millions of rows, a stream
+/// that runs far longer than the test.
+fn long_sql(table: &str) -> String {
+    format!(
+        "SELECT a.*, b.meter_id AS other_meter, b.reading_time AS other_time \
+         FROM {table} a CROSS JOIN {table} b"
+    )
+}
+
+/// The provider's id of the transfer a token was minted for (the token's grant).
+fn provider_transfer_of(address: &sluis_connector::dsp::messages::DataAddress) -> String {
+    let key = address.property("tokenPublicKey").unwrap();
+    let verifier = sluis_policy::token::TokenVerifier::from_public_key_hex(key).unwrap();
+    let token = address.property("authorization").unwrap();
+    verifier.inspect(token).unwrap().transfer_id
+}
+
+/// The provider's operator acts on its transfer `id`; returns when the change is committed.
+async fn provider_acts(space: &Space, id: &str, action: &str) -> std::time::Instant {
+    space
+        .provider
+        .mgmt()
+        .post(&format!("transfers/{}/{action}", segment(id)), &Value::Null)
+        .await
+        .unwrap();
+    std::time::Instant::now()
+}
+
+/// Reads what is left of `stream` once its grant ended at `ended`: how long it still ran, the
+/// rows it sent meanwhile, and the error it ended with (None: it ended without one).
+async fn drain<S>(mut stream: S, ended: std::time::Instant) -> (Duration, usize, Option<String>)
+where
+    S: futures::Stream<Item = Result<arrow::record_batch::RecordBatch, String>> + Unpin,
+{
+    use futures::StreamExt;
+    let give_up = tokio::time::Instant::from_std(ended) + Duration::from_secs(15);
+    let mut rows = 0;
+    loop {
+        match tokio::time::timeout_at(give_up, stream.next()).await {
+            Err(_) => return (ended.elapsed(), rows, Some("still running".into())),
+            Ok(None) => return (ended.elapsed(), rows, None),
+            Ok(Some(Ok(batch))) => rows += batch.num_rows(),
+            Ok(Some(Err(e))) => return (ended.elapsed(), rows, Some(e)),
+        }
+    }
+}
+
+/// The stream ended within a second of `ended`, refused with `PermissionDenied` naming `why`.
+fn assert_ended(what: &str, (took, rows, error): (Duration, usize, Option<String>), why: &str) {
+    assert!(
+        took < Duration::from_secs(1),
+        "{what}: the stream ran {took:?} (and {rows} rows) after its grant ended: {error:?}"
+    );
+    let error = error.unwrap_or_else(|| panic!("{what}: the stream ended without an error"));
+    assert!(
+        error.contains("PermissionDenied") && error.contains(why),
+        "{what}: {error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revocation_ends_running_streams_within_a_second() {
+    use arrow_flight::sql::client::FlightSqlServiceClient;
+    use futures::{StreamExt, TryStreamExt};
+
+    let space = start();
+    let endpoint = space.provider.ports.flight_url.clone();
+    let flight_error = |e: arrow_flight::error::FlightError| flight_client::flight_message(&e);
+
+    // Flight DoGet, suspended by the provider
+    let c = space.contract(DATASET_ID, OFFER_ID).await;
+    let sql = long_sql(c.address.property("table").unwrap());
+    let mut client = flight_client::connect(&endpoint, &space.scn.ca_pem, token(&c))
+        .await
+        .unwrap();
+    let mut stream = client
+        .do_get(arrow_flight::Ticket::new(sql.clone()))
+        .await
+        .unwrap()
+        .map_err(flight_error);
+    stream.next().await.unwrap().expect("the stream runs");
+    let ended = provider_acts(&space, &provider_transfer_of(&c.address), "suspend").await;
+    assert_ended("DoGet", drain(stream, ended).await, "SUSPENDED");
+
+    // Flight SQL, terminated by the provider
+    let c = space.contract(DATASET_ID, OFFER_ID).await;
+    let channel = flight_client::channel(&endpoint, &space.scn.ca_pem)
+        .await
+        .unwrap();
+    let mut sql_client = FlightSqlServiceClient::new(channel);
+    sql_client.set_header("authorization", format!("Bearer {}", token(&c)));
+    let info = sql_client.execute(sql.clone(), None).await.unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let mut stream = sql_client
+        .do_get(ticket)
+        .await
+        .unwrap()
+        .map_err(flight_error);
+    stream.next().await.unwrap().expect("the stream runs");
+    let ended = provider_acts(&space, &provider_transfer_of(&c.address), "terminate").await;
+    assert_ended("Flight SQL", drain(stream, ended).await, "TERMINATED");
+
+    // HTTP pull, completed by the provider
+    let c = space.contract(DATASET_ID, OFFER_ID).await;
+    let address = http_transfer(&space, &c).await;
+    let mut body = HttpStream::post(&space, &address, &sql).await;
+    body.read_at_least(64 * 1024).await;
+    let ended = provider_acts(&space, &provider_transfer_of(&address), "complete").await;
+    let (took, truncated) = body.read_to_end(ended).await;
+    assert!(
+        took < Duration::from_secs(1),
+        "HTTP: the body ran {took:?} after its grant ended"
+    );
+    assert!(truncated, "HTTP: a revoked stream must not look complete");
+
+    // Flight DoGet under a token (attenuated) that expires while the query runs
+    let c = space.contract(DATASET_ID, OFFER_ID).await;
+    let expires_at = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let short = sluis_policy::token::attenuate(
+        token(&c),
+        c.address.property("tokenPublicKey").unwrap(),
+        &sluis_policy::token::Attenuation {
+            expires_at: Some(expires_at),
+            columns: None,
+        },
+    )
+    .unwrap();
+    let mut client = flight_client::connect(&endpoint, &space.scn.ca_pem, &short)
+        .await
+        .unwrap();
+    let mut stream = client
+        .do_get(arrow_flight::Ticket::new(sql))
+        .await
+        .unwrap()
+        .map_err(flight_error);
+    stream.next().await.unwrap().expect("the stream runs");
+    // tokens state their expiry to the second
+    let whole_second = chrono::DateTime::from_timestamp(expires_at.timestamp(), 0).unwrap();
+    let left = (whole_second - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    let expired = std::time::Instant::now() + left;
+    assert_ended("expiry", drain(stream, expired).await, "expired");
+}
+
+/// A raw HTTP/1.1 `POST /data` to the provider's `HttpData-PULL` endpoint over TLS, with the
+/// consumer's client certificate, read as it arrives.
+struct HttpStream {
+    tls: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    got: Vec<u8>,
+}
+
+impl HttpStream {
+    async fn post(
+        space: &Space,
+        address: &sluis_connector::dsp::messages::DataAddress,
+        sql: &str,
+    ) -> Self {
+        use tokio::io::AsyncWriteExt;
+        let url = address.endpoint.clone().unwrap();
+        let authority = url
+            .trim_start_matches("https://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        let certs = space.scn.consumer.dir.join("certs");
+        let material = sluis_connector::tls::TlsMaterial::load(&sluis_connector::tls::TlsFiles {
+            ca: certs.join("ca.pem"),
+            cert: certs.join("cert.pem"),
+            key: certs.join("key.pem"),
+        })
+        .unwrap();
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(
+            material.client_config().unwrap(),
+        ));
+        let tcp = tokio::net::TcpStream::connect(&authority).await.unwrap();
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        let token = address.property("authorization").unwrap();
+        let request = format!(
+            "POST /data HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {token}\r\n\
+             Accept: text/csv\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{sql}",
+            sql.len()
+        );
+        tls.write_all(request.as_bytes()).await.unwrap();
+        Self {
+            tls,
+            got: Vec::new(),
+        }
+    }
+
+    /// Reads until `n` bytes arrived; the answer must be a 200.
+    async fn read_at_least(&mut self, n: usize) {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0; 64 * 1024];
+        while self.got.len() < n {
+            let read = tokio::time::timeout(Duration::from_secs(30), self.tls.read(&mut buf))
+                .await
+                .expect("the answer comes")
+                .unwrap();
+            assert!(read > 0, "{}", String::from_utf8_lossy(&self.got));
+            self.got.extend_from_slice(&buf[..read]);
+        }
+        assert!(
+            self.got.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&self.got[..200.min(self.got.len())])
+        );
+    }
+
+    /// Reads until the connection ends (15 s at most after `ended`): how long after `ended`,
+    /// and whether the chunked body was cut off rather than finished.
+    async fn read_to_end(&mut self, ended: std::time::Instant) -> (Duration, bool) {
+        use tokio::io::AsyncReadExt;
+        let give_up = tokio::time::Instant::from_std(ended) + Duration::from_secs(15);
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            match tokio::time::timeout_at(give_up, self.tls.read(&mut buf)).await {
+                Err(_) => return (ended.elapsed(), false),
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(read)) => {
+                    // keep only the tail: the body is large
+                    self.got.extend_from_slice(&buf[..read]);
+                    let keep = self.got.len().saturating_sub(16);
+                    self.got.drain(..keep);
+                }
+            }
+        }
+        (ended.elapsed(), !self.got.ends_with(b"\r\n0\r\n\r\n"))
+    }
+}

@@ -103,6 +103,9 @@ pub struct VerifiedToken {
     pub grant: Grant,
     /// The columns left by attenuation blocks, if any narrowed them.
     pub allowed_columns: Option<Vec<String>>,
+    /// When the token stops being valid: the grant's expiry or an attenuation's earlier one.
+    /// A data plane ends the queries still running under the token then.
+    pub expires_at: DateTime<Utc>,
 }
 
 /// Narrowing a token offline.
@@ -241,9 +244,12 @@ impl TokenVerifier {
         authorizer
             .authorize()
             .map_err(|e| classify(e, req, allowed_columns.as_deref()))?;
+        let expires_at =
+            narrowed_expiry(&mut authorizer)?.map_or(grant.expires_at, |e| e.min(grant.expires_at));
         Ok(VerifiedToken {
             grant,
             allowed_columns,
+            expires_at,
         })
     }
 }
@@ -259,7 +265,8 @@ pub fn attenuate(
     let mut code = String::new();
     let mut params = HashMap::new();
     if let Some(exp) = a.expires_at {
-        code.push_str("check if time($t), $t <= {expires};\n");
+        // the fact only tells the data plane when to end running queries; the check enforces
+        code.push_str("narrowed_expiry({expires});\ncheck if time($t), $t <= {expires};\n");
         params.insert("expires".to_string(), date(exp)?);
     }
     if let Some(cols) = &a.columns {
@@ -350,6 +357,28 @@ fn grant(authorizer: &mut biscuit_auth::Authorizer) -> Result<Grant, TokenError>
         expires_at: DateTime::from_timestamp(secs as i64, 0)
             .ok_or_else(|| TokenError::Malformed("bad expiry".into()))?,
     })
+}
+
+/// The earliest expiry that attenuation blocks state, if any does. Like the column sets, these
+/// facts only ever shorten what the authority block grants (the blocks' checks enforce them).
+fn narrowed_expiry(
+    authorizer: &mut biscuit_auth::Authorizer,
+) -> Result<Option<DateTime<Utc>>, TokenError> {
+    let facts: Vec<biscuit_auth::builder::Fact> = authorizer
+        .query_all("exp($e) <- narrowed_expiry($e)")
+        .map_err(|e| TokenError::Malformed(e.to_string()))?;
+    let mut earliest: Option<DateTime<Utc>> = None;
+    for f in facts {
+        let Some(Term::Date(secs)) = f.predicate.terms.first() else {
+            return Err(TokenError::Malformed(
+                "narrowed_expiry must be a date".into(),
+            ));
+        };
+        let at = DateTime::from_timestamp(i64::try_from(*secs).unwrap_or(i64::MAX), 0)
+            .ok_or_else(|| TokenError::Malformed("bad expiry".into()))?;
+        earliest = Some(earliest.map_or(at, |e| e.min(at)));
+    }
+    Ok(earliest)
 }
 
 /// The intersection of the column sets of all attenuation blocks. These facts are not

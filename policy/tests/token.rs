@@ -110,11 +110,15 @@ fn attenuated_expiry_applies() {
         },
     )
     .unwrap();
-    assert!(
-        verifier
-            .verify(&narrowed, &request("2026-04-30T00:00:00Z", &[]))
-            .is_ok()
-    );
+    let verified = verifier
+        .verify(&narrowed, &request("2026-04-30T00:00:00Z", &[]))
+        .unwrap();
+    // the data plane ends running queries at the earlier expiry
+    assert_eq!(verified.expires_at, at("2026-05-01T00:00:00Z"));
+    let plain = verifier
+        .verify(&token, &request("2026-04-30T00:00:00Z", &[]))
+        .unwrap();
+    assert_eq!(plain.expires_at, grant().expires_at);
     assert_eq!(
         verifier.verify(&narrowed, &request("2026-05-02T00:00:00Z", &[])),
         Err(TokenError::Expired)

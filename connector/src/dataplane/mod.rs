@@ -38,6 +38,7 @@ mod pages;
 mod plane;
 pub mod prefix;
 mod query;
+pub mod revoke;
 pub mod sandbox;
 mod service;
 mod source;
@@ -144,6 +145,14 @@ pub trait AccessControl: Send + Sync + 'static {
 
     /// Called when a query with a verified token is refused or fails before it runs.
     fn record_refusal(&self, _grant: &ActiveGrant, _sql: &str, _channel: &str, _reason: &str) {}
+
+    /// For an admitted query under `token` and its `grant`: completes, with the refusal to end
+    /// the query's stream with, once the grant ends while the query runs (its transfer is
+    /// suspended, completed or terminated, or the token expires). By default a grant never
+    /// ends on its own.
+    fn revoked(&self, _token: &str, _grant: &ActiveGrant) -> revoke::Revoked {
+        revoke::never()
+    }
 }
 
 /// The id of an admitted query's audit record (0 where nothing is recorded).

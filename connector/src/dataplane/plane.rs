@@ -15,6 +15,7 @@ use tokio::time::{Instant, timeout_at};
 use tracing::Span;
 
 use super::query::{PreparedQuery, ResultStream, prepare};
+use super::revoke::Revocable;
 use super::{AccessControl, AccessError, ActiveGrant, AuditId, DataPlaneConfig, QueryError};
 
 /// The header (gRPC metadata or HTTP) in which a consumer declares the purpose of its
@@ -147,8 +148,9 @@ impl DataPlane {
             error: Mutex::new(None),
         });
         let inner = prepared.execute(deadline).map_err(|e| tally.fail(e))?;
+        let revoked = self.access.revoked(&caller.token, &caller.grant);
         Ok(AuditedStream {
-            inner,
+            inner: Revocable::new(inner, revoked),
             tally,
             _slot: slot,
             span: Span::current(),
@@ -194,7 +196,7 @@ impl Drop for Tally {
 
 /// The batches of an admitted query, counted for the audit log; holds its slot until dropped.
 pub struct AuditedStream {
-    inner: ResultStream,
+    inner: Revocable<ResultStream>,
     tally: Arc<Tally>,
     _slot: OwnedSemaphorePermit,
     span: Span,
