@@ -14,7 +14,7 @@ use serde_json::json;
 use chrono::Utc;
 use sluis_policy::Policy;
 use sluis_policy::enforcement::{ColumnAccess, EnforcementPlan, compile};
-use sluis_policy::token::{AccessRequest, TokenError, TokenVerifier};
+use sluis_policy::token::{AccessRequest, TokenError, TokenVerifier, VerifiedToken};
 use tracing::info;
 
 use crate::audit::{Admission, AuditLog, QueryEntry};
@@ -25,7 +25,9 @@ use crate::dataplane::{
 use crate::dsp::Role;
 use crate::dsp::transfer::TransferState;
 use crate::engine::transfer::FORMAT_FLIGHT;
+use crate::holder::Holders;
 use crate::node::{Shared, table_name};
+use crate::tls::TlsMaterial;
 
 /// Access control backed by the node's store, catalogue and token key.
 pub struct ProviderAccess {
@@ -36,11 +38,13 @@ pub struct ProviderAccess {
     audit: AuditLog,
     /// The provider secret hash-mask keys are derived from (the token signing key).
     mask_secret: Vec<u8>,
+    /// Checks who a token belongs to (its holder, or its holder's delegate).
+    holders: Holders,
 }
 
 impl ProviderAccess {
-    /// Access control for `node`.
-    pub fn new(node: Shared) -> anyhow::Result<Self> {
+    /// Access control for `node`; token delegations are checked against the CA of `tls`.
+    pub fn new(node: Shared, tls: &TlsMaterial) -> anyhow::Result<Self> {
         let verifier = TokenVerifier::from_public_key_hex(&node.tokens.public_key_hex())
             .map_err(|e| anyhow::anyhow!("loading the token public key: {e}"))?;
         let audit = AuditLog::open(&crate::audit::path(&node.config.data_dir))?;
@@ -52,6 +56,7 @@ impl ProviderAccess {
             plans: Mutex::default(),
             audit,
             mask_secret,
+            holders: Holders::new(tls)?,
         })
     }
 
@@ -140,6 +145,7 @@ impl AccessControl for ProviderAccess {
     fn authorize(
         &self,
         token: &str,
+        holder: Option<&str>,
         columns: Option<&[String]>,
     ) -> Result<ActiveGrant, AccessError> {
         let claimed = self
@@ -157,6 +163,7 @@ impl AccessControl for ProviderAccess {
                 },
             )
             .map_err(|e| AccessError::PermissionDenied(e.to_string()))?;
+        check_holder(&self.holders, &verified, holder)?;
         let grant = verified.grant;
         let transfer = self
             .node
@@ -281,6 +288,29 @@ impl AccessControl for ProviderAccess {
             }
         })
     }
+}
+
+/// Tokens are bound to their holder: the caller must be the participant the token belongs to
+/// (see [`crate::holder`]). Neither participant id is echoed.
+fn check_holder(
+    holders: &Holders,
+    verified: &VerifiedToken,
+    caller: Option<&str>,
+) -> Result<(), AccessError> {
+    let Some(caller) = caller else {
+        return Err(AccessError::Unauthenticated(
+            "no client certificate: a token is bound to its holder; connect with the client certificate of the participant it was issued (or delegated) to".into(),
+        ));
+    };
+    let bound = holders
+        .bound(verified)
+        .map_err(AccessError::PermissionDenied)?;
+    if bound != caller {
+        return Err(AccessError::PermissionDenied(
+            "the token belongs to another participant: present it with the client certificate of the participant it was issued (or delegated) to".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Ok while the transfer is STARTED; otherwise why its tokens are revoked.

@@ -163,7 +163,7 @@ pub async fn serve_until(config: Config, stop: watch::Receiver<bool>) -> Result<
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let access = Arc::new(ProviderAccess::new(node.clone())?);
+    let access = Arc::new(ProviderAccess::new(node.clone(), &tls)?);
     let plane = DataPlane::new(access, limits);
     let protocol_task = tokio::spawn(server::serve_tls(
         protocol_l,
@@ -181,6 +181,7 @@ pub async fn serve_until(config: Config, stop: watch::Receiver<bool>) -> Result<
         Some(TlsIdentity {
             cert_pem: tls.cert_pem.clone(),
             key_pem: tls.key_pem.clone(),
+            client_ca_pem: Some(tls.ca_pem.clone()),
         }),
         plane,
         stopped(stop.clone()),

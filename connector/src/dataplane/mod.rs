@@ -3,7 +3,8 @@
 //! DataFusion.
 //!
 //! The flow of every call:
-//! 1. the bearer token from the `authorization` metadata is checked by [`AccessControl`],
+//! 1. the token from the `authorization` metadata is checked by [`AccessControl`], with the
+//!    participant id of the caller's client certificate (a token is bound to its holder),
 //!    which returns the [`ActiveGrant`];
 //! 2. a fresh, sandboxed DataFusion session is built (see [`sandbox`]) in which the only
 //!    table is a view over the source with the enforcement plan applied (see [`enforce`]);
@@ -25,7 +26,7 @@ use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 pub mod barrier;
 pub mod enforce;
@@ -123,11 +124,14 @@ pub enum AccessError {
 /// Decides who may query what; implemented by the connector with Biscuit tokens and the
 /// transfer store.
 pub trait AccessControl: Send + Sync + 'static {
-    /// Verify the bearer token of a call. `columns`: the dataset columns the query reads,
-    /// once planned (None before planning).
+    /// Verify the token of a call. `holder`: the participant the call comes from (the
+    /// participant id of its verified client certificate; None without one): a token is bound
+    /// to its holder. `columns`: the dataset columns the query reads, once planned (None
+    /// before planning).
     fn authorize(
         &self,
         token: &str,
+        holder: Option<&str>,
         columns: Option<&[String]>,
     ) -> Result<ActiveGrant, AccessError>;
     /// Called once per query, once it is planned and before it runs: Err refuses it (e.g.
@@ -213,6 +217,9 @@ pub struct TlsIdentity {
     pub cert_pem: Vec<u8>,
     /// Private key (PEM).
     pub key_pem: Vec<u8>,
+    /// The data-space CA (PEM): the listener asks callers for a client certificate issued by
+    /// it, whose participant id identifies the token's holder. None: no client certificates.
+    pub client_ca_pem: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for TlsIdentity {
@@ -249,7 +256,14 @@ pub async fn serve_plane(
     let mut builder = Server::builder();
     if let Some(tls) = tls {
         let identity = Identity::from_pem(tls.cert_pem, tls.key_pem);
-        builder = builder.tls_config(ServerTlsConfig::new().identity(identity))?;
+        let mut config = ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = tls.client_ca_pem {
+            // optional at the TLS level so that a call without one gets a clear refusal
+            config = config
+                .client_ca_root(Certificate::from_pem(ca))
+                .client_auth_optional(true);
+        }
+        builder = builder.tls_config(config)?;
     }
     builder
         .add_service(service)

@@ -37,8 +37,10 @@ pub struct DataPlane {
 /// A verified call: its token and what it grants.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// The bearer token (asked again with the columns once the query is planned).
+    /// The token (asked again with the columns once the query is planned).
     pub token: String,
+    /// The participant the call comes from (its client certificate), if known.
+    pub holder: Option<String>,
     /// What the token grants, with the purpose the call declared.
     pub grant: ActiveGrant,
 }
@@ -64,20 +66,26 @@ impl DataPlane {
         Instant::now() + self.cfg.query_timeout
     }
 
-    /// Verifies the `authorization` header value and records the grant's ids on the current
-    /// span; `purpose` is the value of the [`PURPOSE_HEADER`].
+    /// Verifies the `authorization` header value for the caller `holder` (see
+    /// [`AccessControl::authorize`]) and records the grant's ids on the current span;
+    /// `purpose` is the value of the [`PURPOSE_HEADER`].
     pub fn authorize(
         &self,
         authorization: Option<&[u8]>,
         purpose: Option<&[u8]>,
+        holder: Option<String>,
     ) -> Result<Caller, QueryError> {
         let token = bearer_token(authorization)?;
-        let mut grant = self.access.authorize(&token, None)?;
+        let mut grant = self.access.authorize(&token, holder.as_deref(), None)?;
         grant.purpose = declared_purpose(purpose)?;
         let span = Span::current();
         span.record("transfer_id", grant.transfer_id.as_str());
         span.record("agreement_id", grant.agreement_id.as_str());
-        Ok(Caller { token, grant })
+        Ok(Caller {
+            token,
+            holder,
+            grant,
+        })
     }
 
     /// Plans `sql` for `caller` before `deadline`, then asks access control again with the
@@ -106,8 +114,11 @@ impl DataPlane {
         let prepared = timeout_at(deadline, prepare(&caller.grant, sql, &self.cfg))
             .await
             .map_err(|_| QueryError::Timeout)??;
-        self.access
-            .authorize(&caller.token, Some(&prepared.columns))?;
+        self.access.authorize(
+            &caller.token,
+            caller.holder.as_deref(),
+            Some(&prepared.columns),
+        )?;
         Ok(prepared)
     }
 
