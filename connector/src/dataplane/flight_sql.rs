@@ -109,7 +109,7 @@ impl FlightSqlDataPlane {
         request: &Request<Ticket>,
         handle: &[u8],
     ) -> Result<FlightDataStream, QueryError> {
-        let caller = authorize(&self.plane, &request)?;
+        let caller = authorize(&self.plane, request)?;
         let sql = handle_sql(handle)?;
         stream_query(&self.plane, &caller, sql, "flight-sql").await
     }
@@ -148,7 +148,7 @@ impl FlightSqlDataPlane {
         command: CommandGetTables,
         request: &Request<Ticket>,
     ) -> Result<RecordBatch, QueryError> {
-        let caller = authorize(&self.plane, &request)?;
+        let caller = authorize(&self.plane, request)?;
         let schema = self.table_schema(&caller).await?;
         let mut builder = command.into_builder();
         builder
@@ -168,7 +168,7 @@ impl FlightSqlDataPlane {
         query: &ActionCreatePreparedStatementRequest,
         request: &Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, QueryError> {
-        let caller = authorize(&self.plane, &request)?;
+        let caller = authorize(&self.plane, request)?;
         let prepared = self
             .plane
             .plan(&caller, &query.query, "flight-sql", self.plane.deadline())

@@ -311,7 +311,10 @@ mod tests {
     /// (from, held by the provider, message, sender, to, held after): every transition that
     /// the provider's hold changes or refuses, beyond [`LEGAL`] (where the hold is cleared,
     /// except for the provider's suspension, which takes it when `provider_holds`).
-    const HOLDS: &[(S, bool, M, Role, Option<(S, bool)>)] = &[
+    /// (from, held, message, sender, (to, held after) or refused).
+    type HoldRow = (S, bool, M, Role, Option<(S, bool)>);
+
+    const HOLDS: &[HoldRow] = &[
         // the provider's suspension is held; the consumer's request to resume it is refused
         (S::Suspended, true, M::Start, Role::Consumer, None),
         (
