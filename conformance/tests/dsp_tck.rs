@@ -14,6 +14,7 @@ use harness::{
 };
 use serde_json::{Value, json};
 use sluis_connector::dsp::schema;
+use sluis_connector::mgmt_client::segment;
 
 const NEG_ERROR: &str = "ContractNegotiationError";
 const TR_ERROR: &str = "TransferError";
@@ -511,6 +512,55 @@ async fn after_termination(cut: Side, then: &str) {
 tck_test!(tp_03_04, after_termination(P, "start"));
 tck_test!(tp_03_05, after_termination(P, "suspension"));
 tck_test!(tp_03_06, after_termination(P, "completion"));
+
+// ---- who resumes a suspension (beyond the TCK: DSP lets either party send a start for a
+// suspended transfer; the provider refuses to be resumed against its own suspension) -----------
+
+tck_test!(provider_suspension_is_not_undone_by_the_consumer, async {
+    let (t, p) = transfer_started().await;
+    operator_transfer(&t, &p.provider, "suspend", "TransferSuspensionMessage").await;
+    assert_illegal(t.transfer_message(&p, P, "start").await, TR_ERROR);
+    t.assert_transfer(&p, P, "SUSPENDED").await;
+    // the provider's operator decides
+    operator_transfer(&t, &p.provider, "resume", "TransferStartMessage").await;
+    t.assert_transfer(&p, P, "STARTED").await;
+});
+
+tck_test!(provider_config_may_let_the_consumer_resume, async {
+    let rules = Rules {
+        consumer_resume: "auto",
+        ..Rules::AUTO
+    };
+    let (t, p) = transfer_requested(rules).await;
+    t.expect("TransferStartMessage").await;
+    operator_transfer(&t, &p.provider, "suspend", "TransferSuspensionMessage").await;
+    assert_ok(t.transfer_message(&p, P, "start").await);
+    t.assert_transfer(&p, P, "STARTED").await;
+});
+
+tck_test!(
+    consumer_does_not_resume_what_the_provider_suspended,
+    async {
+        let (t, p) = consumer_transfer_started().await;
+        assert_ok(t.transfer_message(&p, C, "suspension").await);
+        let refused = t
+            .mgmt
+            .post(
+                &format!("transfers/{}/resume", segment(&p.consumer)),
+                &json!({}),
+            )
+            .await
+            .expect_err("the consumer's operator cannot resume the provider's suspension");
+        assert!(
+            format!("{refused:#}").contains("only the provider resumes it"),
+            "{refused:#}"
+        );
+        t.assert_transfer(&p, C, "SUSPENDED").await;
+        // the provider resumes
+        assert_ok(t.transfer_message(&p, C, "start").await);
+        t.assert_transfer(&p, C, "STARTED").await;
+    }
+);
 
 // ---- transfer process, the connector as consumer ----------------------------------------------
 

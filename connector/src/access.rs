@@ -1,6 +1,7 @@
 //! The provider's data-plane access control: a Biscuit token is verified offline against our
 //! public key, then checked against live state — the transfer must still be STARTED (so
-//! suspension, termination and completion revoke it at once) — and the agreement is compiled
+//! suspension, termination and completion revoke it at once, and end the queries still
+//! streaming under it, see [`AccessControl::revoked`]) — and the agreement is compiled
 //! into the enforcement plan the data plane applies. Every query is written to the audit log
 //! ([`crate::audit`]), from which the agreement's query count is counted.
 
@@ -13,17 +14,20 @@ use serde_json::json;
 use chrono::Utc;
 use sluis_policy::Policy;
 use sluis_policy::enforcement::{ColumnAccess, EnforcementPlan, compile};
-use sluis_policy::token::{AccessRequest, TokenVerifier};
+use sluis_policy::token::{AccessRequest, TokenError, TokenVerifier, VerifiedToken};
 use tracing::info;
 
 use crate::audit::{Admission, AuditLog, QueryEntry};
+use crate::dataplane::revoke::Revoked;
 use crate::dataplane::{
     AccessControl, AccessError, ActiveGrant, AuditId, DataSource, MaskKey, QueryOutcome, SourceKind,
 };
 use crate::dsp::Role;
 use crate::dsp::transfer::TransferState;
 use crate::engine::transfer::FORMAT_FLIGHT;
+use crate::holder::Holders;
 use crate::node::{Shared, table_name};
+use crate::tls::TlsMaterial;
 
 /// Access control backed by the node's store, catalogue and token key.
 pub struct ProviderAccess {
@@ -34,11 +38,13 @@ pub struct ProviderAccess {
     audit: AuditLog,
     /// The provider secret hash-mask keys are derived from (the token signing key).
     mask_secret: Vec<u8>,
+    /// Checks who a token belongs to (its holder, or its holder's delegate).
+    holders: Holders,
 }
 
 impl ProviderAccess {
-    /// Access control for `node`.
-    pub fn new(node: Shared) -> anyhow::Result<Self> {
+    /// Access control for `node`; token delegations are checked against the CA of `tls`.
+    pub fn new(node: Shared, tls: &TlsMaterial) -> anyhow::Result<Self> {
         let verifier = TokenVerifier::from_public_key_hex(&node.tokens.public_key_hex())
             .map_err(|e| anyhow::anyhow!("loading the token public key: {e}"))?;
         let audit = AuditLog::open(&crate::audit::path(&node.config.data_dir))?;
@@ -50,6 +56,7 @@ impl ProviderAccess {
             plans: Mutex::default(),
             audit,
             mask_secret,
+            holders: Holders::new(tls)?,
         })
     }
 
@@ -138,6 +145,7 @@ impl AccessControl for ProviderAccess {
     fn authorize(
         &self,
         token: &str,
+        holder: Option<&str>,
         columns: Option<&[String]>,
     ) -> Result<ActiveGrant, AccessError> {
         let claimed = self
@@ -155,6 +163,7 @@ impl AccessControl for ProviderAccess {
                 },
             )
             .map_err(|e| AccessError::PermissionDenied(e.to_string()))?;
+        check_holder(&self.holders, &verified, holder)?;
         let grant = verified.grant;
         let transfer = self
             .node
@@ -170,10 +179,7 @@ impl AccessControl for ProviderAccess {
                 AccessError::PermissionDenied("the token's transfer is unknown".into())
             })?;
         if transfer.state != TransferState::Started {
-            return Err(AccessError::PermissionDenied(format!(
-                "the transfer is {}: its tokens are revoked",
-                transfer.state.as_str()
-            )));
+            return Err(revoked_in(transfer.state));
         }
         let mut plan = self.plan(&grant.agreement_id)?;
         if let Some(allowed) = &verified.allowed_columns {
@@ -236,6 +242,94 @@ impl AccessControl for ProviderAccess {
             tracing::error!(error = %format!("{e:#}"), "writing a refusal to the audit log failed");
         }
     }
+
+    /// Watches the transfer in the store (woken by each commit that changes it, no polling)
+    /// and the clock: the grant ends when the transfer leaves STARTED, or when the token (or
+    /// an attenuation of it) or the agreement's period expires.
+    fn revoked(&self, token: &str, grant: &ActiveGrant) -> Revoked {
+        let request = AccessRequest {
+            dataset_id: grant.dataset_id.clone(),
+            now: Utc::now(),
+            columns: Vec::new(),
+        };
+        let token_expiry = match self.verifier.verify(token, &request) {
+            Ok(verified) => verified.expires_at,
+            Err(e) => {
+                let refusal = AccessError::PermissionDenied(e.to_string());
+                return Box::pin(std::future::ready(refusal));
+            }
+        };
+        let ends = grant
+            .plan
+            .not_after
+            .map_or(token_expiry, |period| period.min(token_expiry));
+        let node = self.node.clone();
+        let transfer_id = grant.transfer_id.clone();
+        Box::pin(async move {
+            let watch = node.store.watch(&transfer_id);
+            let left = (ends - Utc::now()).to_std().unwrap_or_default();
+            let expiry = tokio::time::sleep(left);
+            tokio::pin!(expiry);
+            loop {
+                // subscribed before reading: no change between the read and the wait is missed
+                let changed = watch.changed();
+                if let Err(refusal) = still_started(&node, &transfer_id) {
+                    return refusal;
+                }
+                tokio::select! {
+                    () = changed => {}
+                    () = &mut expiry => {
+                        return AccessError::PermissionDenied(format!(
+                            "{}; the running query is stopped",
+                            TokenError::Expired
+                        ));
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// Tokens are bound to their holder: the caller must be the participant the token belongs to
+/// (see [`crate::holder`]). Neither participant id is echoed.
+fn check_holder(
+    holders: &Holders,
+    verified: &VerifiedToken,
+    caller: Option<&str>,
+) -> Result<(), AccessError> {
+    let Some(caller) = caller else {
+        return Err(AccessError::Unauthenticated(
+            "no client certificate: a token is bound to its holder; connect with the client certificate of the participant it was issued (or delegated) to".into(),
+        ));
+    };
+    let bound = holders
+        .bound(verified)
+        .map_err(AccessError::PermissionDenied)?;
+    if bound != caller {
+        return Err(AccessError::PermissionDenied(
+            "the token belongs to another participant: present it with the client certificate of the participant it was issued (or delegated) to".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Ok while the transfer is STARTED; otherwise why its tokens are revoked.
+fn still_started(node: &Shared, transfer_id: &str) -> Result<(), AccessError> {
+    match node.store.transfer(transfer_id).map_err(internal)? {
+        Some(t) if t.state == TransferState::Started => Ok(()),
+        Some(t) => Err(revoked_in(t.state)),
+        None => Err(AccessError::PermissionDenied(
+            "the token's transfer is unknown".into(),
+        )),
+    }
+}
+
+/// The refusal for a token whose transfer is in `state` (not STARTED).
+fn revoked_in(state: TransferState) -> AccessError {
+    AccessError::PermissionDenied(format!(
+        "the transfer is {}: its tokens are revoked",
+        state.as_str()
+    ))
 }
 
 fn entry<'a>(grant: &'a ActiveGrant, sql: &'a str, channel: &'a str) -> QueryEntry<'a> {

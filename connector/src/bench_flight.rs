@@ -38,7 +38,12 @@ const TABLE: &str = "meter_readings";
 struct Fixed(HashMap<String, ActiveGrant>);
 
 impl AccessControl for Fixed {
-    fn authorize(&self, token: &str, _: Option<&[String]>) -> Result<ActiveGrant, AccessError> {
+    fn authorize(
+        &self,
+        token: &str,
+        _: Option<&str>,
+        _: Option<&[String]>,
+    ) -> Result<ActiveGrant, AccessError> {
         self.0
             .get(token)
             .cloned()

@@ -27,6 +27,13 @@ pub struct QueryArgs {
     /// The transfer's token (the DataAddress's `authorization` property).
     #[arg(long, env = "SLUIS_TOKEN", hide_env_values = true)]
     pub token: String,
+    /// The client certificate (PEM) of the participant the token belongs to: tokens are bound
+    /// to their holder (the consumer's `tls.cert`, or a delegate's).
+    #[arg(long, requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// The private key (PEM) of `--cert`.
+    #[arg(long, requires = "cert")]
+    pub key: Option<PathBuf>,
     /// The purpose of the query, if the agreement asks for one (an IRI such as
     /// `https://w3id.org/dpv#ResearchAndDevelopment`).
     #[arg(long)]
@@ -65,13 +72,41 @@ pub enum TokenCommand {
         #[arg(long, value_delimiter = ',')]
         columns: Option<Vec<String>>,
     },
+    /// Pass a token on to another participant: an explicit act of its holder, proved with the
+    /// holder's certificate key. Afterwards the token works only from the delegate's client
+    /// certificate.
+    Delegate {
+        /// The token to delegate.
+        #[arg(long, env = "SLUIS_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The provider's token public key (the DataAddress's `tokenPublicKey` property).
+        #[arg(long)]
+        public_key: String,
+        /// The delegate's participant id (the URI SAN of its certificate).
+        #[arg(long)]
+        to: String,
+        /// The data-space CA (PEM).
+        #[arg(long)]
+        ca: PathBuf,
+        /// The holder's certificate (PEM).
+        #[arg(long)]
+        cert: PathBuf,
+        /// The holder's private key (PEM).
+        #[arg(long)]
+        key: PathBuf,
+    },
 }
 
 /// Runs `sluis query`.
 pub async fn query(args: QueryArgs) -> Result<()> {
     let ca = std::fs::read(&args.ca)
         .with_context(|| format!("reading the CA certificate {}", args.ca.display()))?;
-    let mut client = flight_client::connect(&args.endpoint, &ca, &args.token).await?;
+    let cert = match (&args.cert, &args.key) {
+        (Some(cert), Some(key)) => Some(flight_client::ClientCert::load(cert, key)?),
+        _ => None,
+    };
+    let mut client =
+        flight_client::connect(&args.endpoint, &ca, cert.as_ref(), &args.token).await?;
     if let Some(purpose) = &args.purpose {
         client
             .add_header(PURPOSE_HEADER, purpose)
@@ -193,13 +228,30 @@ fn print_table(batches: &[RecordBatch], max_rows: usize) -> Result<()> {
 
 /// Runs `sluis token ...`; prints the new token on stdout.
 pub fn token(command: TokenCommand) -> Result<()> {
-    let TokenCommand::Attenuate {
-        token,
-        public_key,
-        expires_in,
-        expires_at,
-        columns,
-    } = command;
+    let (token, public_key, expires_in, expires_at, columns) = match command {
+        TokenCommand::Attenuate {
+            token,
+            public_key,
+            expires_in,
+            expires_at,
+            columns,
+        } => (token, public_key, expires_in, expires_at, columns),
+        TokenCommand::Delegate {
+            token,
+            public_key,
+            to,
+            ca,
+            cert,
+            key,
+        } => {
+            let tls = crate::tls::TlsMaterial::load(&crate::tls::TlsFiles { ca, cert, key })?;
+            println!(
+                "{}",
+                crate::holder::delegate(&token, &public_key, &to, &tls)?
+            );
+            return Ok(());
+        }
+    };
     let expires_at = match (expires_in, expires_at) {
         (Some(d), _) => Some(Utc::now() + parse_duration(&d)?),
         (None, at) => at,

@@ -431,11 +431,22 @@ pub struct TransferConfig {
     /// Lifetime of a data-plane token, in seconds.
     #[serde(default = "default_token_ttl")]
     pub token_ttl_secs: u64,
+    /// Provider: who resumes a transfer the provider suspended. `manual` (the default): only
+    /// the provider (its operator, through the management API); a consumer's
+    /// `TransferStartMessage` is refused with a `TransferError` (400). `auto`: a consumer's
+    /// request to resume is accepted.
+    #[serde(default = "manual")]
+    pub consumer_resume: Mode,
+}
+
+fn manual() -> Mode {
+    Mode::Manual
 }
 
 impl Default for TransferConfig {
     fn default() -> Self {
         Self {
+            consumer_resume: Mode::Manual,
             provider_mode: Mode::Auto,
             token_ttl_secs: default_token_ttl(),
         }
@@ -696,6 +707,7 @@ consumer_mode = "auto"        # auto: accept a matching offer, verify a matching
 [transfer]
 provider_mode = "auto"        # auto: start a requested transfer at once; manual: wait for the operator
 token_ttl_secs = 3600
+consumer_resume = "manual"    # manual: a transfer the provider suspended resumes only when the operator resumes it; auto: also at the consumer's request
 
 # [http]              # both HTTP listeners: DSP (with /data) and management
 # header_timeout_secs = 10      # TLS handshake and a request's headers; idle keep-alive

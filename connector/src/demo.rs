@@ -304,7 +304,10 @@ async fn query_and_check(scn: &Scenario, c: &Contracted) -> Result<()> {
     let token = c.address.property("authorization").context("no token")?;
     let table = c.address.property("table").context("no table")?;
     println!("\n[  Flight ] Consumer queries {endpoint} with its token");
-    let mut client = flight_client::connect(endpoint, &scn.ca_pem, token).await?;
+    // the token is bound to the consumer: its client certificate goes with it
+    let certs = scn.consumer.dir.join("certs");
+    let cert = flight_client::ClientCert::load(&certs.join("cert.pem"), &certs.join("key.pem"))?;
+    let mut client = flight_client::connect(endpoint, &scn.ca_pem, Some(&cert), token).await?;
     let t0 = Instant::now();
     let batches = flight_client::query(&mut client, &format!("SELECT * FROM {table}")).await?;
     let secs = t0.elapsed().as_secs_f64();

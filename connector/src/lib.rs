@@ -28,6 +28,7 @@ pub mod dsp;
 pub mod engine;
 pub mod federation;
 pub mod flight_client;
+pub mod holder;
 pub mod mgmt;
 pub mod mgmt_catalog;
 pub mod mgmt_client;

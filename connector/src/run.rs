@@ -163,7 +163,7 @@ pub async fn serve_until(config: Config, stop: watch::Receiver<bool>) -> Result<
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let access = Arc::new(ProviderAccess::new(node.clone())?);
+    let access = Arc::new(ProviderAccess::new(node.clone(), &tls)?);
     let plane = DataPlane::try_new(access, limits)?;
     let fds = server::open_files_limit();
     let (dsp_limits, mgmt_limits) = (
@@ -204,6 +204,7 @@ pub async fn serve_until(config: Config, stop: watch::Receiver<bool>) -> Result<
     let flight_identity = TlsIdentity {
         cert_pem: tls.cert_pem.clone(),
         key_pem: tls.key_pem.clone(),
+        client_ca_pem: Some(tls.ca_pem.clone()),
     };
     let flight_stop = stopped(stop.clone());
     let query_runtime = plane.query_runtime().clone();

@@ -67,7 +67,8 @@ CREATE TABLE IF NOT EXISTS transfer (
     data_address TEXT,
     error TEXT,
     created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
+    updated_at TEXT NOT NULL,
+    provider_hold INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS transfer_consumer_pid ON transfer(consumer_pid);
 DROP INDEX IF EXISTS transfer_state;
@@ -248,6 +249,9 @@ pub struct Transfer {
     pub format: String,
     /// Current state.
     pub state: TransferState,
+    /// Whether the provider holds it suspended: only the provider resumes it (see
+    /// [`crate::dsp::transfer::Held`]).
+    pub provider_hold: bool,
     /// The data address, once started (consumer side).
     pub data_address: Option<Value>,
     /// Why it was terminated, if it was.
@@ -515,6 +519,8 @@ impl Store {
     fn open_with(path: &Path, checkpoint_every: usize, wal_limit: i64) -> Result<Self> {
         let conn = connect(path)?;
         conn.execute_batch(SCHEMA)
+            .map_err(anyhow::Error::from)
+            .and_then(|()| migrate(&conn))
             .with_context(|| format!("creating the schema in {}", path.display()))?;
         // checkpoints run on a thread of their own (see `Checkpoints`), not inside a commit
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
@@ -1020,7 +1026,7 @@ fn connect(path: &Path) -> Result<Connection> {
 const QUEUED_AFTER: &str =
     "SELECT id, process_id, next_attempt_at FROM outbox WHERE id > ?1 ORDER BY id LIMIT ?2";
 const NEG_COLS: &str = "id, role, provider_pid, consumer_pid, peer_id, peer_address, state, dataset_id, offer, agreement_id, error, created_at, updated_at";
-const TR_COLS: &str = "id, role, provider_pid, consumer_pid, peer_id, peer_address, agreement_id, dataset_id, format, state, data_address, error, created_at, updated_at";
+const TR_COLS: &str = "id, role, provider_pid, consumer_pid, peer_id, peer_address, agreement_id, dataset_id, format, state, data_address, error, created_at, updated_at, provider_hold";
 
 fn negotiation_row(r: &Row<'_>) -> rusqlite::Result<Negotiation> {
     let state: String = r.get(6)?;
@@ -1059,7 +1065,21 @@ fn transfer_row(r: &Row<'_>) -> rusqlite::Result<Transfer> {
         error: r.get(11)?,
         created_at: parse_ts(r.get(12)?)?,
         updated_at: parse_ts(r.get(13)?)?,
+        provider_hold: r.get(14)?,
     })
+}
+
+/// Adds the columns that later versions added to a table created before them.
+fn migrate(conn: &Connection) -> Result<()> {
+    let has_hold = conn
+        .prepare("SELECT 1 FROM pragma_table_info('transfer') WHERE name = 'provider_hold'")?
+        .exists([])?;
+    if !has_hold {
+        conn.execute_batch(
+            "ALTER TABLE transfer ADD COLUMN provider_hold INTEGER NOT NULL DEFAULT 0",
+        )?;
+    }
+    Ok(())
 }
 
 impl<'a> Tx<'a> {
@@ -1224,7 +1244,7 @@ impl<'a> Tx<'a> {
     /// Inserts a new transfer and records its first state.
     pub fn insert_transfer(&mut self, t: &Transfer, note: &str) -> Result<()> {
         self.exec(
-            &format!("INSERT INTO transfer ({TR_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)"),
+            &format!("INSERT INTO transfer ({TR_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"),
             params![
                 t.id,
                 t.role.as_str(),
@@ -1239,7 +1259,8 @@ impl<'a> Tx<'a> {
                 t.data_address.as_ref().map(Value::to_string),
                 t.error,
                 ts(t.created_at),
-                ts(t.updated_at)
+                ts(t.updated_at),
+                t.provider_hold
             ],
         )?;
         self.record(&t.id, t.state.as_str(), note)
@@ -1249,14 +1270,15 @@ impl<'a> Tx<'a> {
     pub fn update_transfer(&mut self, t: &Transfer, note: &str) -> Result<()> {
         let old = self.old_state("transfer", &t.id, t.consumer_pid.as_deref())?;
         self.exec(
-            "UPDATE transfer SET provider_pid = ?2, state = ?3, data_address = ?4, error = ?5, updated_at = ?6 WHERE id = ?1",
+            "UPDATE transfer SET provider_pid = ?2, state = ?3, data_address = ?4, error = ?5, updated_at = ?6, provider_hold = ?7 WHERE id = ?1",
             params![
                 t.id,
                 t.provider_pid,
                 t.state.as_str(),
                 t.data_address.as_ref().map(Value::to_string),
                 t.error,
-                ts(now())
+                ts(now()),
+                t.provider_hold
             ],
         )?;
         if old != t.state.as_str() {

@@ -114,6 +114,34 @@ impl TlsMaterial {
         Ok(Arc::new(cfg))
     }
 
+    /// Signs `message` with our certificate's key: a proof by the holder of this certificate
+    /// (a token delegation, see [`crate::holder`]). Returns the TLS scheme and the signature.
+    pub fn sign(&self, message: &[u8]) -> Result<(rustls::SignatureScheme, Vec<u8>)> {
+        use rustls::SignatureScheme as S;
+        let key = rustls::crypto::ring::sign::any_supported_type(&self.key)
+            .context("our private key cannot sign")?;
+        let signer = key
+            .choose_scheme(&[
+                S::ECDSA_NISTP256_SHA256,
+                S::ECDSA_NISTP384_SHA384,
+                S::ED25519,
+                S::RSA_PSS_SHA256,
+            ])
+            .context("our key type has no signature scheme usable for proofs")?;
+        let signature = signer.sign(message).context("signing")?;
+        Ok((signer.scheme(), signature))
+    }
+
+    /// A verifier of client certificates against the data-space CA.
+    pub fn client_verifier(&self) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>> {
+        WebPkiClientVerifier::builder_with_provider(
+            self.roots.clone(),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .context("building the client certificate verifier")
+    }
+
     /// Client config for calls to peer connectors: presents our certificate, verifies theirs.
     /// ALPN is left to the HTTP connector.
     pub fn client_config(&self) -> Result<rustls::ClientConfig> {

@@ -52,6 +52,7 @@ impl AccessControl for Grants {
     fn authorize(
         &self,
         token: &str,
+        _holder: Option<&str>,
         columns: Option<&[String]>,
     ) -> Result<ActiveGrant, AccessError> {
         if let Some(columns) = columns {
@@ -138,6 +139,7 @@ impl Server {
         let tls = TlsIdentity {
             cert_pem: cert_pem.clone().into_bytes(),
             key_pem: key.signing_key.serialize_pem().into_bytes(),
+            client_ca_pem: None,
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();

@@ -58,9 +58,20 @@ impl Space {
             })
     }
 
+    /// The consumer's client certificate: its tokens are bound to it.
+    fn consumer_cert(&self) -> flight_client::ClientCert {
+        participant_cert(&self.scn.consumer)
+    }
+
     fn north_rows(&self) -> usize {
         self.scn.sample.rows_per_region[ALLOWED_REGION] as usize
     }
+}
+
+/// The client certificate of a participant of the scenario.
+fn participant_cert(files: &scenario::ParticipantFiles) -> flight_client::ClientCert {
+    let certs = files.dir.join("certs");
+    flight_client::ClientCert::load(&certs.join("cert.pem"), &certs.join("key.pem")).unwrap()
 }
 
 fn token(c: &Contracted) -> &str {
@@ -73,7 +84,9 @@ async fn query(
     sql: &str,
 ) -> anyhow::Result<Vec<arrow::record_batch::RecordBatch>> {
     let endpoint = space.provider.ports.flight_url.clone();
-    let mut client = flight_client::connect(&endpoint, &space.scn.ca_pem, token).await?;
+    let cert = space.consumer_cert();
+    let mut client =
+        flight_client::connect(&endpoint, &space.scn.ca_pem, Some(&cert), token).await?;
     flight_client::query(&mut client, sql).await
 }
 
@@ -300,6 +313,7 @@ fn python_client(space: &Space, script: &str, args: &[&str]) -> Value {
         ])
         .arg("--ca")
         .arg(ca)
+        .args(consumer_cert_args(space))
         .args(args)
         .output()
         .unwrap_or_else(|e| panic!("running {}: {e}", python.display()));
@@ -316,6 +330,17 @@ fn python_client(space: &Space, script: &str, args: &[&str]) -> Value {
             String::from_utf8_lossy(&out.stdout)
         )
     })
+}
+
+/// `--cert <file> --key <file>` of the consumer's client certificate, for the clients.
+fn consumer_cert_args(space: &Space) -> Vec<PathBuf> {
+    let certs = space.scn.consumer.dir.join("certs");
+    vec![
+        "--cert".into(),
+        certs.join("cert.pem"),
+        "--key".into(),
+        certs.join("key.pem"),
+    ]
 }
 
 /// `SLUIS_PYTHON`, else the workspace's `.venv`; the test command (`./test.sh`) creates it.
@@ -519,7 +544,9 @@ async fn query_for(
     sql: &str,
 ) -> anyhow::Result<Vec<arrow::record_batch::RecordBatch>> {
     let endpoint = space.provider.ports.flight_url.clone();
-    let mut client = flight_client::connect(&endpoint, &space.scn.ca_pem, token).await?;
+    let cert = space.consumer_cert();
+    let mut client =
+        flight_client::connect(&endpoint, &space.scn.ca_pem, Some(&cert), token).await?;
     if let Some(p) = purpose {
         client.add_header(sluis_connector::dataplane::PURPOSE_HEADER, p)?;
     }
@@ -653,6 +680,7 @@ fn http_pull(space: &Space, url: &str, token: &str, accept: &str, sql: &str) -> 
         ])
         .arg("--ca")
         .arg(space.scn.root.join("ca.pem"))
+        .args(consumer_cert_args(space))
         .output()
         .unwrap();
     assert!(
@@ -780,6 +808,8 @@ async fn cli_attenuates_offline_and_queries_with_the_narrower_token() {
     let endpoint = space.provider.ports.flight_url.clone();
     let ca = space.scn.root.join("ca.pem");
     let ca = ca.to_str().unwrap();
+    let certs = space.scn.consumer.dir.join("certs");
+    let (cert, cert_key) = (certs.join("cert.pem"), certs.join("key.pem"));
     // `sluis query` against the provider with a token and SQL, then any further arguments
     let query = |token: &str, sql: &str, more: &[&str]| {
         let mut args = vec![
@@ -788,6 +818,10 @@ async fn cli_attenuates_offline_and_queries_with_the_narrower_token() {
             endpoint.as_str(),
             "--ca",
             ca,
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            cert_key.to_str().unwrap(),
             "--token",
             token,
             "--sql",
@@ -1142,4 +1176,399 @@ async fn dataset_ids_with_reserved_characters_negotiate_between_two_connectors()
             assert!(n.to_string().contains("400"), "{n}");
         }
     }
+}
+
+// ---- revocation ends running streams (issue 17, item 4) ----------------------------------------
+
+/// Every visible row next to every other: a result of hundreds of millions of rows, a stream
+/// that runs far longer than the test.
+fn long_sql(table: &str) -> String {
+    format!(
+        "SELECT a.*, b.meter_id AS other_meter, b.reading_time AS other_time \
+         FROM {table} a CROSS JOIN {table} b"
+    )
+}
+
+/// The provider's id of the transfer a token was minted for (the token's grant).
+fn provider_transfer_of(address: &sluis_connector::dsp::messages::DataAddress) -> String {
+    let key = address.property("tokenPublicKey").unwrap();
+    let verifier = sluis_policy::token::TokenVerifier::from_public_key_hex(key).unwrap();
+    let token = address.property("authorization").unwrap();
+    verifier.inspect(token).unwrap().transfer_id
+}
+
+/// The provider's operator acts on its transfer `id`; returns when the change is committed.
+async fn provider_acts(space: &Space, id: &str, action: &str) -> std::time::Instant {
+    space
+        .provider
+        .mgmt()
+        .post(&format!("transfers/{}/{action}", segment(id)), &Value::Null)
+        .await
+        .unwrap();
+    std::time::Instant::now()
+}
+
+/// Reads what is left of `stream` once its grant ended at `ended`: how long it still ran, the
+/// rows it sent meanwhile, and the error it ended with (None: it ended without one).
+async fn drain<S>(mut stream: S, ended: std::time::Instant) -> (Duration, usize, Option<String>)
+where
+    S: futures::Stream<Item = Result<arrow::record_batch::RecordBatch, String>> + Unpin,
+{
+    use futures::StreamExt;
+    let give_up = tokio::time::Instant::from_std(ended) + Duration::from_secs(15);
+    let mut rows = 0;
+    loop {
+        match tokio::time::timeout_at(give_up, stream.next()).await {
+            Err(_) => return (ended.elapsed(), rows, Some("still running".into())),
+            Ok(None) => return (ended.elapsed(), rows, None),
+            Ok(Some(Ok(batch))) => rows += batch.num_rows(),
+            Ok(Some(Err(e))) => return (ended.elapsed(), rows, Some(e)),
+        }
+    }
+}
+
+/// The stream ended within a second of `ended`, refused with `PermissionDenied` naming `why`.
+fn assert_ended(what: &str, (took, rows, error): (Duration, usize, Option<String>), why: &str) {
+    assert!(
+        took < Duration::from_secs(1),
+        "{what}: the stream ran {took:?} (and {rows} rows) after its grant ended: {error:?}"
+    );
+    let error = error.unwrap_or_else(|| panic!("{what}: the stream ended without an error"));
+    assert!(
+        error.contains("PermissionDenied") && error.contains(why),
+        "{what}: {error}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revocation_ends_running_streams_within_a_second() {
+    use arrow_flight::sql::client::FlightSqlServiceClient;
+    use futures::{StreamExt, TryStreamExt};
+
+    let space = start();
+    let endpoint = space.provider.ports.flight_url.clone();
+    let flight_error = |e: arrow_flight::error::FlightError| flight_client::flight_message(&e);
+
+    // Flight DoGet, suspended by the provider
+    let c = space.contract(DATASET_ID, OFFER_ID).await;
+    let sql = long_sql(c.address.property("table").unwrap());
+    let cert = space.consumer_cert();
+    let mut client = flight_client::connect(&endpoint, &space.scn.ca_pem, Some(&cert), token(&c))
+        .await
+        .unwrap();
+    let mut stream = client
+        .do_get(arrow_flight::Ticket::new(sql.clone()))
+        .await
+        .unwrap()
+        .map_err(flight_error);
+    stream.next().await.unwrap().expect("the stream runs");
+    let ended = provider_acts(&space, &provider_transfer_of(&c.address), "suspend").await;
+    assert_ended("DoGet", drain(stream, ended).await, "SUSPENDED");
+
+    // Flight SQL, terminated by the provider
+    let c = space.contract(DATASET_ID, OFFER_ID).await;
+    let channel = flight_client::channel(&endpoint, &space.scn.ca_pem, Some(&cert))
+        .await
+        .unwrap();
+    let mut sql_client = FlightSqlServiceClient::new(channel);
+    sql_client.set_header("authorization", format!("Bearer {}", token(&c)));
+    let info = sql_client.execute(sql.clone(), None).await.unwrap();
+    let ticket = info.endpoint[0].ticket.clone().unwrap();
+    let mut stream = sql_client
+        .do_get(ticket)
+        .await
+        .unwrap()
+        .map_err(flight_error);
+    stream.next().await.unwrap().expect("the stream runs");
+    let ended = provider_acts(&space, &provider_transfer_of(&c.address), "terminate").await;
+    assert_ended("Flight SQL", drain(stream, ended).await, "TERMINATED");
+
+    // HTTP pull, completed by the provider
+    let c = space.contract(DATASET_ID, OFFER_ID).await;
+    let address = http_transfer(&space, &c).await;
+    let mut body = HttpStream::post(&space, &address, &sql).await;
+    body.read_at_least(64 * 1024).await;
+    let ended = provider_acts(&space, &provider_transfer_of(&address), "complete").await;
+    let (took, truncated) = body.read_to_end(ended).await;
+    assert!(
+        took < Duration::from_secs(1),
+        "HTTP: the body ran {took:?} after its grant ended"
+    );
+    assert!(truncated, "HTTP: a revoked stream must not look complete");
+
+    // Flight DoGet under a token (attenuated) that expires while the query runs
+    let c = space.contract(DATASET_ID, OFFER_ID).await;
+    let expires_at = chrono::Utc::now() + chrono::Duration::seconds(3);
+    let short = sluis_policy::token::attenuate(
+        token(&c),
+        c.address.property("tokenPublicKey").unwrap(),
+        &sluis_policy::token::Attenuation {
+            expires_at: Some(expires_at),
+            columns: None,
+        },
+    )
+    .unwrap();
+    let mut client = flight_client::connect(&endpoint, &space.scn.ca_pem, Some(&cert), &short)
+        .await
+        .unwrap();
+    let mut stream = client
+        .do_get(arrow_flight::Ticket::new(sql))
+        .await
+        .unwrap()
+        .map_err(flight_error);
+    stream.next().await.unwrap().expect("the stream runs");
+    // tokens state their expiry to the second
+    let whole_second = chrono::DateTime::from_timestamp(expires_at.timestamp(), 0).unwrap();
+    let left = (whole_second - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    let expired = std::time::Instant::now() + left;
+    assert_ended("expiry", drain(stream, expired).await, "expired");
+}
+
+/// A raw HTTP/1.1 `POST /data` to the provider's `HttpData-PULL` endpoint over TLS, with the
+/// consumer's client certificate, read as it arrives.
+struct HttpStream {
+    tls: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    got: Vec<u8>,
+}
+
+impl HttpStream {
+    async fn post(
+        space: &Space,
+        address: &sluis_connector::dsp::messages::DataAddress,
+        sql: &str,
+    ) -> Self {
+        let material = participant_tls(&space.scn.consumer);
+        Self::post_as(Some(&material), &material, address, sql).await
+    }
+
+    /// `POST /data` presenting `client`'s certificate (None: none), trusting the CA of `trust`.
+    async fn post_as(
+        client: Option<&sluis_connector::tls::TlsMaterial>,
+        trust: &sluis_connector::tls::TlsMaterial,
+        address: &sluis_connector::dsp::messages::DataAddress,
+        sql: &str,
+    ) -> Self {
+        use tokio::io::AsyncWriteExt;
+        let url = address.endpoint.clone().unwrap();
+        let authority = url
+            .trim_start_matches("https://")
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        let config = match client {
+            Some(m) => m.client_config().unwrap(),
+            None => rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(trust.roots.clone())
+            .with_no_client_auth(),
+        };
+        let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(&authority).await.unwrap();
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = connector.connect(name, tcp).await.unwrap();
+        let token = address.property("authorization").unwrap();
+        let request = format!(
+            "POST /data HTTP/1.1\r\nHost: {authority}\r\nAuthorization: Bearer {token}\r\n\
+             Accept: text/csv\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{sql}",
+            sql.len()
+        );
+        tls.write_all(request.as_bytes()).await.unwrap();
+        Self {
+            tls,
+            got: Vec::new(),
+        }
+    }
+
+    /// The whole (short) answer: status line, headers and body.
+    async fn answer(&mut self) -> String {
+        use tokio::io::AsyncReadExt;
+        let mut all = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(30), self.tls.read_to_end(&mut all)).await;
+        String::from_utf8_lossy(&all).into_owned()
+    }
+
+    /// Reads until `n` bytes arrived; the answer must be a 200.
+    async fn read_at_least(&mut self, n: usize) {
+        use tokio::io::AsyncReadExt;
+        let mut buf = vec![0; 64 * 1024];
+        while self.got.len() < n {
+            let read = tokio::time::timeout(Duration::from_secs(30), self.tls.read(&mut buf))
+                .await
+                .expect("the answer comes")
+                .unwrap();
+            assert!(read > 0, "{}", String::from_utf8_lossy(&self.got));
+            self.got.extend_from_slice(&buf[..read]);
+        }
+        assert!(
+            self.got.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&self.got[..200.min(self.got.len())])
+        );
+    }
+
+    /// Reads until the connection ends (15 s at most after `ended`): how long after `ended`,
+    /// and whether the chunked body was cut off rather than finished.
+    async fn read_to_end(&mut self, ended: std::time::Instant) -> (Duration, bool) {
+        use tokio::io::AsyncReadExt;
+        let give_up = tokio::time::Instant::from_std(ended) + Duration::from_secs(15);
+        let mut buf = vec![0; 64 * 1024];
+        loop {
+            match tokio::time::timeout_at(give_up, self.tls.read(&mut buf)).await {
+                Err(_) => return (ended.elapsed(), false),
+                Ok(Ok(0)) | Ok(Err(_)) => break,
+                Ok(Ok(read)) => {
+                    // keep only the tail: the body is large
+                    self.got.extend_from_slice(&buf[..read]);
+                    let keep = self.got.len().saturating_sub(16);
+                    self.got.drain(..keep);
+                }
+            }
+        }
+        (ended.elapsed(), !self.got.ends_with(b"\r\n0\r\n\r\n"))
+    }
+}
+
+/// The TLS material (certificate, key, CA) of a participant of the scenario.
+fn participant_tls(files: &scenario::ParticipantFiles) -> sluis_connector::tls::TlsMaterial {
+    let certs = files.dir.join("certs");
+    sluis_connector::tls::TlsMaterial::load(&sluis_connector::tls::TlsFiles {
+        ca: certs.join("ca.pem"),
+        cert: certs.join("cert.pem"),
+        key: certs.join("key.pem"),
+    })
+    .unwrap()
+}
+
+// ---- tokens are bound to their holder (issue 17, item 5) ---------------------------------------
+
+const OTHER_ID: &str = "did:web:other.example";
+
+/// `sql` over Flight DoGet with `token`, presenting `cert` (None: no client certificate).
+async fn query_as(
+    space: &Space,
+    cert: Option<&flight_client::ClientCert>,
+    token: &str,
+    sql: &str,
+) -> anyhow::Result<Vec<arrow::record_batch::RecordBatch>> {
+    let endpoint = space.provider.ports.flight_url.clone();
+    let mut client = flight_client::connect(&endpoint, &space.scn.ca_pem, cert, token).await?;
+    flight_client::query(&mut client, sql).await
+}
+
+/// `sql` over Flight SQL with `token`, presenting `cert`.
+async fn flight_sql_as(
+    space: &Space,
+    cert: Option<&flight_client::ClientCert>,
+    token: &str,
+    sql: &str,
+) -> Result<(), String> {
+    let endpoint = space.provider.ports.flight_url.clone();
+    let channel = flight_client::channel(&endpoint, &space.scn.ca_pem, cert)
+        .await
+        .unwrap();
+    let mut client = arrow_flight::sql::client::FlightSqlServiceClient::new(channel);
+    client.set_header("authorization", format!("Bearer {token}"));
+    client
+        .execute(sql.to_string(), None)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_work_only_from_their_holders_certificate() {
+    let space = start();
+    let other_files = scenario::add_participant(&space.scn.root, "other", OTHER_ID, &[]).unwrap();
+    let other = participant_cert(&other_files);
+    let consumer = space.consumer_cert();
+    let c = space.contract(DATASET_ID, OFFER_ID).await;
+    let table = c.address.property("table").unwrap();
+    let sql = format!("SELECT count(*) AS n FROM {table}");
+
+    // Flight: the holder reads; another participant and no certificate are refused
+    query_as(&space, Some(&consumer), token(&c), &sql)
+        .await
+        .unwrap();
+    let err = query_as(&space, Some(&other), token(&c), &sql)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("PermissionDenied") && err.contains("another participant"),
+        "{err}"
+    );
+    let err = query_as(&space, None, token(&c), &sql)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Unauthenticated") && err.contains("no client certificate"),
+        "{err}"
+    );
+
+    // Flight SQL: the same
+    flight_sql_as(&space, Some(&consumer), token(&c), &sql)
+        .await
+        .unwrap();
+    let err = flight_sql_as(&space, Some(&other), token(&c), &sql)
+        .await
+        .unwrap_err();
+    assert!(err.contains("another participant"), "{err}");
+    let err = flight_sql_as(&space, None, token(&c), &sql)
+        .await
+        .unwrap_err();
+    assert!(err.contains("no client certificate"), "{err}");
+
+    // HTTP pull: the same (403 for another participant, 401 without a certificate)
+    let address = http_transfer(&space, &c).await;
+    let consumer_tls = participant_tls(&space.scn.consumer);
+    let other_tls = participant_tls(&other_files);
+    let ok = HttpStream::post_as(Some(&consumer_tls), &consumer_tls, &address, &sql)
+        .await
+        .answer()
+        .await;
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    let refused = HttpStream::post_as(Some(&other_tls), &consumer_tls, &address, &sql)
+        .await
+        .answer()
+        .await;
+    assert!(
+        refused.starts_with("HTTP/1.1 403") && refused.contains("another participant"),
+        "{refused}"
+    );
+    let refused = HttpStream::post_as(None, &consumer_tls, &address, &sql)
+        .await
+        .answer()
+        .await;
+    assert!(
+        refused.starts_with("HTTP/1.1 401") && refused.contains("no client certificate"),
+        "{refused}"
+    );
+
+    // delegation: the holder names the delegate; then only the delegate's certificate works
+    let key = c.address.property("tokenPublicKey").unwrap();
+    let delegated =
+        sluis_connector::holder::delegate(token(&c), key, OTHER_ID, &consumer_tls).unwrap();
+    query_as(&space, Some(&other), &delegated, &sql)
+        .await
+        .unwrap();
+    let err = query_as(&space, Some(&consumer), &delegated, &sql)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("another participant"), "{err}");
+    // a copy of the token cannot be delegated by anyone but its holder
+    let stolen = sluis_connector::holder::delegate(token(&c), key, OTHER_ID, &other_tls).unwrap();
+    let err = query_as(&space, Some(&other), &stolen, &sql)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not made by the token's holder"), "{err}");
 }

@@ -1,4 +1,4 @@
-//! Biscuit tokens bound to an agreement.
+//! Biscuit tokens bound to an agreement and to their holder.
 //!
 //! The provider's [`TokenIssuer`] mints a token whose authority block states the grant
 //! (agreement, transfer, dataset, consumer, expiry) and checks the dataset and the expiry.
@@ -6,6 +6,23 @@
 //! checks (earlier expiry, fewer columns); a block can only add checks, so it can never
 //! widen the grant. The data plane verifies with [`TokenVerifier`] and revokes by the
 //! transfer id of the (trusted) authority block.
+//!
+//! **Holder binding.** A token is not a bearer token: it names its holder, the consumer
+//! participant of the grant. The data plane accepts it only from that participant, as
+//! authenticated by the call itself (under mutual TLS, the participant id in the URI SAN of
+//! the client certificate, as on the DSP listener; under DCP, a proof by the holder's key is
+//! the same idea). A copy of the token in anyone else's hands is useless.
+//!
+//! **Delegation** is an explicit act of the holder that names the delegate: [`delegate`]
+//! appends a block stating the delegate, the holder's certificate and the holder's signature
+//! (with the certificate's key) over [`delegation_message`], which binds the delegate to this
+//! very token (the signature of its last block). The token then belongs to the delegate, and
+//! only to it; the delegate may delegate again, and anyone in the chain may still
+//! [`attenuate`]. This module reads the delegations ([`VerifiedToken::delegations`], in chain
+//! order); the data plane checks each proof against the data space's certificate authority
+//! (the certificate names the holder before it, the signature is valid) and compares the last
+//! delegate, or the consumer, with the caller. Someone who only copied a token cannot delegate
+//! it: that takes the holder's private key.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -103,6 +120,144 @@ pub struct VerifiedToken {
     pub grant: Grant,
     /// The columns left by attenuation blocks, if any narrowed them.
     pub allowed_columns: Option<Vec<String>>,
+    /// When the token stops being valid: the grant's expiry or an attenuation's earlier one.
+    /// A data plane ends the queries still running under the token then.
+    pub expires_at: DateTime<Utc>,
+    /// The delegations, in chain order: each passes the token from the holder before it
+    /// (the grant's consumer for the first) to its delegate. Their proofs are not checked
+    /// here (that needs the data space's PKI): see the module documentation.
+    pub delegations: Vec<Delegation>,
+}
+
+/// A holder's delegation of a token to another participant (see [`delegate`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delegation {
+    /// The participant the token belongs to after this delegation.
+    pub delegate: String,
+    /// The delegating holder's certificate (DER); it must name the holder before this
+    /// delegation.
+    pub certificate: Vec<u8>,
+    /// The TLS signature scheme of `signature` (its IANA code, e.g. `0x0403` for ECDSA P-256
+    /// with SHA-256).
+    pub scheme: u16,
+    /// The holder's signature over `message` with the key of `certificate`.
+    pub signature: Vec<u8>,
+    /// What the holder signed ([`delegation_message`] of the token as it was then).
+    pub message: Vec<u8>,
+}
+
+/// Longest participant id a delegation may name (bytes).
+const MAX_DELEGATE_LEN: usize = 512;
+
+/// What the holder of `token` signs to delegate it to `delegate`: it names the delegate and
+/// the signature of the token's last block, so that the proof fits this token only.
+pub fn delegation_message(
+    token: &str,
+    root_public_key_hex: &str,
+    delegate: &str,
+) -> Result<Vec<u8>, TokenError> {
+    let biscuit = parse(token, public_key(root_public_key_hex)?)?;
+    let last = biscuit
+        .revocation_identifiers()
+        .pop()
+        .ok_or_else(|| TokenError::Malformed("the token has no block".into()))?;
+    Ok(signed_delegation(&last, delegate))
+}
+
+fn signed_delegation(previous_block: &[u8], delegate: &str) -> Vec<u8> {
+    let mut message = b"sluis token delegation v1\n".to_vec();
+    for byte in previous_block {
+        message.extend_from_slice(format!("{byte:02x}").as_bytes());
+    }
+    message.push(b'\n');
+    message.extend_from_slice(delegate.as_bytes());
+    message
+}
+
+/// Appends to `token` the delegation to `delegate`, proved by the holder's `certificate`
+/// (DER) and its `signature` (TLS scheme `scheme`) over [`delegation_message`].
+pub fn delegate(
+    token: &str,
+    root_public_key_hex: &str,
+    delegate: &str,
+    certificate: &[u8],
+    scheme: u16,
+    signature: &[u8],
+) -> Result<String, TokenError> {
+    let plausible = !delegate.is_empty()
+        && delegate.len() <= MAX_DELEGATE_LEN
+        && delegate.chars().all(|c| c.is_ascii_graphic());
+    if !plausible {
+        return Err(TokenError::InvalidAttenuation(format!(
+            "the delegate must be a participant id (an IRI of at most {MAX_DELEGATE_LEN} ASCII characters)"
+        )));
+    }
+    let biscuit = parse(token, public_key(root_public_key_hex)?)?;
+    let previous = biscuit
+        .revocation_identifiers()
+        .pop()
+        .ok_or_else(|| TokenError::Malformed("the token has no block".into()))?;
+    let mut params = HashMap::new();
+    params.insert("delegate".to_string(), Term::from(delegate));
+    params.insert("previous".to_string(), Term::Bytes(previous));
+    params.insert("certificate".to_string(), Term::Bytes(certificate.to_vec()));
+    params.insert("scheme".to_string(), Term::Integer(i64::from(scheme)));
+    params.insert("signature".to_string(), Term::Bytes(signature.to_vec()));
+    let block = BlockBuilder::new()
+        .code_with_params(
+            "delegation({delegate}, {previous}, {certificate}, {scheme}, {signature});",
+            params,
+            HashMap::new(),
+        )
+        .map_err(|e| TokenError::InvalidAttenuation(e.to_string()))?;
+    biscuit
+        .append(block)
+        .and_then(|t| t.to_base64())
+        .map_err(|e| TokenError::InvalidAttenuation(e.to_string()))
+}
+
+/// The delegations of `biscuit`, in chain order (by the block each one follows).
+fn delegations(
+    authorizer: &mut biscuit_auth::Authorizer,
+    biscuit: &Biscuit,
+) -> Result<Vec<Delegation>, TokenError> {
+    let facts: Vec<biscuit_auth::builder::Fact> = authorizer
+        .query_all("d($d, $p, $c, $s, $g) <- delegation($d, $p, $c, $s, $g)")
+        .map_err(|e| TokenError::Malformed(e.to_string()))?;
+    let blocks = biscuit.revocation_identifiers();
+    let bad = |why: &str| TokenError::Malformed(format!("bad delegation: {why}"));
+    let mut chain = Vec::with_capacity(facts.len());
+    for f in facts {
+        let [
+            Term::Str(delegate),
+            Term::Bytes(previous),
+            Term::Bytes(certificate),
+            Term::Integer(scheme),
+            Term::Bytes(signature),
+        ] = f.predicate.terms.as_slice()
+        else {
+            return Err(bad("unexpected terms"));
+        };
+        let after = blocks
+            .iter()
+            .position(|b| b == previous)
+            .ok_or_else(|| bad("it follows no block of this token"))?;
+        chain.push((
+            after,
+            Delegation {
+                message: signed_delegation(previous, delegate),
+                delegate: delegate.clone(),
+                certificate: certificate.clone(),
+                scheme: u16::try_from(*scheme).map_err(|_| bad("unknown signature scheme"))?,
+                signature: signature.clone(),
+            },
+        ));
+    }
+    chain.sort_by_key(|(after, _)| *after);
+    if chain.windows(2).any(|w| w[0].0 == w[1].0) {
+        return Err(bad("two delegations of the same holder"));
+    }
+    Ok(chain.into_iter().map(|(_, d)| d).collect())
 }
 
 /// Narrowing a token offline.
@@ -241,9 +396,14 @@ impl TokenVerifier {
         authorizer
             .authorize()
             .map_err(|e| classify(e, req, allowed_columns.as_deref()))?;
+        let expires_at =
+            narrowed_expiry(&mut authorizer)?.map_or(grant.expires_at, |e| e.min(grant.expires_at));
+        let delegations = delegations(&mut authorizer, &biscuit)?;
         Ok(VerifiedToken {
             grant,
             allowed_columns,
+            expires_at,
+            delegations,
         })
     }
 }
@@ -259,7 +419,8 @@ pub fn attenuate(
     let mut code = String::new();
     let mut params = HashMap::new();
     if let Some(exp) = a.expires_at {
-        code.push_str("check if time($t), $t <= {expires};\n");
+        // the fact only tells the data plane when to end running queries; the check enforces
+        code.push_str("narrowed_expiry({expires});\ncheck if time($t), $t <= {expires};\n");
         params.insert("expires".to_string(), date(exp)?);
     }
     if let Some(cols) = &a.columns {
@@ -350,6 +511,28 @@ fn grant(authorizer: &mut biscuit_auth::Authorizer) -> Result<Grant, TokenError>
         expires_at: DateTime::from_timestamp(secs as i64, 0)
             .ok_or_else(|| TokenError::Malformed("bad expiry".into()))?,
     })
+}
+
+/// The earliest expiry that attenuation blocks state, if any does. Like the column sets, these
+/// facts only ever shorten what the authority block grants (the blocks' checks enforce them).
+fn narrowed_expiry(
+    authorizer: &mut biscuit_auth::Authorizer,
+) -> Result<Option<DateTime<Utc>>, TokenError> {
+    let facts: Vec<biscuit_auth::builder::Fact> = authorizer
+        .query_all("exp($e) <- narrowed_expiry($e)")
+        .map_err(|e| TokenError::Malformed(e.to_string()))?;
+    let mut earliest: Option<DateTime<Utc>> = None;
+    for f in facts {
+        let Some(Term::Date(secs)) = f.predicate.terms.first() else {
+            return Err(TokenError::Malformed(
+                "narrowed_expiry must be a date".into(),
+            ));
+        };
+        let at = DateTime::from_timestamp(i64::try_from(*secs).unwrap_or(i64::MAX), 0)
+            .ok_or_else(|| TokenError::Malformed("bad expiry".into()))?;
+        earliest = Some(earliest.map_or(at, |e| e.min(at)));
+    }
+    Ok(earliest)
 }
 
 /// The intersection of the column sets of all attenuation blocks. These facts are not

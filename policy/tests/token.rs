@@ -110,11 +110,15 @@ fn attenuated_expiry_applies() {
         },
     )
     .unwrap();
-    assert!(
-        verifier
-            .verify(&narrowed, &request("2026-04-30T00:00:00Z", &[]))
-            .is_ok()
-    );
+    let verified = verifier
+        .verify(&narrowed, &request("2026-04-30T00:00:00Z", &[]))
+        .unwrap();
+    // the data plane ends running queries at the earlier expiry
+    assert_eq!(verified.expires_at, at("2026-05-01T00:00:00Z"));
+    let plain = verifier
+        .verify(&token, &request("2026-04-30T00:00:00Z", &[]))
+        .unwrap();
+    assert_eq!(plain.expires_at, grant().expires_at);
     assert_eq!(
         verifier.verify(&narrowed, &request("2026-05-02T00:00:00Z", &[])),
         Err(TokenError::Expired)
@@ -274,4 +278,59 @@ fn inspect_reads_the_grant_and_rejects_foreign_keys() {
         other.inspect(&token),
         Err(TokenError::InvalidSignature)
     ));
+}
+
+#[test]
+fn delegations_are_read_in_chain_order_with_what_each_holder_signed() {
+    let (issuer, verifier, token) = setup();
+    let key = issuer.public_key_hex();
+    let now = request("2026-05-01T00:00:00Z", &[]);
+    assert!(
+        verifier
+            .verify(&token, &now)
+            .unwrap()
+            .delegations
+            .is_empty()
+    );
+    // the proofs are checked by the data plane (PKI); here only their place in the chain
+    let to_b = delegation_message(&token, &key, "did:web:b.example").unwrap();
+    let first = delegate(
+        &token,
+        &key,
+        "did:web:b.example",
+        b"cert-a",
+        0x0403,
+        b"sig-a",
+    )
+    .unwrap();
+    let narrowed = attenuate(
+        &first,
+        &key,
+        &Attenuation {
+            expires_at: None,
+            columns: Some(vec!["kwh".into()]),
+        },
+    )
+    .unwrap();
+    let to_c = delegation_message(&narrowed, &key, "did:web:c.example").unwrap();
+    let second = delegate(
+        &narrowed,
+        &key,
+        "did:web:c.example",
+        b"cert-b",
+        0x0403,
+        b"sig-b",
+    )
+    .unwrap();
+    let chain = verifier.verify(&second, &now).unwrap().delegations;
+    assert_eq!(chain.len(), 2);
+    assert_eq!(chain[0].delegate, "did:web:b.example");
+    assert_eq!(chain[0].certificate, b"cert-a");
+    assert_eq!(chain[0].message, to_b, "bound to the token as it was");
+    assert_eq!(chain[1].delegate, "did:web:c.example");
+    assert_eq!(chain[1].signature, b"sig-b");
+    assert_eq!(chain[1].message, to_c);
+    assert_ne!(to_b, to_c);
+    // a delegate must be a participant id
+    assert!(delegate(&token, &key, "not an id", b"c", 0x0403, b"s").is_err());
 }

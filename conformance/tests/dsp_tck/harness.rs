@@ -79,6 +79,8 @@ pub struct Rules {
     pub consumer: &'static str,
     /// `[transfer] provider_mode`.
     pub transfer: &'static str,
+    /// `[transfer] consumer_resume`: whether a consumer may resume the provider's suspension.
+    pub consumer_resume: &'static str,
 }
 
 impl Rules {
@@ -88,6 +90,7 @@ impl Rules {
         otherwise: "counter-offer",
         consumer: "auto",
         transfer: "auto",
+        consumer_resume: "manual",
     };
     /// Automatic, but requests that differ are terminated.
     pub const TERMINATE: Rules = Rules {
@@ -678,6 +681,7 @@ fn write_cut_config(root: &std::path::Path, rules: Rules) -> ParticipantFiles {
         otherwise,
         consumer,
         transfer,
+        consumer_resume,
     } = rules;
     let text = format!(
         r#"{}
@@ -688,6 +692,7 @@ consumer_mode = "{consumer}"
 
 [transfer]
 provider_mode = "{transfer}"
+consumer_resume = "{consumer_resume}"
 
 [[dataset]]
 id = "{DATASET_ID}"

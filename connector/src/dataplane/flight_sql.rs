@@ -95,7 +95,7 @@ impl FlightSqlDataPlane {
         sql: &str,
         ticket: Vec<u8>,
     ) -> Result<FlightInfo, QueryError> {
-        let caller = authorize(&self.plane, request.metadata())?;
+        let caller = authorize(&self.plane, &request)?;
         let prepared = self
             .plane
             .plan(&caller, sql, "flight-sql", self.plane.deadline())
@@ -109,7 +109,7 @@ impl FlightSqlDataPlane {
         request: &Request<Ticket>,
         handle: &[u8],
     ) -> Result<FlightDataStream, QueryError> {
-        let caller = authorize(&self.plane, request.metadata())?;
+        let caller = authorize(&self.plane, request)?;
         let sql = handle_sql(handle)?;
         stream_query(&self.plane, &caller, sql, "flight-sql").await
     }
@@ -121,7 +121,7 @@ impl FlightSqlDataPlane {
         schema: SchemaRef,
         command: Vec<u8>,
     ) -> Result<FlightInfo, QueryError> {
-        authorize(&self.plane, request.metadata())?;
+        authorize(&self.plane, &request)?;
         FlightInfo::new()
             .try_with_schema(&schema)
             .map(|info| {
@@ -148,7 +148,7 @@ impl FlightSqlDataPlane {
         command: CommandGetTables,
         request: &Request<Ticket>,
     ) -> Result<RecordBatch, QueryError> {
-        let caller = authorize(&self.plane, request.metadata())?;
+        let caller = authorize(&self.plane, request)?;
         let schema = self.table_schema(&caller).await?;
         let mut builder = command.into_builder();
         builder
@@ -168,7 +168,7 @@ impl FlightSqlDataPlane {
         query: &ActionCreatePreparedStatementRequest,
         request: &Request<arrow_flight::Action>,
     ) -> Result<ActionCreatePreparedStatementResult, QueryError> {
-        let caller = authorize(&self.plane, request.metadata())?;
+        let caller = authorize(&self.plane, request)?;
         let prepared = self
             .plane
             .plan(&caller, &query.query, "flight-sql", self.plane.deadline())
@@ -365,7 +365,7 @@ impl FlightSqlService for FlightSqlDataPlane {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         traced("FlightSQL.DoGet.Catalogs", async {
-            authorize(&self.plane, request.metadata())?;
+            authorize(&self.plane, &request)?;
             let mut builder = command.into_builder();
             builder.append(DEFAULT_CATALOG);
             builder.build().map(one_batch).map_err(encoding_failed)
@@ -379,7 +379,7 @@ impl FlightSqlService for FlightSqlDataPlane {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         traced("FlightSQL.DoGet.DbSchemas", async {
-            authorize(&self.plane, request.metadata())?;
+            authorize(&self.plane, &request)?;
             let mut builder = command.into_builder();
             builder.append(DEFAULT_CATALOG, DEFAULT_SCHEMA);
             builder.build().map(one_batch).map_err(encoding_failed)
@@ -404,7 +404,7 @@ impl FlightSqlService for FlightSqlDataPlane {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         traced("FlightSQL.DoGet.TableTypes", async {
-            authorize(&self.plane, request.metadata())?;
+            authorize(&self.plane, &request)?;
             let mut builder = command.into_builder();
             builder.append(TABLE_TYPE);
             builder.build().map(one_batch).map_err(encoding_failed)
@@ -418,7 +418,7 @@ impl FlightSqlService for FlightSqlDataPlane {
         request: Request<Ticket>,
     ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
         traced("FlightSQL.DoGet.SqlInfo", async {
-            authorize(&self.plane, request.metadata())?;
+            authorize(&self.plane, &request)?;
             command
                 .into_builder(sql_info())
                 .build()
@@ -445,9 +445,7 @@ impl FlightSqlService for FlightSqlDataPlane {
         request: Request<arrow_flight::Action>,
     ) -> Result<(), Status> {
         // stateless handles: nothing to free, but only token holders get an answer
-        authorize(&self.plane, request.metadata())
-            .map(|_| ())
-            .map_err(refuse)
+        authorize(&self.plane, &request).map(|_| ()).map_err(refuse)
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}

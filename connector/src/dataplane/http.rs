@@ -1,7 +1,9 @@
 //! `HttpData-PULL`: the enforced data over HTTPS, for clients without Flight.
 //!
-//! Served on the **protocol listener** (HTTPS; a client certificate is not needed here, the
-//! token is the credential), at `/data`, which a transfer's `HttpData-PULL` DataAddress names:
+//! Served on the **protocol listener** (HTTPS with the data space's client certificates), at
+//! `/data`, which a transfer's `HttpData-PULL` DataAddress names. The token is bound to its
+//! holder: the call must come with the client certificate of the participant it was issued
+//! (or delegated) to.
 //!
 //! - `GET /data` — the whole granted table; `GET /data?sql=<SQL>` — a query;
 //!   `POST /data` — a query as the `text/plain` body;
@@ -19,12 +21,12 @@ use std::sync::Arc;
 
 use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::{Extension, Router};
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::json;
@@ -33,6 +35,7 @@ use tracing::{Instrument, field};
 use super::plane::{DataPlane, PURPOSE_HEADER, Tally};
 use super::query::select_all;
 use super::{AccessError, QueryError};
+use crate::tls::PeerIdentity;
 
 /// The path of the endpoint on the protocol listener.
 pub const PATH: &str = "/data";
@@ -63,25 +66,39 @@ pub struct PullQuery {
     pub sql: Option<String>,
 }
 
+/// The participant of the connection's client certificate, put on each request by the
+/// protocol listener (see [`crate::server`]).
+type Peer = Option<Extension<Option<PeerIdentity>>>;
+
 async fn pull_get(
     State(plane): State<DataPlane>,
+    peer: Peer,
     headers: HeaderMap,
     Query(query): Query<PullQuery>,
 ) -> Response {
-    pull(plane, headers, query.sql).await
+    pull(plane, peer, headers, query.sql).await
 }
 
-async fn pull_post(State(plane): State<DataPlane>, headers: HeaderMap, body: String) -> Response {
-    pull(plane, headers, Some(body)).await
+async fn pull_post(
+    State(plane): State<DataPlane>,
+    peer: Peer,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    pull(plane, peer, headers, Some(body)).await
 }
 
-async fn pull(plane: DataPlane, headers: HeaderMap, sql: Option<String>) -> Response {
+async fn pull(plane: DataPlane, peer: Peer, headers: HeaderMap, sql: Option<String>) -> Response {
+    let holder = peer.and_then(|Extension(p)| p).map(|PeerIdentity(id)| id);
     let span = tracing::info_span!(
         "http_data",
         transfer_id = field::Empty,
         agreement_id = field::Empty
     );
-    match respond(&plane, &headers, sql).instrument(span).await {
+    match respond(&plane, &headers, holder, sql)
+        .instrument(span)
+        .await
+    {
         Ok(response) => response,
         Err(e) => error_response(e),
     }
@@ -90,6 +107,7 @@ async fn pull(plane: DataPlane, headers: HeaderMap, sql: Option<String>) -> Resp
 async fn respond(
     plane: &DataPlane,
     headers: &HeaderMap,
+    holder: Option<String>,
     sql: Option<String>,
 ) -> Result<Response, QueryError> {
     let format = Format::from_accept(headers.get(header::ACCEPT))?;
@@ -97,6 +115,7 @@ async fn respond(
     let caller = plane.authorize(
         header(header::AUTHORIZATION.as_str()),
         header(PURPOSE_HEADER),
+        holder,
     )?;
     let sql = sql
         .filter(|s| !s.trim().is_empty())

@@ -3,7 +3,8 @@
 //! DataFusion.
 //!
 //! The flow of every call:
-//! 1. the bearer token from the `authorization` metadata is checked by [`AccessControl`],
+//! 1. the token from the `authorization` metadata is checked by [`AccessControl`], with the
+//!    participant id of the caller's client certificate (a token is bound to its holder),
 //!    which returns the [`ActiveGrant`];
 //! 2. a fresh, sandboxed DataFusion session is built (see [`sandbox`]) in which the only
 //!    table is a view over the source with the enforcement plan applied (see [`enforce`]);
@@ -25,7 +26,7 @@ use std::time::Duration;
 
 use arrow_flight::flight_service_server::FlightServiceServer;
 use tonic::transport::server::TcpIncoming;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 pub mod barrier;
 pub mod enforce;
@@ -39,6 +40,7 @@ mod pages;
 mod plane;
 pub mod prefix;
 mod query;
+pub mod revoke;
 pub mod sandbox;
 mod service;
 pub mod slots;
@@ -125,11 +127,14 @@ pub enum AccessError {
 /// Decides who may query what; implemented by the connector with Biscuit tokens and the
 /// transfer store.
 pub trait AccessControl: Send + Sync + 'static {
-    /// Verify the bearer token of a call. `columns`: the dataset columns the query reads,
-    /// once planned (None before planning).
+    /// Verify the token of a call. `holder`: the participant the call comes from (the
+    /// participant id of its verified client certificate; None without one): a token is bound
+    /// to its holder. `columns`: the dataset columns the query reads, once planned (None
+    /// before planning).
     fn authorize(
         &self,
         token: &str,
+        holder: Option<&str>,
         columns: Option<&[String]>,
     ) -> Result<ActiveGrant, AccessError>;
     /// Called once per query, once it is planned and before it runs: Err refuses it (e.g.
@@ -147,6 +152,14 @@ pub trait AccessControl: Send + Sync + 'static {
 
     /// Called when a query with a verified token is refused or fails before it runs.
     fn record_refusal(&self, _grant: &ActiveGrant, _sql: &str, _channel: &str, _reason: &str) {}
+
+    /// For an admitted query under `token` and its `grant`: completes, with the refusal to end
+    /// the query's stream with, once the grant ends while the query runs (its transfer is
+    /// suspended, completed or terminated, or the token expires). By default a grant never
+    /// ends on its own.
+    fn revoked(&self, _token: &str, _grant: &ActiveGrant) -> revoke::Revoked {
+        revoke::never()
+    }
 }
 
 /// The id of an admitted query's audit record (0 where nothing is recorded).
@@ -262,6 +275,9 @@ pub struct TlsIdentity {
     pub cert_pem: Vec<u8>,
     /// Private key (PEM).
     pub key_pem: Vec<u8>,
+    /// The data-space CA (PEM): the listener asks callers for a client certificate issued by
+    /// it, whose participant id identifies the token's holder. None: no client certificates.
+    pub client_ca_pem: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for TlsIdentity {
@@ -298,7 +314,14 @@ pub async fn serve_plane(
     let mut builder = Server::builder();
     if let Some(tls) = tls {
         let identity = Identity::from_pem(tls.cert_pem, tls.key_pem);
-        builder = builder.tls_config(ServerTlsConfig::new().identity(identity))?;
+        let mut config = ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = tls.client_ca_pem {
+            // optional at the TLS level so that a call without one gets a clear refusal
+            config = config
+                .client_ca_root(Certificate::from_pem(ca))
+                .client_auth_optional(true);
+        }
+        builder = builder.tls_config(config)?;
     }
     builder
         .add_service(service)

@@ -25,6 +25,7 @@ use tracing::Span;
 
 use super::memory::{MemoryBudget, QueryPool};
 use super::query::{PreparedQuery, prepare};
+use super::revoke::Revocable;
 use super::slots::FairSlots;
 use super::workers::{Offloaded, QueryWorkers};
 use super::{AccessControl, AccessError, ActiveGrant, AuditId, DataPlaneConfig, QueryError};
@@ -52,8 +53,10 @@ pub struct DataPlane {
 /// A verified call: its token and what it grants.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    /// The bearer token (asked again with the columns once the query is planned).
+    /// The token (asked again with the columns once the query is planned).
     pub token: String,
+    /// The participant the call comes from (its client certificate), if known.
+    pub holder: Option<String>,
     /// What the token grants, with the purpose the call declared.
     pub grant: ActiveGrant,
 }
@@ -99,20 +102,26 @@ impl DataPlane {
         Instant::now() + self.cfg.query_timeout
     }
 
-    /// Verifies the `authorization` header value and records the grant's ids on the current
-    /// span; `purpose` is the value of the [`PURPOSE_HEADER`].
+    /// Verifies the `authorization` header value for the caller `holder` (see
+    /// [`AccessControl::authorize`]) and records the grant's ids on the current span;
+    /// `purpose` is the value of the [`PURPOSE_HEADER`].
     pub fn authorize(
         &self,
         authorization: Option<&[u8]>,
         purpose: Option<&[u8]>,
+        holder: Option<String>,
     ) -> Result<Caller, QueryError> {
         let token = bearer_token(authorization)?;
-        let mut grant = self.access.authorize(&token, None)?;
+        let mut grant = self.access.authorize(&token, holder.as_deref(), None)?;
         grant.purpose = declared_purpose(purpose)?;
         let span = Span::current();
         span.record("transfer_id", grant.transfer_id.as_str());
         span.record("agreement_id", grant.agreement_id.as_str());
-        Ok(Caller { token, grant })
+        Ok(Caller {
+            token,
+            holder,
+            grant,
+        })
     }
 
     /// Plans `sql` for `caller` before `deadline`, then asks access control again with the
@@ -146,8 +155,11 @@ impl DataPlane {
                 .map_err(|_| QueryError::Timeout)?
         });
         let prepared = planning.await?;
-        self.access
-            .authorize(&caller.token, Some(&prepared.columns))?;
+        self.access.authorize(
+            &caller.token,
+            caller.holder.as_deref(),
+            Some(&prepared.columns),
+        )?;
         Ok(prepared)
     }
 
@@ -193,8 +205,9 @@ impl DataPlane {
             error: Mutex::new(None),
         });
         let inner = self.workers.execute(prepared, deadline, slot).await;
+        let revoked = self.access.revoked(&caller.token, &caller.grant);
         Ok(AuditedStream {
-            inner: inner.map_err(|e| tally.fail(e))?,
+            inner: Revocable::new(inner.map_err(|e| tally.fail(e))?, revoked),
             tally,
             span: Span::current(),
         })
@@ -240,7 +253,7 @@ impl Drop for Tally {
 /// The batches of an admitted query, counted for the audit log. The query (and its slot)
 /// stops when this is dropped.
 pub struct AuditedStream {
-    inner: Offloaded,
+    inner: Revocable<Offloaded>,
     tally: Arc<Tally>,
     span: Span,
 }

@@ -22,7 +22,6 @@ use arrow_flight::{
 };
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{Instrument, Span, field};
 
@@ -54,12 +53,12 @@ impl FlightDataPlane {
     }
 
     /// The FlightInfo of `descriptor`, or of the whole granted table for None.
-    async fn flight_info(
+    async fn flight_info<T: Sync>(
         &self,
-        metadata: &MetadataMap,
+        request: &Request<T>,
         descriptor: Option<FlightDescriptor>,
     ) -> Result<FlightInfo, QueryError> {
-        let caller = authorize(&self.plane, metadata)?;
+        let caller = authorize(&self.plane, request)?;
         let descriptor = descriptor
             .unwrap_or_else(|| FlightDescriptor::new_path(vec![caller.grant.table_name.clone()]));
         let sql = descriptor_sql(&descriptor, &caller.grant)?;
@@ -72,10 +71,10 @@ impl FlightDataPlane {
 
     async fn schema(
         &self,
-        metadata: &MetadataMap,
-        descriptor: &FlightDescriptor,
+        request: &Request<FlightDescriptor>,
     ) -> Result<SchemaResult, QueryError> {
-        let caller = authorize(&self.plane, metadata)?;
+        let caller = authorize(&self.plane, request)?;
+        let descriptor = request.get_ref();
         let sql = descriptor_sql(descriptor, &caller.grant)?;
         let prepared = self
             .plane
@@ -93,19 +92,32 @@ impl FlightDataPlane {
 
     async fn results(
         &self,
-        metadata: &MetadataMap,
-        ticket: &Ticket,
+        request: &Request<Ticket>,
     ) -> Result<BoxStream<'static, Result<FlightData, Status>>, QueryError> {
-        let caller = authorize(&self.plane, metadata)?;
+        let caller = authorize(&self.plane, request)?;
+        let ticket = request.get_ref();
         let sql = ticket_sql(&ticket.ticket, &caller.grant)?;
         stream_query(&self.plane, &caller, &sql, "flight").await
     }
 }
 
-/// Verifies the call's `authorization` metadata and reads its declared purpose.
-pub(super) fn authorize(plane: &DataPlane, metadata: &MetadataMap) -> Result<Caller, QueryError> {
+/// Verifies the call's `authorization` metadata for the participant of its client
+/// certificate, and reads its declared purpose.
+pub(super) fn authorize<T>(plane: &DataPlane, request: &Request<T>) -> Result<Caller, QueryError> {
+    let metadata = request.metadata();
     let header = |name: &str| metadata.get(name).map(|v| v.as_bytes());
-    plane.authorize(header("authorization"), header(PURPOSE_HEADER))
+    plane.authorize(
+        header("authorization"),
+        header(PURPOSE_HEADER),
+        holder(request),
+    )
+}
+
+/// The participant id of the call's client certificate (verified against the data-space CA
+/// by the TLS listener), if it presented one.
+fn holder<T>(request: &Request<T>) -> Option<String> {
+    let certs = request.peer_certs()?;
+    crate::tls::participant_id_of(certs.first()?).ok()
 }
 
 /// Runs `sql` and encodes its batches as Flight data, counting the bytes sent.
@@ -228,7 +240,7 @@ impl FlightService for FlightDataPlane {
         &self,
         request: Request<Criteria>,
     ) -> Result<Response<Self::ListFlightsStream>, Status> {
-        self.flight_info(request.metadata(), None)
+        self.flight_info(&request, None)
             .instrument(call_span("ListFlights"))
             .await
             .map(|info| Response::new(futures::stream::iter([Ok(info)]).boxed()))
@@ -244,7 +256,7 @@ impl FlightService for FlightDataPlane {
             return FlightService::get_flight_info(&self.sql, request).await;
         }
         let descriptor = descriptor.clone();
-        self.flight_info(request.metadata(), Some(descriptor))
+        self.flight_info(&request, Some(descriptor))
             .instrument(call_span("GetFlightInfo"))
             .await
             .map(Response::new)
@@ -264,7 +276,7 @@ impl FlightService for FlightDataPlane {
         &self,
         request: Request<FlightDescriptor>,
     ) -> Result<Response<SchemaResult>, Status> {
-        self.schema(request.metadata(), request.get_ref())
+        self.schema(&request)
             .instrument(call_span("GetSchema"))
             .await
             .map(Response::new)
@@ -278,7 +290,7 @@ impl FlightService for FlightDataPlane {
         if is_flight_sql(&request.get_ref().ticket) {
             return FlightService::do_get(&self.sql, request).await;
         }
-        self.results(request.metadata(), request.get_ref())
+        self.results(&request)
             .instrument(call_span("DoGet"))
             .await
             .map(Response::new)

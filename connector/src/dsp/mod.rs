@@ -117,6 +117,14 @@ pub enum TransitionError<M: StateMachine> {
         /// The message.
         message: M::Message,
     },
+    /// The process is suspended by `holder`, and only the holder may resume it (a transfer the
+    /// provider suspended: see [`transfer::step_held`]).
+    Held {
+        /// The party that holds the suspension.
+        holder: Role,
+        /// The message.
+        message: M::Message,
+    },
     /// The message is not legal in the current state.
     IllegalTransition {
         /// The current state, `None` when the process does not exist yet.
@@ -130,6 +138,10 @@ impl<M: StateMachine> fmt::Display for TransitionError<M> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::WrongSender { role, message } => write!(f, "a {role} may not send {message:?}"),
+            Self::Held { holder, message } => write!(
+                f,
+                "{message:?} is refused: the {holder} suspended this process, and only the {holder} resumes it"
+            ),
             Self::IllegalTransition { state, message } => write!(
                 f,
                 "{message:?} is not allowed in state {}",

@@ -153,6 +153,61 @@ pub fn send(
     super::step::<Transfer>(local, state, message)
 }
 
+/// A transfer's DSP state together with who may end its suspension.
+///
+/// DSP 2025-1 lets either party suspend a started transfer and send a `TransferStartMessage`
+/// for a suspended one. A provider's suspension is a revocation, though: a consumer whose
+/// transfer the provider suspended must not bring it back by itself. So a suspension the
+/// provider sends is *held* by the provider: only the provider's own `TransferStartMessage`
+/// (the operator's decision, or an automatic rule of its config) resumes it, and the
+/// consumer's is refused as a transition the provider does not accept (DSP: 400 with a
+/// `TransferError`). A suspension the consumer sends is not held: the consumer resumes it, and
+/// so may the provider (the data is the provider's to serve). A provider's suspension of a
+/// transfer the consumer already suspended takes the hold over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Held {
+    /// The DSP state.
+    pub state: TransferState,
+    /// Whether the provider holds the transfer suspended (only ever with `SUSPENDED`).
+    pub provider_hold: bool,
+}
+
+/// Applies `message` from `sender` to a transfer in `from`, with the provider's hold on
+/// suspensions (see [`Held`]). `provider_holds`: whether a provider's suspension is held —
+/// `false` only where the provider's config lets consumers resume its suspensions; the
+/// consumer side, which cannot know that config, passes `true`.
+pub fn step_held(
+    sender: Role,
+    from: Held,
+    message: TransferMessage,
+    provider_holds: bool,
+) -> Result<Step<Held>, TransferError> {
+    let held = from.state == TransferState::Suspended && from.provider_hold;
+    if held && message == TransferMessage::Start && sender == Role::Consumer {
+        return Err(TransitionError::Held {
+            holder: Role::Provider,
+            message,
+        });
+    }
+    let takes_hold = sender == Role::Provider && provider_holds;
+    Ok(
+        match super::step::<Transfer>(sender, Some(from.state), message)? {
+            Step::Moved(state) => Step::Moved(Held {
+                state,
+                provider_hold: state == TransferState::Suspended && takes_hold,
+            }),
+            // the provider suspends what the consumer suspended: now the provider holds it
+            Step::Duplicate if message == TransferMessage::Suspension && takes_hold && !held => {
+                Step::Moved(Held {
+                    state: from.state,
+                    provider_hold: true,
+                })
+            }
+            Step::Duplicate => Step::Duplicate,
+        },
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::TransferMessage as M;
@@ -251,6 +306,181 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// (from, held by the provider, message, sender, to, held after): every transition that
+    /// the provider's hold changes or refuses, beyond [`LEGAL`] (where the hold is cleared,
+    /// except for the provider's suspension, which takes it when `provider_holds`).
+    /// (from, held, message, sender, (to, held after) or refused).
+    type HoldRow = (S, bool, M, Role, Option<(S, bool)>);
+
+    const HOLDS: &[HoldRow] = &[
+        // the provider's suspension is held; the consumer's request to resume it is refused
+        (S::Suspended, true, M::Start, Role::Consumer, None),
+        (
+            S::Suspended,
+            true,
+            M::Start,
+            Role::Provider,
+            Some((S::Started, false)),
+        ),
+        // the consumer's suspension: either party resumes it
+        (
+            S::Suspended,
+            false,
+            M::Start,
+            Role::Consumer,
+            Some((S::Started, false)),
+        ),
+        (
+            S::Suspended,
+            false,
+            M::Start,
+            Role::Provider,
+            Some((S::Started, false)),
+        ),
+        // the provider suspending what the consumer suspended takes the hold over
+        (
+            S::Suspended,
+            false,
+            M::Suspension,
+            Role::Provider,
+            Some((S::Suspended, true)),
+        ),
+        // a consumer's repeat of a suspension changes nothing, held or not
+        (
+            S::Suspended,
+            true,
+            M::Suspension,
+            Role::Consumer,
+            Some((S::Suspended, true)),
+        ),
+        (
+            S::Suspended,
+            true,
+            M::Suspension,
+            Role::Provider,
+            Some((S::Suspended, true)),
+        ),
+        (
+            S::Suspended,
+            false,
+            M::Suspension,
+            Role::Consumer,
+            Some((S::Suspended, false)),
+        ),
+        // a held transfer can still be ended by either party
+        (
+            S::Suspended,
+            true,
+            M::Termination,
+            Role::Consumer,
+            Some((S::Terminated, false)),
+        ),
+        (
+            S::Suspended,
+            true,
+            M::Termination,
+            Role::Provider,
+            Some((S::Terminated, false)),
+        ),
+    ];
+
+    #[test]
+    fn every_state_hold_message_and_role() {
+        for state in S::ALL {
+            for provider_hold in [false, true] {
+                for message in M::ALL {
+                    for sender in [Role::Provider, Role::Consumer] {
+                        for provider_holds in [false, true] {
+                            let from = Held {
+                                state,
+                                provider_hold,
+                            };
+                            let got = step_held(sender, from, message, provider_holds);
+                            let listed = HOLDS.iter().find(|(f, h, m, r, _)| {
+                                *f == state && *h == provider_hold && *m == message && *r == sender
+                            });
+                            let expected = match listed {
+                                Some((_, _, M::Suspension, Role::Provider, _))
+                                    if !provider_holds =>
+                                {
+                                    // without the hold, the provider's repeat is a repeat
+                                    Some(Step::Duplicate)
+                                }
+                                Some((.., Some((to, hold))))
+                                    if (*to, *hold) == (state, provider_hold) =>
+                                {
+                                    Some(Step::Duplicate)
+                                }
+                                Some((.., Some((to, hold)))) => Some(Step::Moved(Held {
+                                    state: *to,
+                                    provider_hold: *hold,
+                                })),
+                                Some((.., None)) => None,
+                                None if provider_hold && state != S::Suspended => {
+                                    // not a reachable record: the hold only exists while suspended
+                                    continue;
+                                }
+                                None => send(sender, Some(state), message).ok().map(|s| match s {
+                                    Step::Moved(to) => Step::Moved(Held {
+                                        state: to,
+                                        provider_hold: to == S::Suspended
+                                            && sender == Role::Provider
+                                            && provider_holds,
+                                    }),
+                                    Step::Duplicate => Step::Duplicate,
+                                }),
+                            };
+                            assert_eq!(
+                                got.clone().ok(),
+                                expected,
+                                "{sender} sends {message:?} in {state:?} (held: {provider_hold}, holds: {provider_holds})"
+                            );
+                            if listed.is_some_and(|l| l.4.is_none()) {
+                                assert!(
+                                    matches!(
+                                        got,
+                                        Err(TransitionError::Held {
+                                            holder: Role::Provider,
+                                            ..
+                                        })
+                                    ),
+                                    "{got:?}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_provider_suspension_is_released_only_by_the_provider() {
+        let started = Held {
+            state: S::Started,
+            provider_hold: false,
+        };
+        let Ok(Step::Moved(suspended)) = step_held(Role::Provider, started, M::Suspension, true)
+        else {
+            panic!("the provider suspends")
+        };
+        assert!(suspended.provider_hold);
+        let refused = step_held(Role::Consumer, suspended, M::Start, true).unwrap_err();
+        assert!(
+            refused.to_string().contains("only the provider"),
+            "{refused}"
+        );
+        // the provider's config may let consumers resume: its suspension is then not held
+        let Ok(Step::Moved(lenient)) = step_held(Role::Provider, started, M::Suspension, false)
+        else {
+            panic!("the provider suspends")
+        };
+        assert_eq!(
+            step_held(Role::Consumer, lenient, M::Start, true).unwrap(),
+            Step::Moved(started)
+        );
     }
 
     #[test]

@@ -93,10 +93,36 @@ pub trait ProcessRecord: Sized {
     fn is_terminal(&self) -> bool;
     /// Moves it to TERMINATED with a reason, without telling the peer.
     fn terminate_locally(&mut self, why: String);
+    /// Applies `message` sent by `sender`: `Ok(true)` when the process moved, `Ok(false)` for
+    /// a repeat of the message that led to its state. The DSP table decides, plus what the
+    /// record keeps beyond the DSP state (a transfer's provider hold, see
+    /// [`crate::dsp::transfer::Held`]).
+    fn step(
+        &mut self,
+        sender: Role,
+        message: MessageOf<Self>,
+    ) -> Result<bool, TransitionError<Self::Machine>>;
+}
+
+/// [`ProcessRecord::step`] by the DSP table alone.
+fn table_step<P: ProcessRecord>(
+    p: &mut P,
+    sender: Role,
+    message: MessageOf<P>,
+) -> Result<bool, TransitionError<P::Machine>> {
+    Ok(
+        match crate::dsp::step::<P::Machine>(sender, Some(p.state()), message)? {
+            crate::dsp::Step::Moved(s) => {
+                p.set_state(s);
+                true
+            }
+            crate::dsp::Step::Duplicate => false,
+        },
+    )
 }
 
 macro_rules! process_record {
-    ($t:ty, $machine:ty, $what:expr, $load:ident, $save:ident, $terminated:expr, $module:ident) => {
+    ($t:ty, $machine:ty, $what:expr, $load:ident, $save:ident, $terminated:expr, $module:ident, $step:path) => {
         impl ProcessRecord for $t {
             type Machine = $machine;
             const WHAT: &'static str = $what;
@@ -142,6 +168,13 @@ macro_rules! process_record {
                 self.state = $terminated;
                 self.error = Some(why.chars().take(1024).collect());
             }
+            fn step(
+                &mut self,
+                sender: Role,
+                message: MessageOf<Self>,
+            ) -> Result<bool, TransitionError<Self::Machine>> {
+                $step(self, sender, message)
+            }
         }
     };
 }
@@ -152,7 +185,8 @@ process_record!(
     negotiation,
     update_negotiation,
     NegotiationState::Terminated,
-    negotiation
+    negotiation,
+    table_step
 );
 process_record!(
     Transfer,
@@ -161,7 +195,8 @@ process_record!(
     transfer,
     update_transfer,
     TransferState::Terminated,
-    transfer
+    transfer,
+    transfer::step_record
 );
 
 /// Applies a message the peer `caller` sent about our process `pid`, inside a transaction:
@@ -183,9 +218,8 @@ pub fn receive_in<P: ProcessRecord>(
         return Err(EngineError::NotFound(P::WHAT));
     }
     check_pids(&mut p, body_pids)?;
-    match crate::dsp::step::<P::Machine>(p.role().peer(), Some(p.state()), message)? {
-        crate::dsp::Step::Moved(s) => p.set_state(s),
-        crate::dsp::Step::Duplicate => return Err(repeated::<P>(p.state())),
+    if !p.step(p.role().peer(), message)? {
+        return Err(repeated::<P>(p.state()));
     }
     Ok(p)
 }
@@ -433,10 +467,9 @@ pub fn send_in<P: ProcessRecord>(
     build: impl FnOnce(&mut Tx<'_>, &mut P) -> EngineResult<Value>,
 ) -> EngineResult<()> {
     let type_name = P::message_type(message);
-    match crate::dsp::step::<P::Machine>(p.role(), Some(p.state()), message)? {
-        crate::dsp::Step::Moved(s) => p.set_state(s),
-        // Retries are the outbox's business; a second local send is a mistake.
-        crate::dsp::Step::Duplicate => return Err(repeated::<P>(p.state())),
+    // Retries are the outbox's business; a second local send is a mistake.
+    if !p.step(p.role(), message)? {
+        return Err(repeated::<P>(p.state()));
     }
     let mut fields = build(tx, p)?;
     let (provider, consumer) = p.pid_slots();

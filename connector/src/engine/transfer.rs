@@ -7,12 +7,12 @@ use tracing::{info, warn};
 
 use super::{EngineError, EngineResult, Step, follow_up, join_url, receive, send, send_in};
 use crate::config::Mode;
-use crate::dsp::Role;
 use crate::dsp::messages::{
     self, DataAddress, ProcessIds, ReasonedMessage, TransferRequestMessage, TransferStartMessage,
 };
 use crate::dsp::negotiation::NegotiationState;
 use crate::dsp::transfer::{self as machine, TransferMessage as Msg, TransferState as S};
+use crate::dsp::{self, Role};
 use crate::node::{Node, Shared, new_pid, table_name};
 use crate::store::{Opened, Transfer, Tx};
 
@@ -135,6 +135,7 @@ pub async fn on_request(
         dataset_id: agreement.dataset_id,
         format: msg.format,
         state: S::Requested,
+        provider_hold: false,
         data_address: None,
         error: None,
         created_at: now,
@@ -237,6 +238,7 @@ pub async fn request(node: &Node, req: StartTransfer) -> EngineResult<Transfer> 
         dataset_id: agreement.dataset_id,
         format: req.format,
         state: S::Requested,
+        provider_hold: false,
         data_address: None,
         error: None,
         created_at: now,
@@ -330,10 +332,37 @@ pub async fn on_stop(
 
 // ---- local actions of either role -------------------------------------------------------------
 
-/// Suspends, completes or terminates from our side.
+/// [`ProcessRecord::step`](super::ProcessRecord::step) of a transfer: the DSP table with the
+/// provider's hold on its suspensions ([`machine::step_held`]). A provider's suspension is
+/// held here; [`stop`] releases it at once where the config lets consumers resume.
+pub(super) fn step_record(
+    t: &mut Transfer,
+    sender: Role,
+    message: Msg,
+) -> Result<bool, machine::TransferError> {
+    let from = machine::Held {
+        state: t.state,
+        provider_hold: t.provider_hold,
+    };
+    Ok(match machine::step_held(sender, from, message, true)? {
+        dsp::Step::Moved(to) => {
+            t.state = to.state;
+            t.provider_hold = to.provider_hold;
+            true
+        }
+        dsp::Step::Duplicate => false,
+    })
+}
+
+/// Suspends, completes or terminates from our side. The provider's suspension is held (only
+/// the provider resumes it) unless `transfer.consumer_resume` is `auto`.
 pub async fn stop(node: &Node, id: &str, message: Msg, reason: &str) -> EngineResult<Transfer> {
     let reason = reason.to_string();
-    send::<Transfer>(node, id, message, |_, _| {
+    let lenient = node.config.transfer.consumer_resume == Mode::Auto;
+    send::<Transfer>(node, id, message, |_, t| {
+        if lenient && t.role == Role::Provider {
+            t.provider_hold = false;
+        }
         Ok(match message {
             Msg::Completion => json!({}),
             _ => json!({ "code": "stopped", "reason": [reason] }),

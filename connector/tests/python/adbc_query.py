@@ -23,6 +23,11 @@ def connect(a):
         opts.TLS_ROOT_CERTS.value: ca,
         opts.TLS_OVERRIDE_HOSTNAME.value: "localhost",
     }
+    # tokens are bound to their holder: present its client certificate (mutual TLS)
+    if a.cert:
+        with open(a.cert, encoding="ascii") as f, open(a.key, encoding="ascii") as k:
+            kwargs[opts.MTLS_CERT_CHAIN.value] = f.read()
+            kwargs[opts.MTLS_PRIVATE_KEY.value] = k.read()
     if a.token:
         kwargs[opts.AUTHORIZATION_HEADER.value] = "Bearer " + a.token
     if a.purpose:
@@ -54,6 +59,8 @@ def main() -> int:
     p.add_argument("--token", default="", help="Biscuit token; empty for none")
     p.add_argument("--purpose", default="", help="declared purpose; empty for none")
     p.add_argument("--sql", required=True)
+    p.add_argument("--cert", default="", help="client certificate (PEM): the token's holder")
+    p.add_argument("--key", default="", help="private key of --cert (PEM)")
     a = p.parse_args()
     try:
         with connect(a) as conn:

@@ -39,8 +39,13 @@ def main() -> int:
     p.add_argument("--token", default="")
     p.add_argument("--accept", default="")
     p.add_argument("--sql", default="")
+    p.add_argument("--cert", default="", help="client certificate (PEM): the token's holder")
+    p.add_argument("--key", default="", help="private key of --cert (PEM)")
     a = p.parse_args()
     ctx = ssl.create_default_context(cafile=a.ca)
+    if a.cert:
+        # tokens are bound to their holder: present its client certificate (mutual TLS)
+        ctx.load_cert_chain(a.cert, a.key)
     ctx.check_hostname = False  # the test certificate names localhost, the URL 127.0.0.1
     url = a.url + ("?" + urllib.parse.urlencode({"sql": a.sql}) if a.sql else "")
     req = urllib.request.Request(url)

@@ -16,10 +16,19 @@ def main() -> int:
     p.add_argument("--ca", required=True, help="data-space CA certificate (PEM)")
     p.add_argument("--token", default="", help="Biscuit token; empty for none")
     p.add_argument("--sql", required=True)
+    p.add_argument("--cert", default="", help="client certificate (PEM): the token's holder")
+    p.add_argument("--key", default="", help="private key of --cert (PEM)")
     a = p.parse_args()
     with open(a.ca, "rb") as f:
         ca = f.read()
-    client = flight.FlightClient(a.endpoint, tls_root_certs=ca, override_hostname="localhost")
+    # tokens are bound to their holder: present its client certificate (mutual TLS)
+    identity = {}
+    if a.cert:
+        with open(a.cert, "rb") as f, open(a.key, "rb") as k:
+            identity = {"cert_chain": f.read(), "private_key": k.read()}
+    client = flight.FlightClient(
+        a.endpoint, tls_root_certs=ca, override_hostname="localhost", **identity
+    )
     headers = [(b"authorization", b"Bearer " + a.token.encode())] if a.token else []
     options = flight.FlightCallOptions(headers=headers, timeout=60)
     try:
