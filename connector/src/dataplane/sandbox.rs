@@ -39,7 +39,8 @@ use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::prelude::SessionConfig;
 use datafusion::sql::parser::{DFParserBuilder, Statement};
 use datafusion::sql::sqlparser::ast::{
-    Expr as SqlExpr, Select, Statement as SqlStatement, TableFactor, Visit, Visitor,
+    Expr as SqlExpr, ObjectName, Query, Select, Statement as SqlStatement, TableFactor, Visit,
+    Visitor,
 };
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 
@@ -240,6 +241,10 @@ impl Limits {
     pub const SELECTS: usize = 64;
     /// Most table references and derived tables (each side of a join).
     pub const RELATIONS: usize = 64;
+    /// Most copies of a CTE's plan that its uses make: a CTE that uses another twice, itself
+    /// used twice by the next, ... doubles at each step, and the SQL planner copies and walks
+    /// every copy (2^25 of them took 12 GB before any limit could look at the plan).
+    pub const CTE_COPIES: u64 = 256;
     /// Most nodes of the planned query (a CTE counts once per use).
     pub const PLAN_NODES: usize = 1_000;
     /// Deepest planned query (operators one above the other).
@@ -272,10 +277,51 @@ struct SyntaxShape {
     nodes: usize,
     selects: usize,
     relations: usize,
+    /// The plan copies each CTE (by lower-case name) stands for.
+    cte_copies: HashMap<String, u64>,
+}
+
+/// The names of the tables and CTEs a query reads (the last part, lower case).
+#[derive(Default)]
+struct Relations(Vec<String>);
+
+impl Visitor for Relations {
+    type Break = ();
+
+    fn pre_visit_relation(&mut self, relation: &ObjectName) -> ControlFlow<()> {
+        let name = relation.to_string();
+        let last = name.rsplit('.').next().unwrap_or_default();
+        self.0.push(last.trim_matches('"').to_lowercase());
+        ControlFlow::Continue(())
+    }
 }
 
 impl Visitor for SyntaxShape {
     type Break = String;
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<String> {
+        let Some(with) = &query.with else {
+            return ControlFlow::Continue(());
+        };
+        for cte in &with.cte_tables {
+            let mut relations = Relations::default();
+            let _ = cte.query.visit(&mut relations);
+            let copies = relations
+                .0
+                .iter()
+                .map(|name| self.cte_copies.get(name).copied().unwrap_or(1))
+                .fold(1u64, u64::saturating_add);
+            if copies > Limits::CTE_COPIES {
+                return ControlFlow::Break(format!(
+                    "its CTEs use each other so often that they stand for more than {} copies of a query",
+                    Limits::CTE_COPIES
+                ));
+            }
+            let name = cte.alias.name.value.to_lowercase();
+            self.cte_copies.insert(name, copies);
+        }
+        ControlFlow::Continue(())
+    }
 
     fn pre_visit_expr(&mut self, _expr: &SqlExpr) -> ControlFlow<String> {
         self.depth += 1;
@@ -334,6 +380,35 @@ pub fn check_plan(plan: &LogicalPlan) -> Result<(), QueryError> {
         Some(what) => Err(too_complex(what)),
         None => Ok(()),
     }
+}
+
+/// Names starting with this are the data plane's own (e.g. the group size of aggregate-only).
+pub const RESERVED_PREFIX: &str = "__sluis";
+
+/// Refuses a plan in which the consumer names a column with the [`RESERVED_PREFIX`]: the
+/// query rules add columns of such names above the consumer's plan, and a clash would fail
+/// as an internal error.
+pub fn check_reserved_names(plan: &LogicalPlan) -> Result<(), QueryError> {
+    let mut reserved = false;
+    plan.apply_with_subqueries(|node| {
+        reserved = node
+            .schema()
+            .fields()
+            .iter()
+            .any(|f| f.name().to_ascii_lowercase().starts_with(RESERVED_PREFIX));
+        Ok(if reserved {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    })
+    .map_err(planning_error)?;
+    if reserved {
+        return Err(QueryError::Invalid(format!(
+            "names starting with `{RESERVED_PREFIX}` are reserved for the data plane; choose another alias"
+        )));
+    }
+    Ok(())
 }
 
 /// Counts of a logical plan, for [`check_plan`].
