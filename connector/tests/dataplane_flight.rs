@@ -663,7 +663,15 @@ fn in_child_process(test: &str) -> bool {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    let tail = |s: &str| s.chars().rev().take(3000).collect::<Vec<_>>().into_iter().rev().collect::<String>();
+    let tail = |s: &str| {
+        s.chars()
+            .rev()
+            .take(3000)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<String>()
+    };
     assert!(
         out.status.success() && stdout.contains("1 passed"),
         "the test (or the provider under it) failed in its process: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
@@ -692,7 +700,8 @@ fn statement_command(sql: &str) -> FlightDescriptor {
 async fn refusal_on_every_channel(client: &mut FlightClient, sql: &str) -> Option<(Code, String)> {
     use arrow_flight::sql::{ActionCreatePreparedStatementRequest, ProstMessageExt};
     use prost::Message;
-    let answer = |r: Result<(), tonic::Status>| r.err().map(|s| (s.code(), s.message().to_string()));
+    let answer =
+        |r: Result<(), tonic::Status>| r.err().map(|s| (s.code(), s.message().to_string()));
     let mut answers = vec![answer(fetch(client, sql).await.map(|_| ()))];
     answers.push(answer(
         client
@@ -712,10 +721,8 @@ async fn refusal_on_every_channel(client: &mut FlightClient, sql: &str) -> Optio
         query: sql.into(),
         transaction_id: None,
     };
-    let action = arrow_flight::Action::new(
-        "CreatePreparedStatement",
-        prepare.as_any().encode_to_vec(),
-    );
+    let action =
+        arrow_flight::Action::new("CreatePreparedStatement", prepare.as_any().encode_to_vec());
     let prepared = match client.do_action(action).await {
         Ok(results) => results.try_collect::<Vec<_>>().await.map(|_| ()),
         Err(e) => Err(e),
@@ -753,7 +760,12 @@ async fn a_hidden_or_unknown_name_gets_the_same_answer_in_every_position() {
     let twin = |secret: &str| format!("{}z", &secret[..secret.len() - 1]);
     for position in positions {
         let with = |name: &str| position.replace("{}", name);
-        for secret in ["customer_name", "Customer_Name", path.as_str(), dir.as_str()] {
+        for secret in [
+            "customer_name",
+            "Customer_Name",
+            path.as_str(),
+            dir.as_str(),
+        ] {
             let unknown = refusal_on_every_channel(&mut client, &with(&twin(secret)))
                 .await
                 .unwrap_or_else(|| panic!("{position} is refused"));
@@ -769,8 +781,15 @@ async fn a_hidden_or_unknown_name_gets_the_same_answer_in_every_position() {
     }
     // the engine and its version are not available: answered as an unknown function
     let unknown = refusal_on_every_channel(&mut client, "SELECT zz_unknown()").await;
-    for leak in ["SELECT version()", "SELECT input_file_name() FROM meter_readings"] {
-        assert_eq!(refusal_on_every_channel(&mut client, leak).await, unknown, "{leak}");
+    for leak in [
+        "SELECT version()",
+        "SELECT input_file_name() FROM meter_readings",
+    ] {
+        assert_eq!(
+            refusal_on_every_channel(&mut client, leak).await,
+            unknown,
+            "{leak}"
+        );
     }
     let (_, message) = unknown.unwrap();
     for hint in ["Did you mean", "DataFusion", "Error during planning"] {
@@ -795,7 +814,10 @@ async fn malformed_flight_sql_messages_are_invalid_arguments() {
         .encode_to_vec()
     };
     let ticket_url = format!("{prefix}TicketStatementQuery");
-    assert_eq!(ticket_url, <TicketStatementQuery as arrow_flight::sql::ProstMessageExt>::type_url());
+    assert_eq!(
+        ticket_url,
+        <TicketStatementQuery as arrow_flight::sql::ProstMessageExt>::type_url()
+    );
     let mut answers = Vec::new();
     for bytes in [
         garbled(&ticket_url),
@@ -810,7 +832,10 @@ async fn malformed_flight_sql_messages_are_invalid_arguments() {
             .unwrap_err();
         answers.push(status(e));
     }
-    let action = arrow_flight::Action::new("CreatePreparedStatement", garbled(&format!("{prefix}ActionCreatePreparedStatementRequest")));
+    let action = arrow_flight::Action::new(
+        "CreatePreparedStatement",
+        garbled(&format!("{prefix}ActionCreatePreparedStatementRequest")),
+    );
     answers.push(status(client.do_action(action).await.err().unwrap()));
     for e in &answers {
         assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
@@ -821,7 +846,10 @@ async fn malformed_flight_sql_messages_are_invalid_arguments() {
     }
 }
 
-async fn fetch_ticket(client: &mut FlightClient, ticket: Vec<u8>) -> Result<Vec<RecordBatch>, tonic::Status> {
+async fn fetch_ticket(
+    client: &mut FlightClient,
+    ticket: Vec<u8>,
+) -> Result<Vec<RecordBatch>, tonic::Status> {
     let stream = client.do_get(Ticket::new(ticket)).await.map_err(status)?;
     stream.try_collect().await.map_err(status)
 }
@@ -836,17 +864,32 @@ async fn aliases_that_collide_with_internal_names_are_no_internal_errors() {
         aggregate_min_group_size: Some(10),
         ..Default::default()
     };
-    grants.by_token.insert("tok-agg".into(), grant("t-agg", aggregate));
-    grants.by_token.insert("tok-north".into(), grant("t-north", north_plan()));
+    grants
+        .by_token
+        .insert("tok-agg".into(), grant("t-agg", aggregate));
+    grants
+        .by_token
+        .insert("tok-north".into(), grant("t-north", north_plan()));
     let server = Server::start(grants).await;
     for token in ["tok-agg", "tok-north"] {
         let mut client = server.client(Some(token)).await;
-        for alias in ["__sluis_group_size", "meter_readings", "customer_name", "region", "count(*)", "count(Int64(1))"] {
+        for alias in [
+            "__sluis_group_size",
+            "meter_readings",
+            "customer_name",
+            "region",
+            "count(*)",
+            "count(Int64(1))",
+        ] {
             for sql in [
                 format!("SELECT region, count(*) AS \"{alias}\" FROM {TABLE} GROUP BY region"),
                 format!("SELECT region AS \"{alias}\", count(*) FROM {TABLE} GROUP BY region"),
-                format!("SELECT \"{alias}\", count(*) FROM (SELECT region AS \"{alias}\" FROM {TABLE}) GROUP BY \"{alias}\""),
-                format!("SELECT count(*) AS \"{alias}\", sum(kwh) AS \"{alias}2\" FROM {TABLE} AS \"{alias}\""),
+                format!(
+                    "SELECT \"{alias}\", count(*) FROM (SELECT region AS \"{alias}\" FROM {TABLE}) GROUP BY \"{alias}\""
+                ),
+                format!(
+                    "SELECT count(*) AS \"{alias}\", sum(kwh) AS \"{alias}2\" FROM {TABLE} AS \"{alias}\""
+                ),
             ] {
                 if let Err(e) = fetch(&mut client, &sql).await {
                     assert!(
@@ -875,20 +918,33 @@ async fn deep_and_long_queries_are_refused_and_the_provider_lives_on() {
         let mut sql = format!("WITH c0 AS (SELECT kwh FROM {TABLE})");
         // 51 SELECT blocks, within the syntax limit; planned, each use copies the CTE: 2^25
         for i in 1..26 {
-            sql.push_str(&format!(", c{i} AS (SELECT * FROM c{} UNION ALL SELECT * FROM c{})", i - 1, i - 1));
+            sql.push_str(&format!(
+                ", c{i} AS (SELECT * FROM c{} UNION ALL SELECT * FROM c{})",
+                i - 1,
+                i - 1
+            ));
         }
         sql + " SELECT count(*) FROM c25"
     };
     let hostile = [
         format!("SELECT {} FROM {TABLE}", terms(1400, "kwh", " + ")),
         format!("SELECT {} FROM {TABLE}", terms(20_000, "1", "+")),
-        format!("SELECT count(*) FROM {TABLE} WHERE {}", terms(5000, "kwh > 0", " AND ")),
-        format!("SELECT count(*) FROM {TABLE} WHERE {}", terms(5000, "kwh > 0", " OR ")),
+        format!(
+            "SELECT count(*) FROM {TABLE} WHERE {}",
+            terms(5000, "kwh > 0", " AND ")
+        ),
+        format!(
+            "SELECT count(*) FROM {TABLE} WHERE {}",
+            terms(5000, "kwh > 0", " OR ")
+        ),
         format!("SELECT {} FROM {TABLE}", terms(5000, "region", " || ")),
         format!("SELECT kwh{} FROM {TABLE}", "::DOUBLE".repeat(5000)),
         terms(1500, &format!("SELECT kwh FROM {TABLE}"), " UNION ALL "),
         format!("SELECT count(*) FROM {}", terms(1000, TABLE, ", ")),
-        format!("SELECT count(*) FROM {TABLE} a {}", terms(500, &format!("JOIN {TABLE} USING (region)"), " ")),
+        format!(
+            "SELECT count(*) FROM {TABLE} a {}",
+            terms(500, &format!("JOIN {TABLE} USING (region)"), " ")
+        ),
         cte_chain,
     ];
     for sql in &hostile {
@@ -905,9 +961,15 @@ async fn deep_and_long_queries_are_refused_and_the_provider_lives_on() {
         assert!(message.contains("query-size"), "{}: {message}", &sql[..80]);
     }
     // within the limits: still planned and run
-    let sum = format!("SELECT {} AS s FROM {TABLE} LIMIT 1", terms(100, "kwh", " + "));
+    let sum = format!(
+        "SELECT {} AS s FROM {TABLE} LIMIT 1",
+        terms(100, "kwh", " + ")
+    );
     assert_eq!(row_count(&fetch(&mut client, &sum).await.unwrap()), 1);
-    let or = format!("SELECT count(*) FROM {TABLE} WHERE {}", terms(100, "kwh > 0", " OR "));
+    let or = format!(
+        "SELECT count(*) FROM {TABLE} WHERE {}",
+        terms(100, "kwh > 0", " OR ")
+    );
     assert_eq!(row_count(&fetch(&mut client, &or).await.unwrap()), 1);
 }
 
@@ -942,14 +1004,20 @@ async fn growing_functions_cannot_exhaust_the_providers_memory() {
         let e = fetch(&mut client, &sql).await.unwrap_err();
         assert_eq!(e.code(), Code::ResourceExhausted, "{call}: {e:?}");
     }
-    let sql = format!("SELECT repeat(region, 3) AS r, lpad(region, 8, '*') AS p, range(0, 3) AS n FROM {TABLE} LIMIT 1");
+    let sql = format!(
+        "SELECT repeat(region, 3) AS r, lpad(region, 8, '*') AS p, range(0, 3) AS n FROM {TABLE} LIMIT 1"
+    );
     let batches = fetch(&mut client, &sql).await.unwrap();
     assert_eq!(strings(&batches, "r"), ["northnorthnorth"]);
     assert_eq!(strings(&batches, "p"), ["***north"]);
     // more than the allowed number of growing calls in one query
-    let many: Vec<String> = (0..40).map(|i| format!("repeat(region, 2) AS r{i}")).collect();
+    let many: Vec<String> = (0..40)
+        .map(|i| format!("repeat(region, 2) AS r{i}"))
+        .collect();
     let many = many.join(", ");
-    let e = fetch(&mut client, &format!("SELECT {many} FROM {TABLE}")).await.unwrap_err();
+    let e = fetch(&mut client, &format!("SELECT {many} FROM {TABLE}"))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
     assert!(e.message().contains("query-size"), "{}", e.message());
 }
@@ -960,9 +1028,10 @@ async fn growing_functions_cannot_exhaust_the_providers_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_deadline_stops_the_work_of_cpu_bound_queries() {
     let mut grants = Grants::default();
-    grants
-        .by_token
-        .insert("tok".into(), grant("t-deadline", EnforcementPlan::default()));
+    grants.by_token.insert(
+        "tok".into(),
+        grant("t-deadline", EnforcementPlan::default()),
+    );
     let cfg = DataPlaneConfig {
         query_timeout: Duration::from_secs(1),
         ..Default::default()
@@ -975,7 +1044,9 @@ async fn the_deadline_stops_the_work_of_cpu_bound_queries() {
         format!("SELECT count(*) FROM {TABLE} a JOIN {TABLE} b ON a.kwh < b.kwh"),
         format!("SELECT max(levenshtein(a.meter_id, b.customer_name)) FROM {TABLE} a, {TABLE} b"),
         format!("SELECT a.meter_id, b.meter_id FROM {TABLE} a, {TABLE} b ORDER BY 1, 2 LIMIT 1"),
-        format!("SELECT count(*) FROM {TABLE} WHERE regexp_like(repeat(meter_id, 20000), '^(a|aa)*b$')"),
+        format!(
+            "SELECT count(*) FROM {TABLE} WHERE regexp_like(repeat(meter_id, 20000), '^(a|aa)*b$')"
+        ),
         format!("SELECT sum(length(upper(repeat(customer_name, 5000)))) FROM {TABLE}"),
     ] {
         let started = std::time::Instant::now();
@@ -986,11 +1057,17 @@ async fn the_deadline_stops_the_work_of_cpu_bound_queries() {
             matches!(e.code(), Code::DeadlineExceeded | Code::ResourceExhausted),
             "{sql}: {e:?}"
         );
-        assert!(took < Duration::from_secs(3), "{sql}: answered after {took:?}");
+        assert!(
+            took < Duration::from_secs(3),
+            "{sql}: answered after {took:?}"
+        );
         let started = std::time::Instant::now();
         let light = format!("SELECT count(*) FROM {TABLE} WHERE region = 'north'");
         fetch(&mut client, &light).await.unwrap();
         let took = started.elapsed();
-        assert!(took < Duration::from_millis(900), "{sql}: a light query after it took {took:?}");
+        assert!(
+            took < Duration::from_millis(900),
+            "{sql}: a light query after it took {took:?}"
+        );
     }
 }

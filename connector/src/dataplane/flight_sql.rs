@@ -25,10 +25,9 @@ use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
 use arrow_flight::sql::server::FlightSqlService;
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
-    ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
+    ActionCreatePreparedStatementResult, Any, Command, CommandGetCatalogs, CommandGetDbSchemas,
     CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
-    Command, CommandStatementQuery, ProstMessageExt, SqlInfo, SqlSupportedTransaction,
-    TicketStatementQuery,
+    CommandStatementQuery, ProstMessageExt, SqlInfo, SqlSupportedTransaction, TicketStatementQuery,
 };
 use arrow_flight::{FlightDescriptor, FlightInfo, IpcMessage, SchemaAsIpc, Ticket};
 use futures::stream::BoxStream;
@@ -81,10 +80,16 @@ fn action_body_decodes(action: &arrow_flight::Action) -> bool {
     };
     match action.r#type.as_str() {
         "CreatePreparedStatement" => {
-            matches!(any.unpack::<ActionCreatePreparedStatementRequest>(), Ok(Some(_)))
+            matches!(
+                any.unpack::<ActionCreatePreparedStatementRequest>(),
+                Ok(Some(_))
+            )
         }
         "ClosePreparedStatement" => {
-            matches!(any.unpack::<ActionClosePreparedStatementRequest>(), Ok(Some(_)))
+            matches!(
+                any.unpack::<ActionClosePreparedStatementRequest>(),
+                Ok(Some(_))
+            )
         }
         _ => false,
     }

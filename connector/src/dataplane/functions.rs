@@ -24,8 +24,8 @@ use std::sync::{Arc, LazyLock};
 
 use arrow::array::{Array, ArrayRef, AsArray, Int64Array};
 use arrow::datatypes::{DataType, FieldRef};
-use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::Result as DfResult;
+use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateDefaults;
 use datafusion::logical_expr::udf_eq::UdfEq;
@@ -136,7 +136,11 @@ impl Growth {
     fn estimate(self, args: &Args, row: usize) -> u64 {
         let len = |i: usize| args.len(i, row);
         let count = |i: usize| args.int(i, row).map_or(0, |n| n.max(0) as u64);
-        let sum = |from: usize| (from..args.count()).map(len).fold(0u64, u64::saturating_add);
+        let sum = |from: usize| {
+            (from..args.count())
+                .map(len)
+                .fold(0u64, u64::saturating_add)
+        };
         let plus = u64::saturating_add;
         let times = u64::saturating_mul;
         match self {
@@ -478,14 +482,30 @@ mod tests {
     fn growing_functions_refuse_huge_results_and_compute_small_ones() {
         assert!(exhausted(call("repeat", vec![text("ab"), int(1 << 30)], 1)));
         assert!(exhausted(call("lpad", vec![text("a"), int(1 << 30)], 1)));
-        assert!(exhausted(call("rpad", vec![text("a"), int(1 << 30), text("xy")], 1)));
-        assert!(exhausted(call("array_repeat", vec![int(1), int(1 << 30)], 1)));
+        assert!(exhausted(call(
+            "rpad",
+            vec![text("a"), int(1 << 30), text("xy")],
+            1
+        )));
+        assert!(exhausted(call(
+            "array_repeat",
+            vec![int(1), int(1 << 30)],
+            1
+        )));
         assert!(exhausted(call("range", vec![int(0), int(1 << 40)], 1)));
         assert!(exhausted(call("generate_series", vec![int(1 << 40)], 1)));
         let big = "x".repeat(600 * 1024);
         assert!(exhausted(call("concat", vec![text(&big), text(&big)], 1)));
-        assert!(exhausted(call("replace", vec![text(&big), text("x"), text("yy")], 1)));
-        assert!(exhausted(call("levenshtein", vec![text(&big), text(&big)], 1)));
+        assert!(exhausted(call(
+            "replace",
+            vec![text(&big), text("x"), text("yy")],
+            1
+        )));
+        assert!(exhausted(call(
+            "levenshtein",
+            vec![text(&big), text(&big)],
+            1
+        )));
         // a column of 4,096 values of 20 kB each: 80 MiB per batch, past the call cap
         let column = ColumnarValue::Array(Arc::new(arrow::array::StringArray::from(vec![
                 "y".repeat(20 * 1024);

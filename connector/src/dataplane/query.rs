@@ -14,13 +14,13 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::TableReference;
 use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
 use datafusion::error::{DataFusionError, Result as DfResult};
-use datafusion::physical_expr::PhysicalExpr;
-use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::{DisplayAs, DisplayFormatType, PlanProperties};
 use datafusion::execution::session_state::SessionState;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::execution_plan::reset_plan_states;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, PlanProperties};
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement;
@@ -181,7 +181,11 @@ async fn enforced_view(
         .map_err(unavailable)?;
     let enforced = enforce::view_plan(&grant.table_name, table, &grant.plan, grant.mask_key)
         .map_err(unavailable)?;
-    Ok(Arc::new(EnforcedTable::new(enforced, view, cfg.prefix_rows)))
+    Ok(Arc::new(EnforcedTable::new(
+        enforced,
+        view,
+        cfg.prefix_rows,
+    )))
 }
 
 /// Whether planning `plan` again would give the same physical plan. Not so with a function
@@ -445,7 +449,9 @@ impl ExecutionPlan for DeadlineExec {
         let schema = input.schema();
         let checked = input.map(move |batch| {
             if std::time::Instant::now() >= deadline {
-                Err(DataFusionError::Execution("the query's deadline has passed".into()))
+                Err(DataFusionError::Execution(
+                    "the query's deadline has passed".into(),
+                ))
             } else {
                 batch
             }
@@ -1116,7 +1122,10 @@ mod tests {
     fn chain(op: &str, n: usize) -> String {
         match op {
             "+" => format!("SELECT {} FROM t", vec!["a"; n].join(" + ")),
-            "AND" | "OR" => format!("SELECT count(*) FROM t WHERE {}", vec!["b"; n].join(&format!(" {op} "))),
+            "AND" | "OR" => format!(
+                "SELECT count(*) FROM t WHERE {}",
+                vec!["b"; n].join(&format!(" {op} "))
+            ),
             "||" => format!("SELECT {} FROM t", vec!["s"; n].join(" || ")),
             "::" => format!("SELECT a{} FROM t", "::BIGINT".repeat(n)),
             other => panic!("no chain for {other}"),
@@ -1126,31 +1135,38 @@ mod tests {
     /// Plans and runs `sql` over a small `t` in DataFusion alone (no sandbox limits), on a
     /// thread with a 2 MiB stack (a Tokio worker's), with a runtime on that thread.
     fn run_on_small_stack(sql: String) {
-        let thread = std::thread::Builder::new().stack_size(2 << 20).spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            rt.block_on(async move {
-                let cfg = DataPlaneConfig::default();
-                let ctx = SessionContext::new_with_state(sandbox::session_state(&cfg).unwrap());
-                let schema = Arc::new(Schema::new(vec![
-                    Field::new("a", DataType::Int64, false),
-                    Field::new("b", DataType::Boolean, false),
-                    Field::new("s", DataType::Utf8, false),
-                ]));
-                let batch = RecordBatch::try_new(
-                    schema.clone(),
-                    vec![
-                        Arc::new(Int64Array::from(vec![1, 2, 3])),
-                        Arc::new(arrow::array::BooleanArray::from(vec![true, false, true])),
-                        Arc::new(StringArray::from(vec!["x", "y", "z"])),
-                    ],
-                )
-                .unwrap();
-                let table = datafusion::datasource::MemTable::try_new(schema, vec![vec![batch]]).unwrap();
-                ctx.register_table("t", Arc::new(table)).unwrap();
-                let df = ctx.sql(&sql).await.unwrap();
-                df.collect().await.unwrap();
+        let thread = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let cfg = DataPlaneConfig::default();
+                    let ctx = SessionContext::new_with_state(sandbox::session_state(&cfg).unwrap());
+                    let schema = Arc::new(Schema::new(vec![
+                        Field::new("a", DataType::Int64, false),
+                        Field::new("b", DataType::Boolean, false),
+                        Field::new("s", DataType::Utf8, false),
+                    ]));
+                    let batch = RecordBatch::try_new(
+                        schema.clone(),
+                        vec![
+                            Arc::new(Int64Array::from(vec![1, 2, 3])),
+                            Arc::new(arrow::array::BooleanArray::from(vec![true, false, true])),
+                            Arc::new(StringArray::from(vec!["x", "y", "z"])),
+                        ],
+                    )
+                    .unwrap();
+                    let table =
+                        datafusion::datasource::MemTable::try_new(schema, vec![vec![batch]])
+                            .unwrap();
+                    ctx.register_table("t", Arc::new(table)).unwrap();
+                    let df = ctx.sql(&sql).await.unwrap();
+                    df.collect().await.unwrap();
+                });
             });
-        });
         thread.unwrap().join().unwrap();
     }
 
@@ -1161,13 +1177,20 @@ mod tests {
     #[test]
     #[ignore = "a measurement, run by hand (about a minute)"]
     fn stack_needed_by_deep_expressions() {
-        if let (Ok(op), Ok(n)) = (std::env::var("SLUIS_CHAIN_OP"), std::env::var("SLUIS_CHAIN_N")) {
+        if let (Ok(op), Ok(n)) = (
+            std::env::var("SLUIS_CHAIN_OP"),
+            std::env::var("SLUIS_CHAIN_N"),
+        ) {
             run_on_small_stack(chain(&op, n.parse().unwrap()));
             return;
         }
         let passes = |op: &str, n: usize| {
             std::process::Command::new(std::env::current_exe().unwrap())
-                .args(["dataplane::query::tests::stack_needed_by_deep_expressions", "--exact", "--ignored"])
+                .args([
+                    "dataplane::query::tests::stack_needed_by_deep_expressions",
+                    "--exact",
+                    "--ignored",
+                ])
                 .env("SLUIS_CHAIN_OP", op)
                 .env("SLUIS_CHAIN_N", n.to_string())
                 .output()
@@ -1185,7 +1208,11 @@ mod tests {
             assert!(passes(op, ok), "{op} fails at {ok}");
             while fails - ok > ok / 16 {
                 let mid = (ok + fails) / 2;
-                if passes(op, mid) { ok = mid } else { fails = mid }
+                if passes(op, mid) {
+                    ok = mid
+                } else {
+                    fails = mid
+                }
             }
             println!("chain `{op}`: passes at {ok} terms, overflows 2 MiB at {fails}");
         }
