@@ -948,3 +948,428 @@ async fn a_consumer_flooding_its_slots_cannot_block_another_consumer() {
         .unwrap();
     assert_eq!(row_count(&batches), ROWS);
 }
+
+/// Runs the calling test again in a child process of this test binary, so that an abort of
+/// the provider (a stack overflow, a failed allocation) fails this one test and not the whole
+/// binary. Returns true in the child, which runs the test's body; in the parent it waits for
+/// the child, asserts that the body passed, and returns false.
+fn in_child_process(test: &str) -> bool {
+    const CHILD: &str = "SLUIS_TEST_CHILD";
+    if std::env::var_os(CHILD).is_some() {
+        return true;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, test)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let tail = |s: &str| {
+        s.chars()
+            .rev()
+            .take(3000)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<String>()
+    };
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "the test (or the provider under it) failed in its process: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        tail(&stdout),
+        tail(&stderr)
+    );
+    false
+}
+
+/// A Flight SQL `CommandStatementQuery` descriptor for `sql`.
+fn statement_command(sql: &str) -> FlightDescriptor {
+    use arrow_flight::sql::{CommandStatementQuery, ProstMessageExt};
+    use prost::Message;
+    let c = CommandStatementQuery {
+        query: sql.into(),
+        transaction_id: None,
+    };
+    FlightDescriptor::new_cmd(c.as_any().encode_to_vec())
+}
+
+/// The status of `sql` on every channel that plans it: DoGet with the SQL as the ticket,
+/// GetSchema, Flight SQL GetFlightInfo with a statement, and Flight SQL
+/// CreatePreparedStatement. Each must answer alike; the one answer is returned, or None if the
+/// query ran.
+async fn refusal_on_every_channel(client: &mut FlightClient, sql: &str) -> Option<(Code, String)> {
+    use arrow_flight::sql::{ActionCreatePreparedStatementRequest, ProstMessageExt};
+    use prost::Message;
+    let answer =
+        |r: Result<(), tonic::Status>| r.err().map(|s| (s.code(), s.message().to_string()));
+    let mut answers = vec![answer(fetch(client, sql).await.map(|_| ()))];
+    answers.push(answer(
+        client
+            .get_schema(FlightDescriptor::new_cmd(sql.to_string()))
+            .await
+            .map(|_| ())
+            .map_err(status),
+    ));
+    answers.push(answer(
+        client
+            .get_flight_info(statement_command(sql))
+            .await
+            .map(|_| ())
+            .map_err(status),
+    ));
+    let prepare = ActionCreatePreparedStatementRequest {
+        query: sql.into(),
+        transaction_id: None,
+    };
+    let action =
+        arrow_flight::Action::new("CreatePreparedStatement", prepare.as_any().encode_to_vec());
+    let prepared = match client.do_action(action).await {
+        Ok(results) => results.try_collect::<Vec<_>>().await.map(|_| ()),
+        Err(e) => Err(e),
+    };
+    answers.push(answer(prepared.map_err(status)));
+    for other in &answers[1..] {
+        assert_eq!(other, &answers[0], "{sql}: the channels answer alike");
+    }
+    answers.swap_remove(0)
+}
+
+/// Naming a hidden column, or the server's file path, where a name fails (a function, a type,
+/// a struct field, a column) gets exactly the answer an unknown name gets, on every channel:
+/// no bisection over candidate names. The engine's version is not available either.
+#[tokio::test]
+async fn a_hidden_or_unknown_name_gets_the_same_answer_in_every_position() {
+    let server = north_server().await;
+    let mut client = server.client(Some("tok-north")).await;
+    let path = sample().0.display().to_string();
+    let dir = sample().0.parent().unwrap().display().to_string();
+    let positions = [
+        "SELECT {}(kwh) FROM meter_readings",
+        "SELECT \"{}\"(kwh) FROM meter_readings",
+        "SELECT CAST(kwh AS {}) FROM meter_readings",
+        "SELECT CAST(kwh AS \"{}\") FROM meter_readings",
+        "SELECT named_struct('a', kwh)['{}'] FROM meter_readings",
+        "SELECT {} FROM meter_readings",
+        "SELECT \"{}\" FROM meter_readings",
+        "SELECT m.{} FROM meter_readings m",
+        "SELECT count(*) FROM meter_readings GROUP BY {}",
+        "SELECT kwh FROM meter_readings ORDER BY \"{}\"",
+        "SELECT {}.kwh FROM meter_readings",
+    ];
+    // each secret and an unknown name of the same length (a syntax error may say where)
+    let twin = |secret: &str| format!("{}z", &secret[..secret.len() - 1]);
+    for position in positions {
+        let with = |name: &str| position.replace("{}", name);
+        for secret in [
+            "customer_name",
+            "Customer_Name",
+            path.as_str(),
+            dir.as_str(),
+        ] {
+            let unknown = refusal_on_every_channel(&mut client, &with(&twin(secret)))
+                .await
+                .unwrap_or_else(|| panic!("{position} is refused"));
+            let answer = refusal_on_every_channel(&mut client, &with(secret)).await;
+            assert_eq!(answer.as_ref(), Some(&unknown), "{}", with(secret));
+            assert!(
+                !unknown.1.contains("customer") && !unknown.1.contains("ustomer_nam"),
+                "{}",
+                unknown.1
+            );
+            assert_ne!(unknown.0, Code::Internal, "{position}");
+        }
+    }
+    // the engine and its version are not available: answered as an unknown function
+    let unknown = refusal_on_every_channel(&mut client, "SELECT zz_unknown()").await;
+    for leak in [
+        "SELECT version()",
+        "SELECT input_file_name() FROM meter_readings",
+    ] {
+        assert_eq!(
+            refusal_on_every_channel(&mut client, leak).await,
+            unknown,
+            "{leak}"
+        );
+    }
+    let (_, message) = unknown.unwrap();
+    for hint in ["Did you mean", "DataFusion", "Error during planning"] {
+        assert!(!message.contains(hint), "{message}");
+    }
+}
+
+/// A ticket, command or action body that claims to be Flight SQL but does not decode is
+/// `INVALID_ARGUMENT` with a fixed text, never `INTERNAL` or the decoder's own message.
+#[tokio::test]
+async fn malformed_flight_sql_messages_are_invalid_arguments() {
+    use arrow_flight::sql::{Any, TicketStatementQuery};
+    use prost::Message;
+    let server = north_server().await;
+    let mut client = server.client(Some("tok-north")).await;
+    let prefix = "type.googleapis.com/arrow.flight.protocol.sql.";
+    let garbled = |type_url: &str| {
+        Any {
+            type_url: type_url.into(),
+            value: vec![0xff, 0xff, 0xff].into(),
+        }
+        .encode_to_vec()
+    };
+    let ticket_url = format!("{prefix}TicketStatementQuery");
+    assert_eq!(
+        ticket_url,
+        <TicketStatementQuery as arrow_flight::sql::ProstMessageExt>::type_url()
+    );
+    let mut answers = Vec::new();
+    for bytes in [
+        garbled(&ticket_url),
+        garbled(&format!("{prefix}CommandPreparedStatementQuery")),
+        garbled(&format!("{prefix}CommandNoSuchThing")),
+    ] {
+        let e = fetch_ticket(&mut client, bytes.clone()).await.unwrap_err();
+        answers.push(e.clone());
+        let e = client
+            .get_flight_info(FlightDescriptor::new_cmd(bytes))
+            .await
+            .unwrap_err();
+        answers.push(status(e));
+    }
+    let action = arrow_flight::Action::new(
+        "CreatePreparedStatement",
+        garbled(&format!("{prefix}ActionCreatePreparedStatementRequest")),
+    );
+    answers.push(status(client.do_action(action).await.err().unwrap()));
+    for e in &answers {
+        assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+        for internal in ["Decode", "decode", "ParseError", "NoSuchThing", "buffer"] {
+            assert!(!e.message().contains(internal), "{}", e.message());
+        }
+        assert_eq!(e.message(), answers[0].message());
+    }
+}
+
+async fn fetch_ticket(
+    client: &mut FlightClient,
+    ticket: Vec<u8>,
+) -> Result<Vec<RecordBatch>, tonic::Status> {
+    let stream = client.do_get(Ticket::new(ticket)).await.map_err(status)?;
+    stream.try_collect().await.map_err(status)
+}
+
+/// A consumer's alias or name that is also a name used inside the data plane (the group
+/// size column of aggregate-only, the enforced view's names) is answered as any other query,
+/// never with an internal error.
+#[tokio::test]
+async fn aliases_that_collide_with_internal_names_are_no_internal_errors() {
+    let mut grants = Grants::default();
+    let aggregate = EnforcementPlan {
+        aggregate_min_group_size: Some(10),
+        ..Default::default()
+    };
+    grants
+        .by_token
+        .insert("tok-agg".into(), grant("t-agg", aggregate));
+    grants
+        .by_token
+        .insert("tok-north".into(), grant("t-north", north_plan()));
+    let server = Server::start(grants).await;
+    for token in ["tok-agg", "tok-north"] {
+        let mut client = server.client(Some(token)).await;
+        for alias in [
+            "__sluis_group_size",
+            "meter_readings",
+            "customer_name",
+            "region",
+            "count(*)",
+            "count(Int64(1))",
+        ] {
+            for sql in [
+                format!("SELECT region, count(*) AS \"{alias}\" FROM {TABLE} GROUP BY region"),
+                format!("SELECT region AS \"{alias}\", count(*) FROM {TABLE} GROUP BY region"),
+                format!(
+                    "SELECT \"{alias}\", count(*) FROM (SELECT region AS \"{alias}\" FROM {TABLE}) GROUP BY \"{alias}\""
+                ),
+                format!(
+                    "SELECT count(*) AS \"{alias}\", sum(kwh) AS \"{alias}2\" FROM {TABLE} AS \"{alias}\""
+                ),
+            ] {
+                if let Err(e) = fetch(&mut client, &sql).await {
+                    assert!(
+                        matches!(e.code(), Code::InvalidArgument | Code::PermissionDenied),
+                        "{token}: {sql}: {e:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// Long chains of operators (a sum of 1,400 terms, AND, OR, `||`, casts), many UNION
+/// members, joins and CTE uses: each is refused with `query-size` before it can exhaust a
+/// stack, and the provider still answers afterwards. Runs in a child process: on a
+/// regression the provider would abort.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_and_long_queries_are_refused_and_the_provider_lives_on() {
+    if !in_child_process("deep_and_long_queries_are_refused_and_the_provider_lives_on") {
+        return;
+    }
+    let server = north_server().await;
+    let mut client = server.client(Some("tok-north")).await;
+    let terms = |n: usize, term: &str, op: &str| vec![term; n].join(op);
+    let cte_chain = {
+        let mut sql = format!("WITH c0 AS (SELECT kwh FROM {TABLE})");
+        // 51 SELECT blocks, within the syntax limit; planned, each use copies the CTE: 2^25
+        for i in 1..26 {
+            sql.push_str(&format!(
+                ", c{i} AS (SELECT * FROM c{} UNION ALL SELECT * FROM c{})",
+                i - 1,
+                i - 1
+            ));
+        }
+        sql + " SELECT count(*) FROM c25"
+    };
+    let hostile = [
+        format!("SELECT {} FROM {TABLE}", terms(1400, "kwh", " + ")),
+        format!("SELECT {} FROM {TABLE}", terms(20_000, "1", "+")),
+        format!(
+            "SELECT count(*) FROM {TABLE} WHERE {}",
+            terms(5000, "kwh > 0", " AND ")
+        ),
+        format!(
+            "SELECT count(*) FROM {TABLE} WHERE {}",
+            terms(5000, "kwh > 0", " OR ")
+        ),
+        format!("SELECT {} FROM {TABLE}", terms(5000, "region", " || ")),
+        format!("SELECT kwh{} FROM {TABLE}", "::DOUBLE".repeat(5000)),
+        terms(1500, &format!("SELECT kwh FROM {TABLE}"), " UNION ALL "),
+        format!("SELECT count(*) FROM {}", terms(1000, TABLE, ", ")),
+        format!(
+            "SELECT count(*) FROM {TABLE} a {}",
+            terms(500, &format!("JOIN {TABLE} USING (region)"), " ")
+        ),
+        cte_chain,
+    ];
+    for sql in &hostile {
+        eprintln!("{}...", &sql[..80]);
+        let answer = tokio::time::timeout(
+            Duration::from_secs(30),
+            refusal_on_every_channel(&mut client, sql),
+        );
+        let (code, message) = answer
+            .await
+            .unwrap_or_else(|_| panic!("{}... took more than 30 s", &sql[..80]))
+            .unwrap_or_else(|| panic!("{}... ran", &sql[..80]));
+        assert_eq!(code, Code::PermissionDenied, "{}: {message}", &sql[..80]);
+        assert!(message.contains("query-size"), "{}: {message}", &sql[..80]);
+    }
+    // within the limits: still planned and run
+    let sum = format!(
+        "SELECT {} AS s FROM {TABLE} LIMIT 1",
+        terms(100, "kwh", " + ")
+    );
+    assert_eq!(row_count(&fetch(&mut client, &sum).await.unwrap()), 1);
+    let or = format!(
+        "SELECT count(*) FROM {TABLE} WHERE {}",
+        terms(100, "kwh > 0", " OR ")
+    );
+    assert_eq!(row_count(&fetch(&mut client, &or).await.unwrap()), 1);
+}
+
+/// Functions whose results grow (`repeat`, `lpad`, `array_repeat`, `range`, ...) are refused
+/// with `RESOURCE_EXHAUSTED` beyond their bounds instead of asking the allocator for
+/// gigabytes, and work within them. Runs in a child process: on a regression the provider
+/// would abort.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn growing_functions_cannot_exhaust_the_providers_memory() {
+    if !in_child_process("growing_functions_cannot_exhaust_the_providers_memory") {
+        return;
+    }
+    let server = north_server().await;
+    let mut client = server.client(Some("tok-north")).await;
+    for call in [
+        "repeat(region, 1000000000)",
+        "repeat('ab', 2000000000)",
+        "lpad(region, 2000000000, 'x')",
+        "rpad('a', 2000000000)",
+        "array_repeat(kwh, 2000000000)",
+        "range(0, 4000000000)",
+        "generate_series(1, 4000000000)",
+        "cardinality(range(0, 4000000000))",
+        "[repeat(region, 100000000), repeat(region, 100000000)]",
+        "replace(repeat(region, 100000), 'n', repeat('x', 100000))",
+        "concat(repeat(tariff, 200000), repeat(tariff, 200000))",
+        "encode(encode(encode(encode(encode(encode(encode(encode(repeat(region, 50000), 'hex'), 'hex'), 'hex'), 'hex'), 'hex'), 'hex'), 'hex'), 'hex')",
+        "levenshtein(repeat(region, 200000), repeat(tariff, 200000))",
+        "generate_series(TIMESTAMP '1970-01-01', TIMESTAMP '2100-01-01', INTERVAL '1 nanosecond')",
+    ] {
+        let sql = format!("SELECT {call} FROM {TABLE} LIMIT 5");
+        let e = fetch(&mut client, &sql).await.unwrap_err();
+        assert_eq!(e.code(), Code::ResourceExhausted, "{call}: {e:?}");
+    }
+    let sql = format!(
+        "SELECT repeat(region, 3) AS r, lpad(region, 8, '*') AS p, range(0, 3) AS n FROM {TABLE} LIMIT 1"
+    );
+    let batches = fetch(&mut client, &sql).await.unwrap();
+    assert_eq!(strings(&batches, "r"), ["northnorthnorth"]);
+    assert_eq!(strings(&batches, "p"), ["***north"]);
+    // more than the allowed number of growing calls in one query
+    let many: Vec<String> = (0..40)
+        .map(|i| format!("repeat(region, 2) AS r{i}"))
+        .collect();
+    let many = many.join(", ");
+    let e = fetch(&mut client, &format!("SELECT {many} FROM {TABLE}"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("query-size"), "{}", e.message());
+}
+
+/// The deadline stops a query that burns CPU (joins that multiply rows, a sort of their
+/// product, expensive functions), and its work stops with it: a light query answers at once
+/// afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_deadline_stops_the_work_of_cpu_bound_queries() {
+    let mut grants = Grants::default();
+    grants.by_token.insert(
+        "tok".into(),
+        grant("t-deadline", EnforcementPlan::default()),
+    );
+    let cfg = DataPlaneConfig {
+        query_timeout: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let server = Server::start_with(grants, cfg).await;
+    let mut client = server.client(Some("tok")).await;
+    for sql in [
+        format!("SELECT count(*) FROM {TABLE} a, {TABLE} b"),
+        format!("SELECT count(*) FROM {TABLE} a JOIN {TABLE} b ON a.region = b.region"),
+        format!("SELECT count(*) FROM {TABLE} a JOIN {TABLE} b ON a.kwh < b.kwh"),
+        format!("SELECT max(levenshtein(a.meter_id, b.customer_name)) FROM {TABLE} a, {TABLE} b"),
+        format!("SELECT a.meter_id, b.meter_id FROM {TABLE} a, {TABLE} b ORDER BY 1, 2 LIMIT 1"),
+        format!(
+            "SELECT count(*) FROM {TABLE} WHERE regexp_like(repeat(meter_id, 20000), '^(a|aa)*b$')"
+        ),
+        format!("SELECT sum(length(upper(repeat(customer_name, 5000)))) FROM {TABLE}"),
+    ] {
+        let started = std::time::Instant::now();
+        let e = fetch(&mut client, &sql).await.unwrap_err();
+        let took = started.elapsed();
+        eprintln!("{took:?}: {sql}");
+        assert!(
+            matches!(e.code(), Code::DeadlineExceeded | Code::ResourceExhausted),
+            "{sql}: {e:?}"
+        );
+        assert!(
+            took < Duration::from_secs(3),
+            "{sql}: answered after {took:?}"
+        );
+        let started = std::time::Instant::now();
+        let light = format!("SELECT count(*) FROM {TABLE} WHERE region = 'north'");
+        fetch(&mut client, &light).await.unwrap();
+        let took = started.elapsed();
+        assert!(
+            took < Duration::from_millis(900),
+            "{sql}: a light query after it took {took:?}"
+        );
+    }
+}

@@ -1,9 +1,10 @@
 //! Errors of the data plane and the messages consumers see.
 //!
 //! A consumer must never learn a hidden column's name, a server path or a value from a row it
-//! cannot see. So DataFusion's messages reach the consumer only for syntax and planning
-//! errors, and only after [`Redactor`] has checked them; everything that happens while
-//! reading data gets a fixed message, with the details in the server log.
+//! cannot see, nor tell them apart from unknown names by the answer. So DataFusion's messages
+//! never reach the consumer: planning errors get one of a few fixed texts by kind
+//! ([`planning_error`]), and everything that happens while reading data gets a fixed message
+//! ([`execution_error`]), with the details in the server log.
 
 use datafusion::error::DataFusionError;
 use tonic::Status;
@@ -80,71 +81,60 @@ impl From<QueryError> for Status {
     }
 }
 
-/// Checks DataFusion messages before a consumer sees them.
-#[derive(Debug, Clone, Default)]
-pub struct Redactor {
-    /// Strings that must never appear: hidden column names, the source location.
-    secrets: Vec<String>,
+/// What a consumer is told when the query names a column, function, type or field the
+/// view does not have. One text for every such name, hidden or unknown alike.
+pub(super) const UNAVAILABLE_NAME: &str = "the query names a column, function, type or field \
+    that is not available (hidden and unknown names are refused alike); call GetSchema for the \
+    visible columns";
+
+/// What a consumer is told for every other planning error.
+pub(super) const NOT_PLANNABLE: &str = "the query cannot be planned over the visible schema: \
+    check that each function and operator gets values of the types it takes, and the grouping \
+    and aggregates; call GetSchema for the visible columns";
+
+/// What a consumer is told when the query uses SQL the data plane does not run.
+pub(super) const NOT_SUPPORTED: &str =
+    "the query uses a SQL feature the data plane does not support; rewrite it without it";
+
+/// Maps an error from planning the consumer's (parsed) SQL over the view.
+///
+/// The consumer gets one of a few fixed texts chosen by the kind of error, never
+/// DataFusion's message: a message that quoted the names in the query, and was withheld only
+/// when it quoted a secret, told the consumer which names are secrets (hidden columns, the
+/// source path) by the difference. The kind depends only on the SQL and the visible schema,
+/// which the consumer knows. The full message goes to the provider's log.
+pub fn planning_error(e: DataFusionError) -> QueryError {
+    let class = classify(&e);
+    tracing::info!(error = %e, "query refused at planning");
+    match class {
+        Class::MissingName => QueryError::refused("visible-columns", UNAVAILABLE_NAME),
+        Class::NotSupported => QueryError::Invalid(NOT_SUPPORTED.into()),
+        Class::Plan | Class::Syntax | Class::Other => QueryError::Invalid(NOT_PLANNABLE.into()),
+        Class::Resources => QueryError::ResourcesExhausted,
+    }
 }
 
-impl Redactor {
-    /// A redactor that withholds any message containing one of `secrets` (empty ones ignored).
-    pub fn new(secrets: impl IntoIterator<Item = String>) -> Self {
-        Self {
-            secrets: secrets.into_iter().filter(|s| !s.is_empty()).collect(),
-        }
-    }
-
-    /// `message` if it reveals none of the secrets, else a fixed text.
-    fn clean(&self, message: String) -> String {
-        let lower = message.to_lowercase();
-        if self
-            .secrets
-            .iter()
-            .any(|s| lower.contains(&s.to_lowercase()))
-        {
-            "the query cannot be planned over the visible schema (call GetSchema for it)".into()
-        } else {
-            message
-        }
-    }
-
-    /// Maps an error from parsing or planning the consumer's SQL.
-    pub fn planning(&self, e: DataFusionError) -> QueryError {
-        match classify(&e) {
-            Class::MissingColumn => QueryError::refused(
-                "visible-columns",
-                "the query names a column that is not in the dataset's visible schema \
-                 (hidden and unknown columns are refused alike; call GetSchema for the visible columns)",
-            ),
-            Class::Syntax | Class::Plan => QueryError::Invalid(self.clean(root_message(&e))),
-            Class::Resources => QueryError::ResourcesExhausted,
-            Class::Other => {
-                tracing::warn!(error = %e, "planning failed");
-                QueryError::Failed
-            }
-        }
-    }
-
-    /// Maps an error from building the physical plan or running it.
-    pub fn execution(&self, e: DataFusionError) -> QueryError {
-        match classify(&e) {
-            Class::Resources => QueryError::ResourcesExhausted,
-            _ => {
-                tracing::warn!(error = %e, "query failed while running");
-                QueryError::Failed
-            }
+/// Maps an error from building the physical plan or running it: a fixed text, the details in
+/// the provider's log (they may quote values of rows the consumer cannot see).
+pub fn execution_error(e: DataFusionError) -> QueryError {
+    match classify(&e) {
+        Class::Resources => QueryError::ResourcesExhausted,
+        _ => {
+            tracing::warn!(error = %e, "query failed while running");
+            QueryError::Failed
         }
     }
 }
 
 /// The kinds of DataFusion errors the data plane treats differently.
 enum Class {
-    /// A column the query names does not exist in the view.
-    MissingColumn,
-    /// SQL syntax.
+    /// A name the query uses (column, function, type, struct field) does not exist.
+    MissingName,
+    /// SQL syntax (while planning: e.g. an interval or type text).
     Syntax,
-    /// Planning errors about the query itself (types, functions, grouping).
+    /// A SQL feature DataFusion does not implement.
+    NotSupported,
+    /// Planning errors about the query itself (types, grouping).
     Plan,
     /// Memory limit.
     Resources,
@@ -152,24 +142,37 @@ enum Class {
     Other,
 }
 
+/// Plan-error messages that mean a name is not known (DataFusion has no variant for them).
+const MISSING_NAME_MESSAGES: [&str; 3] = [
+    "Invalid function '",
+    "not found in struct",
+    "Unsupported SQL type",
+];
+
 fn classify(e: &DataFusionError) -> Class {
     match e {
         DataFusionError::SchemaError(inner, _) => match inner.as_ref() {
-            datafusion::common::SchemaError::FieldNotFound { .. } => Class::MissingColumn,
+            datafusion::common::SchemaError::FieldNotFound { .. } => Class::MissingName,
             _ => Class::Plan,
         },
         DataFusionError::SQL(..) => Class::Syntax,
-        DataFusionError::Plan(_) | DataFusionError::NotImplemented(_) => Class::Plan,
+        DataFusionError::Plan(m) | DataFusionError::NotImplemented(m)
+            if MISSING_NAME_MESSAGES.iter().any(|n| m.contains(n)) =>
+        {
+            Class::MissingName
+        }
+        DataFusionError::Plan(_) => Class::Plan,
+        DataFusionError::NotImplemented(_) => Class::NotSupported,
         DataFusionError::ResourcesExhausted(_) => Class::Resources,
         DataFusionError::Context(_, inner) | DataFusionError::Diagnostic(_, inner) => {
             classify(inner)
         }
         DataFusionError::Shared(inner) => classify(inner),
         DataFusionError::Collection(errors) => {
-            // the most telling member decides: a hidden column must never slip through
+            // the first member decides, unless one is a missing name (the most helpful)
             let classes: Vec<Class> = errors.iter().map(classify).collect();
-            if classes.iter().any(|c| matches!(c, Class::MissingColumn)) {
-                Class::MissingColumn
+            if classes.iter().any(|c| matches!(c, Class::MissingName)) {
+                Class::MissingName
             } else {
                 classes.into_iter().next().unwrap_or(Class::Other)
             }
@@ -178,60 +181,73 @@ fn classify(e: &DataFusionError) -> Class {
     }
 }
 
-/// The innermost message, without DataFusion's wrapping prefixes and backtraces.
-fn root_message(e: &DataFusionError) -> String {
-    match e.find_root() {
-        DataFusionError::Plan(m) | DataFusionError::NotImplemented(m) => m.clone(),
-        DataFusionError::SQL(p, _) => p.to_string(),
-        other => other.strip_backtrace(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use datafusion::common::{Column, SchemaError};
 
-    #[test]
-    fn missing_column_is_refused_without_naming_it() {
-        let r = Redactor::new(["customer_name".to_string()]);
-        let e = DataFusionError::SchemaError(
+    fn missing_column(name: &str) -> DataFusionError {
+        DataFusionError::SchemaError(
             Box::new(SchemaError::FieldNotFound {
-                field: Box::new(Column::from_name("customer_name")),
+                field: Box::new(Column::from_name(name)),
                 valid_fields: vec![],
             }),
             Box::new(None),
         )
-        .context("while planning");
-        let q = r.planning(e);
+        .context("while planning")
+    }
+
+    /// The answer is the same text whatever the name, secret or unknown: no bisection over
+    /// candidate names.
+    #[test]
+    fn planning_errors_do_not_depend_on_the_names_in_them() {
+        for (secret, unknown) in [
+            (missing_column("customer_name"), missing_column("no_such")),
+            (
+                DataFusionError::Plan(
+                    "Invalid function 'customer_name'.\nDid you mean 'current_date'?".into(),
+                ),
+                DataFusionError::Plan("Invalid function 'sqrt2'.\nDid you mean 'sqrt'?".into()),
+            ),
+            (
+                DataFusionError::NotImplemented("Unsupported SQL type customer_name".into()),
+                DataFusionError::NotImplemented("Unsupported SQL type frobnicate".into()),
+            ),
+            (
+                DataFusionError::Plan("cannot coerce /srv/data/readings.parquet".into()),
+                DataFusionError::Plan("cannot coerce Utf8 to Int64".into()),
+            ),
+        ] {
+            let (secret, unknown) = (planning_error(secret), planning_error(unknown));
+            assert_eq!(secret, unknown);
+            let said = Status::from(secret).message().to_string();
+            for leak in ["customer_name", "/srv", "current_date", "sqrt", "Utf8"] {
+                assert!(!said.contains(leak), "{said}");
+            }
+        }
         assert!(matches!(
-            q,
+            planning_error(missing_column("x")),
             QueryError::Refused {
                 rule: "visible-columns",
                 ..
             }
         ));
-        assert!(!q.to_string().contains("customer_name"));
-    }
-
-    #[test]
-    fn plan_errors_that_name_a_secret_are_withheld() {
-        let r = Redactor::new(["customer_name".to_string(), "/srv/data".to_string()]);
-        let q = r.planning(DataFusionError::Plan("cannot coerce Customer_Name".into()));
-        assert!(!q.to_string().to_lowercase().contains("customer_name"));
-        let q = r.planning(DataFusionError::Plan("no function sqrt2".into()));
-        assert_eq!(q, QueryError::Invalid("no function sqrt2".into()));
+        let internal = planning_error(DataFusionError::Internal("bug".into()));
+        assert_eq!(
+            Status::from(internal).code(),
+            tonic::Code::InvalidArgument,
+            "bad input is never a server error"
+        );
     }
 
     #[test]
     fn execution_errors_are_fixed_messages() {
-        let r = Redactor::default();
-        let q = r.execution(DataFusionError::Execution(
+        let q = execution_error(DataFusionError::Execution(
             "cannot cast 'Anna Jansen'".into(),
         ));
         assert_eq!(q, QueryError::Failed);
         assert!(!Status::from(q).message().contains("Anna"));
-        let q = r.execution(DataFusionError::ResourcesExhausted("pool".into()));
+        let q = execution_error(DataFusionError::ResourcesExhausted("pool".into()));
         assert_eq!(Status::from(q).code(), tonic::Code::ResourceExhausted);
     }
 }

@@ -25,7 +25,7 @@ use arrow_flight::sql::metadata::{SqlInfoData, SqlInfoDataBuilder};
 use arrow_flight::sql::server::FlightSqlService;
 use arrow_flight::sql::{
     ActionClosePreparedStatementRequest, ActionCreatePreparedStatementRequest,
-    ActionCreatePreparedStatementResult, Any, CommandGetCatalogs, CommandGetDbSchemas,
+    ActionCreatePreparedStatementResult, Any, Command, CommandGetCatalogs, CommandGetDbSchemas,
     CommandGetSqlInfo, CommandGetTableTypes, CommandGetTables, CommandPreparedStatementQuery,
     CommandStatementQuery, ProstMessageExt, SqlInfo, SqlSupportedTransaction, TicketStatementQuery,
 };
@@ -51,6 +51,48 @@ const TABLE_TYPE: &str = "TABLE";
 /// Whether a ticket or command is a Flight SQL message (else it is plain SQL text).
 pub fn is_flight_sql(bytes: &[u8]) -> bool {
     Any::decode(bytes).is_ok_and(|any| any.type_url.starts_with(FLIGHT_SQL_TYPE_PREFIX))
+}
+
+/// What a consumer is told for a Flight SQL message that does not decode, or that this server
+/// does not know: never the decoder's own message.
+const MALFORMED: &str = "the Flight SQL command, ticket or action body is malformed or not one \
+    this server serves: send one made by a Flight SQL client, or the ticket GetFlightInfo returned";
+
+fn malformed() -> QueryError {
+    QueryError::Invalid(MALFORMED.into())
+}
+
+/// Decodes a Flight SQL command or ticket; refuses one that does not decode or is unknown.
+/// (arrow-flight's own dispatch answers those with the decoder's debug output, some as
+/// `INTERNAL`.)
+fn decode_command(bytes: &[u8]) -> Result<Command, QueryError> {
+    let any = Any::decode(bytes).map_err(|_| malformed())?;
+    match Command::try_from(any) {
+        Ok(Command::Unknown(_)) | Err(_) => Err(malformed()),
+        Ok(command) => Ok(command),
+    }
+}
+
+/// Whether an action's body decodes as the request its type names.
+fn action_body_decodes(action: &arrow_flight::Action) -> bool {
+    let Ok(any) = Any::decode(&*action.body) else {
+        return false;
+    };
+    match action.r#type.as_str() {
+        "CreatePreparedStatement" => {
+            matches!(
+                any.unpack::<ActionCreatePreparedStatementRequest>(),
+                Ok(Some(_))
+            )
+        }
+        "ClosePreparedStatement" => {
+            matches!(
+                any.unpack::<ActionClosePreparedStatementRequest>(),
+                Ok(Some(_))
+            )
+        }
+        _ => false,
+    }
 }
 
 /// The SQL of a Flight SQL statement or prepared-statement command, for `GetSchema`.
@@ -86,6 +128,35 @@ impl FlightSqlDataPlane {
     /// Flight SQL over `plane`.
     pub fn new(plane: DataPlane) -> Self {
         Self { plane }
+    }
+
+    /// `DoGet` with a Flight SQL ticket; a malformed one is `INVALID_ARGUMENT`.
+    pub async fn do_get_checked(
+        &self,
+        request: Request<Ticket>,
+    ) -> Result<Response<FlightDataStream>, Status> {
+        decode_command(&request.get_ref().ticket).map_err(refuse)?;
+        FlightService::do_get(self, request).await
+    }
+
+    /// `GetFlightInfo` with a Flight SQL command; a malformed one is `INVALID_ARGUMENT`.
+    pub async fn get_flight_info_checked(
+        &self,
+        request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        decode_command(&request.get_ref().cmd).map_err(refuse)?;
+        FlightService::get_flight_info(self, request).await
+    }
+
+    /// A Flight SQL action; a body that does not decode is `INVALID_ARGUMENT`.
+    pub async fn do_action_checked(
+        &self,
+        request: Request<arrow_flight::Action>,
+    ) -> Result<Response<<Self as FlightService>::DoActionStream>, Status> {
+        if !action_body_decodes(request.get_ref()) {
+            return Err(refuse(malformed()));
+        }
+        FlightService::do_action(self, request).await
     }
 
     /// FlightInfo for `sql`, whose ticket is `ticket` (a Flight SQL message).
@@ -449,6 +520,22 @@ impl FlightSqlService for FlightSqlDataPlane {
     }
 
     async fn register_sql_info(&self, _id: i32, _result: &SqlInfo) {}
+
+    async fn do_get_fallback(
+        &self,
+        _request: Request<Ticket>,
+        _message: Any,
+    ) -> Result<Response<<Self as FlightService>::DoGetStream>, Status> {
+        Err(refuse(malformed()))
+    }
+
+    async fn get_flight_info_fallback(
+        &self,
+        _cmd: Command,
+        _request: Request<FlightDescriptor>,
+    ) -> Result<Response<FlightInfo>, Status> {
+        Err(refuse(malformed()))
+    }
 }
 
 #[cfg(test)]
@@ -472,5 +559,27 @@ mod tests {
         );
         let tables = CommandGetTables::default().as_any().encode_to_vec();
         assert!(statement_sql(&tables).is_err());
+    }
+
+    /// A ticket that claims to be a Flight SQL message but does not decode is refused with a
+    /// fixed text, not the decoder's.
+    #[test]
+    fn malformed_commands_are_invalid_without_the_decoders_message() {
+        let garbled = Any {
+            type_url: TicketStatementQuery::type_url().into(),
+            value: vec![0xff, 0xff, 0xff].into(),
+        }
+        .encode_to_vec();
+        let unknown = Any {
+            type_url: format!("{FLIGHT_SQL_TYPE_PREFIX}CommandNoSuchThing"),
+            value: Default::default(),
+        }
+        .encode_to_vec();
+        for bytes in [garbled, unknown, vec![0x0a, 0xff]] {
+            let e = decode_command(&bytes).unwrap_err();
+            let status = Status::from(e);
+            assert_eq!(status.code(), tonic::Code::InvalidArgument);
+            assert_eq!(status.message(), format!("invalid query: {MALFORMED}"));
+        }
     }
 }

@@ -32,6 +32,7 @@ pub mod barrier;
 pub mod enforce;
 mod error;
 mod flight_sql;
+mod functions;
 pub mod http;
 mod kept;
 mod mask;

@@ -12,20 +12,24 @@ use arrow::datatypes::SchemaRef;
 use chrono::{DateTime, Utc};
 use datafusion::catalog::TableProvider;
 use datafusion::common::TableReference;
-use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
+use datafusion::common::tree_node::{Transformed, TreeNode, TreeNodeRecursion};
+use datafusion::error::{DataFusionError, Result as DfResult};
 use datafusion::execution::session_state::SessionState;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, LogicalPlan, Volatility};
+use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::execution_plan::reset_plan_states;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType, PlanProperties};
 use datafusion::physical_plan::{ExecutionPlan, execute_stream};
 use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::Statement;
 use sluis_policy::enforcement::EnforcementPlan;
 
 use super::barrier::EnforcedTable;
-use super::error::Redactor;
+use super::error::{execution_error, planning_error};
 use super::kept::{Kept, PlanKey};
-use super::{ActiveGrant, DataPlaneConfig, QueryError, enforce, sandbox, source};
+use super::{ActiveGrant, DataPlaneConfig, QueryError, enforce, functions, sandbox, source};
 use datafusion::object_store::ObjectMeta;
 
 /// A query that passed every check and is planned over the enforced view; not yet running.
@@ -35,7 +39,6 @@ pub struct PreparedQuery {
     physical: Arc<dyn ExecutionPlan>,
     /// This query's session: its memory pool and settings.
     task: Arc<TaskContext>,
-    redactor: Redactor,
     /// The schema of the result, as the consumer will receive it.
     pub schema: SchemaRef,
     /// The visible dataset columns the query reads (for [`super::AccessControl::authorize`]).
@@ -46,7 +49,6 @@ pub struct PreparedQuery {
 #[derive(Debug)]
 struct Planned {
     physical: Arc<dyn ExecutionPlan>,
-    redactor: Redactor,
     schema: SchemaRef,
     columns: Vec<String>,
 }
@@ -102,7 +104,6 @@ pub async fn prepare(
         // the kept plan is never executed: every query runs a copy
         physical: reset_plan_states(Arc::clone(&planned.physical)).map_err(unavailable)?,
         task,
-        redactor: planned.redactor.clone(),
         schema: Arc::clone(&planned.schema),
         columns: planned.columns.clone(),
     })
@@ -118,7 +119,7 @@ async fn plan(
     view: PlanKey,
     cfg: &DataPlaneConfig,
 ) -> Result<(Planned, bool), QueryError> {
-    let View { table, redactor } = match enforced_views().get(&view) {
+    let table = match enforced_views().get(&view) {
         Some(kept) => kept,
         None => {
             let made = enforced_view(grant, &state, listing, view, cfg).await?;
@@ -136,33 +137,31 @@ async fn plan(
     let plan = state
         .statement_to_plan(statement)
         .await
-        .map_err(|e| redactor.planning(e))?;
+        .map_err(planning_error)?;
+    // first: a plan that multiplies (each use of a CTE copies it) is refused before any
+    // walk over all of it
+    sandbox::check_plan(&plan)?;
     sandbox::verify(&plan)?;
+    sandbox::check_reserved_names(&plan)?;
+    let plan = functions::bound_calls(plan)?;
     let plan = enforce::apply_query_rules(plan, &grant.plan)?;
     let physical = state
         .create_physical_plan(&plan)
         .await
-        .map_err(|e| redactor.planning(e))?;
+        .map_err(planning_error)?;
+    let physical = with_deadline_checks(physical).map_err(planning_error)?;
     let planned = Planned {
         physical,
         columns: enforce::columns_read(&plan, view_schema.as_ref()),
         schema: Arc::new(plan.schema().as_arrow().clone()),
-        redactor,
     };
     Ok((planned, plans_alike(&plan)))
 }
 
-/// The enforced view of a grant as a table, with the redactor of its errors.
-#[derive(Clone)]
-struct View {
-    table: Arc<EnforcedTable>,
-    redactor: Redactor,
-}
-
 /// Enforced views made for earlier statements, by view key: a new statement over a known
 /// view skips opening the source and building the view (about 0.15 ms).
-fn enforced_views() -> &'static Kept<View> {
-    static VIEWS: LazyLock<Kept<View>> = LazyLock::new(|| Kept::new(VIEWS_KEPT));
+fn enforced_views() -> &'static Kept<Arc<EnforcedTable>> {
+    static VIEWS: LazyLock<Kept<Arc<EnforcedTable>>> = LazyLock::new(|| Kept::new(VIEWS_KEPT));
     &VIEWS
 }
 
@@ -176,18 +175,17 @@ async fn enforced_view(
     listing: source::Listing,
     view: PlanKey,
     cfg: &DataPlaneConfig,
-) -> Result<View, QueryError> {
+) -> Result<Arc<EnforcedTable>, QueryError> {
     let table = source::open(state, &grant.source, listing)
         .await
         .map_err(unavailable)?;
-    let mut secrets = enforce::hidden_columns(&table.schema(), &grant.plan);
-    secrets.push(grant.source.location.display().to_string());
     let enforced = enforce::view_plan(&grant.table_name, table, &grant.plan, grant.mask_key)
         .map_err(unavailable)?;
-    Ok(View {
-        table: Arc::new(EnforcedTable::new(enforced, view, cfg.prefix_rows)),
-        redactor: Redactor::new(secrets),
-    })
+    Ok(Arc::new(EnforcedTable::new(
+        enforced,
+        view,
+        cfg.prefix_rows,
+    )))
 }
 
 /// Whether planning `plan` again would give the same physical plan. Not so with a function
@@ -243,13 +241,23 @@ impl PreparedQuery {
 
     /// Starts the query and returns its batches as they are produced, until `deadline`.
     pub fn execute(self, deadline: Instant) -> Result<ResultStream, QueryError> {
-        let inner =
-            execute_stream(self.physical, self.task).map_err(|e| self.redactor.execution(e))?;
+        let task = match Arc::try_unwrap(self.task) {
+            Ok(task) => {
+                let config = task
+                    .session_config()
+                    .clone()
+                    .with_extension(Arc::new(QueryDeadline(deadline.into_std())));
+                Arc::new(task.with_session_config(config))
+            }
+            // not shared in practice (each query makes its own); then the checks are off and
+            // the deadline is checked between batches only
+            Err(task) => task,
+        };
+        let inner = execute_stream(self.physical, task).map_err(execution_error)?;
         Ok(ResultStream {
-            inner,
+            schema: inner.schema(),
+            inner: Some(inner),
             deadline: Box::pin(tokio::time::sleep_until(deadline)),
-            redactor: self.redactor,
-            finished: false,
         })
     }
 
@@ -306,17 +314,22 @@ impl PreparedQuery {
 
 /// The batches of a running query. Ends with [`QueryError::Timeout`] at the deadline; errors
 /// are mapped so that they reveal nothing of the data.
+///
+/// The query's work stops when it ends: DataFusion runs parts of a plan in tasks of their
+/// own, which are aborted when the stream that reads them is dropped, so the stream is
+/// dropped at once at the end, the deadline or an error, not when the caller lets go of
+/// this one (a gRPC response may be held until the client reads it).
 pub struct ResultStream {
-    inner: SendableRecordBatchStream,
+    /// None once the query has ended.
+    inner: Option<SendableRecordBatchStream>,
+    schema: SchemaRef,
     deadline: Pin<Box<Sleep>>,
-    redactor: Redactor,
-    finished: bool,
 }
 
 impl ResultStream {
     /// The schema of every batch.
     pub fn schema(&self) -> SchemaRef {
-        self.inner.schema()
+        Arc::clone(&self.schema)
     }
 }
 
@@ -324,28 +337,131 @@ impl Stream for ResultStream {
     type Item = Result<RecordBatch, QueryError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.finished {
+        if self.inner.is_none() {
             return Poll::Ready(None);
         }
-        if self.deadline.as_mut().poll(cx).is_ready() {
-            self.finished = true;
-            return Poll::Ready(Some(Err(QueryError::Timeout)));
-        }
-        let item = match self.inner.poll_next_unpin(cx) {
-            Poll::Pending => return Poll::Pending,
-            Poll::Ready(item) => item,
+        let item = if self.deadline.as_mut().poll(cx).is_ready() {
+            Some(Err(QueryError::Timeout))
+        } else {
+            let inner = self.inner.as_mut().expect("running");
+            match inner.poll_next_unpin(cx) {
+                Poll::Pending => return Poll::Pending,
+                // a batch that took past the deadline to make is not sent
+                Poll::Ready(Some(Ok(_))) if Instant::now() >= self.deadline.deadline() => {
+                    Some(Err(QueryError::Timeout))
+                }
+                Poll::Ready(Some(Ok(batch))) => Some(Ok(batch)),
+                // a [`DeadlineExec`] inside the plan stopped it
+                Poll::Ready(Some(Err(_))) if Instant::now() >= self.deadline.deadline() => {
+                    Some(Err(QueryError::Timeout))
+                }
+                Poll::Ready(Some(Err(e))) => Some(Err(execution_error(e))),
+                Poll::Ready(None) => None,
+            }
         };
-        Poll::Ready(match item {
-            Some(Ok(batch)) => Some(Ok(batch)),
-            Some(Err(e)) => {
-                self.finished = true;
-                Some(Err(self.redactor.execution(e)))
-            }
-            None => {
-                self.finished = true;
-                None
-            }
+        if !matches!(item, Some(Ok(_))) {
+            // ended: drop the plan's streams now, which aborts its tasks
+            self.inner = None;
+        }
+        Poll::Ready(item)
+    }
+}
+
+/// The deadline of a running query, in its task context's session config, for the
+/// [`DeadlineExec`]s of its plan.
+#[derive(Debug, Clone, Copy)]
+struct QueryDeadline(std::time::Instant);
+
+/// Puts a [`DeadlineExec`] above every operator that can make many batches out of one (joins,
+/// unnest). Above them, an aggregate or a sort consumes batch after batch in one poll of the
+/// result stream without ever waiting, so the result stream's own deadline is not looked at:
+/// a join of 100,000 rows with itself on a column of 4 values answered its 1 s deadline
+/// after 5.6 s.
+fn with_deadline_checks(plan: Arc<dyn ExecutionPlan>) -> DfResult<Arc<dyn ExecutionPlan>> {
+    plan.transform_up(|node| {
+        let multiplies = node.name().contains("Join") || node.name() == "UnnestExec";
+        Ok(if multiplies {
+            Transformed::yes(Arc::new(DeadlineExec::new(node)) as Arc<dyn ExecutionPlan>)
+        } else {
+            Transformed::no(node)
         })
+    })
+    .map(|t| t.data)
+}
+
+/// Ends its input's stream with an error once the query's [`QueryDeadline`] has passed,
+/// checked at every batch; the result stream then answers `DEADLINE_EXCEEDED`.
+#[derive(Debug)]
+struct DeadlineExec {
+    input: Arc<dyn ExecutionPlan>,
+    properties: Arc<PlanProperties>,
+}
+
+impl DeadlineExec {
+    fn new(input: Arc<dyn ExecutionPlan>) -> Self {
+        let properties = Arc::clone(input.properties());
+        Self { input, properties }
+    }
+}
+
+impl DisplayAs for DeadlineExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DeadlineExec")
+    }
+}
+
+impl ExecutionPlan for DeadlineExec {
+    fn name(&self) -> &str {
+        "DeadlineExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn maintains_input_order(&self) -> Vec<bool> {
+        vec![true]
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        vec![&self.input]
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> DfResult<TreeNodeRecursion>,
+    ) -> DfResult<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> DfResult<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(DeadlineExec::new(children.swap_remove(0))))
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        context: Arc<TaskContext>,
+    ) -> DfResult<SendableRecordBatchStream> {
+        let input = self.input.execute(partition, Arc::clone(&context))?;
+        let Some(deadline) = context.session_config().get_extension::<QueryDeadline>() else {
+            return Ok(input);
+        };
+        let deadline = deadline.0;
+        let schema = input.schema();
+        let checked = input.map(move |batch| {
+            if std::time::Instant::now() >= deadline {
+                Err(DataFusionError::Execution(
+                    "the query's deadline has passed".into(),
+                ))
+            } else {
+                batch
+            }
+        });
+        Ok(Box::pin(RecordBatchStreamAdapter::new(schema, checked)))
     }
 }
 
@@ -1004,6 +1120,106 @@ pub(super) mod tests {
             let odd = batches[0].column(1).as_any().downcast_ref::<Int64Array>();
             // sorted: north is rows 0-999 (500 odd); alternating: the even rows (no odd)
             assert_eq!(odd.unwrap().value(0), if sorted { 500 } else { 0 });
+        }
+    }
+
+    /// A chain of `n` terms joined by `op` over the table `t(a BIGINT, b BOOLEAN, s TEXT)`.
+    fn chain(op: &str, n: usize) -> String {
+        match op {
+            "+" => format!("SELECT {} FROM t", vec!["a"; n].join(" + ")),
+            "AND" | "OR" => format!(
+                "SELECT count(*) FROM t WHERE {}",
+                vec!["b"; n].join(&format!(" {op} "))
+            ),
+            "||" => format!("SELECT {} FROM t", vec!["s"; n].join(" || ")),
+            "::" => format!("SELECT a{} FROM t", "::BIGINT".repeat(n)),
+            other => panic!("no chain for {other}"),
+        }
+    }
+
+    /// Plans and runs `sql` over a small `t` in DataFusion alone (no sandbox limits), on a
+    /// thread with a 2 MiB stack (a Tokio worker's), with a runtime on that thread.
+    fn run_on_small_stack(sql: String) {
+        let thread = std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                rt.block_on(async move {
+                    let cfg = DataPlaneConfig::default();
+                    let ctx = SessionContext::new_with_state(sandbox::session_state(&cfg).unwrap());
+                    let schema = Arc::new(Schema::new(vec![
+                        Field::new("a", DataType::Int64, false),
+                        Field::new("b", DataType::Boolean, false),
+                        Field::new("s", DataType::Utf8, false),
+                    ]));
+                    let batch = RecordBatch::try_new(
+                        schema.clone(),
+                        vec![
+                            Arc::new(Int64Array::from(vec![1, 2, 3])),
+                            Arc::new(arrow::array::BooleanArray::from(vec![true, false, true])),
+                            Arc::new(StringArray::from(vec!["x", "y", "z"])),
+                        ],
+                    )
+                    .unwrap();
+                    let table =
+                        datafusion::datasource::MemTable::try_new(schema, vec![vec![batch]])
+                            .unwrap();
+                    ctx.register_table("t", Arc::new(table)).unwrap();
+                    let df = ctx.sql(&sql).await.unwrap();
+                    df.collect().await.unwrap();
+                });
+            });
+        thread.unwrap().join().unwrap();
+    }
+
+    /// Measures the longest chain of each kind that parsing, planning, optimising and running
+    /// take on a 2 MiB stack; a longer one overflows it and aborts the process, so each try
+    /// runs in a child process. Prints the results; run it by hand:
+    /// `cargo nextest run --locked -p sluis-connector --lib --run-ignored only stack_needed_by_deep_expressions --no-capture`
+    #[test]
+    #[ignore = "a measurement, run by hand (about a minute)"]
+    fn stack_needed_by_deep_expressions() {
+        if let (Ok(op), Ok(n)) = (
+            std::env::var("SLUIS_CHAIN_OP"),
+            std::env::var("SLUIS_CHAIN_N"),
+        ) {
+            run_on_small_stack(chain(&op, n.parse().unwrap()));
+            return;
+        }
+        let passes = |op: &str, n: usize| {
+            std::process::Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "dataplane::query::tests::stack_needed_by_deep_expressions",
+                    "--exact",
+                    "--ignored",
+                ])
+                .env("SLUIS_CHAIN_OP", op)
+                .env("SLUIS_CHAIN_N", n.to_string())
+                .output()
+                .unwrap()
+                .status
+                .success()
+        };
+        for op in ["+", "AND", "OR", "||", "::"] {
+            // the longest chain that passes, by bisection between 16 and 16,384 terms
+            let (mut ok, mut fails) = (16usize, 16_384usize);
+            if passes(op, fails) {
+                println!("chain `{op}`: passes at {fails} terms");
+                continue;
+            }
+            assert!(passes(op, ok), "{op} fails at {ok}");
+            while fails - ok > ok / 16 {
+                let mid = (ok + fails) / 2;
+                if passes(op, mid) {
+                    ok = mid
+                } else {
+                    fails = mid
+                }
+            }
+            println!("chain `{op}`: passes at {ok} terms, overflows 2 MiB at {fails}");
         }
     }
 

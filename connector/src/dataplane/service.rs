@@ -253,7 +253,7 @@ impl FlightService for FlightDataPlane {
     ) -> Result<Response<FlightInfo>, Status> {
         let descriptor = request.get_ref();
         if descriptor.r#type() == DescriptorType::Cmd && is_flight_sql(&descriptor.cmd) {
-            return FlightService::get_flight_info(&self.sql, request).await;
+            return self.sql.get_flight_info_checked(request).await;
         }
         let descriptor = descriptor.clone();
         self.flight_info(&request, Some(descriptor))
@@ -288,7 +288,7 @@ impl FlightService for FlightDataPlane {
         request: Request<Ticket>,
     ) -> Result<Response<Self::DoGetStream>, Status> {
         if is_flight_sql(&request.get_ref().ticket) {
-            return FlightService::do_get(&self.sql, request).await;
+            return self.sql.do_get_checked(request).await;
         }
         self.results(&request)
             .instrument(call_span("DoGet"))
@@ -316,7 +316,7 @@ impl FlightService for FlightDataPlane {
         request: Request<Action>,
     ) -> Result<Response<Self::DoActionStream>, Status> {
         if FlightSqlDataPlane::ACTIONS.contains(&request.get_ref().r#type.as_str()) {
-            return FlightService::do_action(&self.sql, request).await;
+            return self.sql.do_action_checked(request).await;
         }
         Err(unimplemented("this action"))
     }
