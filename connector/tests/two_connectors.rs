@@ -1029,8 +1029,10 @@ async fn a_consumer_flooding_the_data_plane_starves_neither_other_consumers_nor_
                 space.scn.ca_pem.clone(),
             );
             let (token, sql) = (token(&flooding).to_string(), heavy.clone());
+            let cert = space.consumer_cert();
             tokio::spawn(async move {
-                let mut client = flight_client::connect(&endpoint, &ca, &token).await?;
+                let mut client =
+                    flight_client::connect(&endpoint, &ca, Some(&cert), &token).await?;
                 flight_client::query(&mut client, &sql).await
             })
         })
@@ -1048,9 +1050,15 @@ async fn a_consumer_flooding_the_data_plane_starves_neither_other_consumers_nor_
     );
     let started = std::time::Instant::now();
     let endpoint = space.provider.ports.flight_url.clone();
-    let mut client = flight_client::connect(&endpoint, &space.scn.ca_pem, token(&light))
-        .await
-        .unwrap();
+    let second_cert = participant_cert(&second_files);
+    let mut client = flight_client::connect(
+        &endpoint,
+        &space.scn.ca_pem,
+        Some(&second_cert),
+        token(&light),
+    )
+    .await
+    .unwrap();
     let answer = flight_client::query(&mut client, &light_sql).await;
     let light_took = started.elapsed();
     let batches = answer.unwrap();

@@ -261,7 +261,7 @@ pub struct AuditedStream {
 impl AuditedStream {
     /// The schema of every batch.
     pub fn schema(&self) -> SchemaRef {
-        self.inner.schema()
+        self.inner.get_ref().schema()
     }
 
     /// The tally to add the bytes sent to.

@@ -14,7 +14,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use arrow::datatypes::SchemaRef;
 use arrow::record_batch::RecordBatch;
 use futures::{Stream, StreamExt};
 
@@ -45,12 +44,10 @@ impl<S> Revocable<S> {
             ended: false,
         }
     }
-}
 
-impl Revocable<ResultStream> {
-    /// The schema of every batch.
-    pub fn schema(&self) -> SchemaRef {
-        self.inner.schema()
+    /// The stream this wraps.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
     }
 }
 
