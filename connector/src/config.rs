@@ -807,7 +807,7 @@ mod tests {
         assert_eq!(limits.memory_per_consumer(), want.memory_budget_bytes / 2);
 
         let fair = parse(
-            DEFAULT_CONFIG,
+            &template(),
             &[
                 ("SLUIS_DATA_PLANE__MAX_QUERIES_PER_CONSUMER", "3"),
                 ("SLUIS_DATA_PLANE__MEMORY_BUDGET_MIB", "1024"),
@@ -823,7 +823,7 @@ mod tests {
         assert_eq!(fair.memory_per_consumer(), 768 * 1024 * 1024);
         assert_eq!(fair.query_threads, 1);
         let big_queries = parse(
-            DEFAULT_CONFIG,
+            &template(),
             &[("SLUIS_DATA_PLANE__MEMORY_LIMIT_MIB", "4096")],
         )
         .unwrap()

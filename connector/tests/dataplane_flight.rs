@@ -187,6 +187,24 @@ async fn fetch(client: &mut FlightClient, sql: &str) -> Result<Vec<RecordBatch>,
     stream.try_collect().await.map_err(status)
 }
 
+/// The batches of `ticket`.
+async fn fetch_ticket(
+    client: &mut FlightClient,
+    ticket: Vec<u8>,
+) -> Result<Vec<RecordBatch>, tonic::Status> {
+    let stream = client.do_get(Ticket::new(ticket)).await.map_err(status)?;
+    stream.try_collect().await.map_err(status)
+}
+
+/// The batches of the first endpoint of `info`.
+async fn fetch_endpoint(
+    client: &mut FlightClient,
+    info: &arrow_flight::FlightInfo,
+) -> Result<Vec<RecordBatch>, tonic::Status> {
+    let ticket = info.endpoint[0].ticket.clone().expect("a ticket");
+    fetch_ticket(client, ticket.ticket.to_vec()).await
+}
+
 fn status(e: arrow_flight::error::FlightError) -> tonic::Status {
     match e {
         arrow_flight::error::FlightError::Tonic(s) => *s,
@@ -425,14 +443,7 @@ async fn flight_info_and_list_flights_describe_the_granted_dataset() {
         .unwrap();
     let schema: Schema = info.clone().try_decode_schema().unwrap();
     assert_eq!(field_names(&schema), ["tariff", "total"]);
-    let ticket = info.endpoint[0].ticket.clone().unwrap();
-    let batches: Vec<RecordBatch> = client
-        .do_get(ticket)
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let batches = fetch_endpoint(&mut client, &info).await.unwrap();
     assert_eq!(row_count(&batches), 4);
 
     let e = client
@@ -626,14 +637,7 @@ async fn flight_sql_commands_are_planned_over_the_same_view() {
         .get_flight_info(command(&format!("SELECT region FROM {TABLE}")))
         .await
         .unwrap();
-    let ticket = info.endpoint[0].ticket.clone().unwrap();
-    let batches: Vec<RecordBatch> = client
-        .do_get(ticket)
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let batches = fetch_endpoint(&mut client, &info).await.unwrap();
     assert_eq!(
         row_count(&batches),
         sample().1.rows_per_region["north"] as usize
@@ -777,14 +781,7 @@ async fn aggregate_only_refuses_single_row_picks_on_every_flight_channel() {
             .get_flight_info(FlightDescriptor::new_cmd(command))
             .await
             .unwrap();
-        let ticket = info.endpoint[0].ticket.clone().unwrap();
-        let batches: Vec<RecordBatch> = client
-            .do_get(ticket)
-            .await
-            .unwrap()
-            .try_collect()
-            .await
-            .unwrap();
+        let batches = fetch_endpoint(&mut client, &info).await.unwrap();
         assert_eq!(&region_counts(&batches), expected);
     }
 }
@@ -1146,14 +1143,6 @@ async fn malformed_flight_sql_messages_are_invalid_arguments() {
         }
         assert_eq!(e.message(), answers[0].message());
     }
-}
-
-async fn fetch_ticket(
-    client: &mut FlightClient,
-    ticket: Vec<u8>,
-) -> Result<Vec<RecordBatch>, tonic::Status> {
-    let stream = client.do_get(Ticket::new(ticket)).await.map_err(status)?;
-    stream.try_collect().await.map_err(status)
 }
 
 /// A consumer's alias or name that is also a name used inside the data plane (the group

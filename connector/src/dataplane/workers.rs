@@ -43,6 +43,9 @@ pub struct QueryWorkers {
     handle: Handle,
 }
 
+/// Stack of each query thread (see [`QueryWorkers::new`]).
+const QUERY_THREAD_STACK_BYTES: usize = 4 * 1024 * 1024;
+
 impl QueryWorkers {
     /// A runtime of `threads` worker threads (0: one per core), named `sluis-query`.
     pub fn new(threads: usize) -> std::io::Result<Self> {
@@ -54,6 +57,10 @@ impl QueryWorkers {
             .worker_threads(threads)
             .max_blocking_threads(MAX_BLOCKING_THREADS)
             .thread_name("sluis-query")
+            // queries are planned and run here: the query-size limits of the sandbox were
+            // measured on 2 MiB stacks (sandbox.rs, `Limits`); twice that keeps headroom for
+            // release/debug differences and DataFusion upgrades. Untouched pages cost nothing.
+            .thread_stack_size(QUERY_THREAD_STACK_BYTES)
             .on_thread_start(lower_priority)
             .enable_all()
             .build()?;
