@@ -1362,3 +1362,48 @@ async fn the_deadline_stops_the_work_of_cpu_bound_queries() {
         );
     }
 }
+
+/// Issue 17, item 2, over HttpData-PULL (GET and POST): a hidden column or the source path
+/// named as a function, type, field or column is answered exactly like an unknown name, and
+/// the engine's version like an unknown function; never a 5xx.
+#[tokio::test]
+async fn a_hidden_or_unknown_name_gets_the_same_answer_over_http() {
+    let mut grants = Grants::default();
+    grants
+        .by_token
+        .insert("tok-north".into(), grant("t-north", north_plan()));
+    let plane =
+        sluis_connector::dataplane::DataPlane::new(Arc::new(grants), DataPlaneConfig::default());
+    let path = sample().0.display().to_string();
+    let twin = |secret: &str| format!("{}z", &secret[..secret.len() - 1]);
+    for post in [false, true] {
+        let answer = |sql: String| {
+            let plane = plane.clone();
+            async move { http_pull(plane, "tok-north", &sql, post).await }
+        };
+        for position in [
+            "SELECT {}(kwh) FROM meter_readings",
+            "SELECT CAST(kwh AS \"{}\") FROM meter_readings",
+            "SELECT named_struct('a', kwh)['{}'] FROM meter_readings",
+            "SELECT \"{}\" FROM meter_readings",
+        ] {
+            for secret in ["customer_name", path.as_str()] {
+                let unknown = answer(position.replace("{}", &twin(secret))).await;
+                let hidden = answer(position.replace("{}", secret)).await;
+                assert_eq!(hidden, unknown, "post {post}: {position} with {secret}");
+                assert!((400..500).contains(&unknown.0), "{unknown:?}");
+                assert!(
+                    !unknown.1.to_string().contains("ustomer_nam"),
+                    "{unknown:?}"
+                );
+            }
+        }
+        let unknown = answer("SELECT zz_unknown()".into()).await;
+        assert_eq!(
+            answer("SELECT version()".into()).await,
+            unknown,
+            "post {post}"
+        );
+        assert!((400..500).contains(&unknown.0), "{unknown:?}");
+    }
+}
