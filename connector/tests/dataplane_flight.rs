@@ -1290,6 +1290,7 @@ async fn growing_functions_cannot_exhaust_the_providers_memory() {
         "encode(encode(encode(encode(encode(encode(encode(encode(repeat(region, 50000), 'hex'), 'hex'), 'hex'), 'hex'), 'hex'), 'hex'), 'hex'), 'hex')",
         "levenshtein(repeat(region, 200000), repeat(tariff, 200000))",
         "generate_series(TIMESTAMP '1970-01-01', TIMESTAMP '2100-01-01', INTERVAL '1 nanosecond')",
+        "repeat(region, 150000) || repeat(tariff, 150000)",
     ] {
         let sql = format!("SELECT {call} FROM {TABLE} LIMIT 5");
         let e = fetch(&mut client, &sql).await.unwrap_err();
@@ -1301,6 +1302,25 @@ async fn growing_functions_cannot_exhaust_the_providers_memory() {
     let batches = fetch(&mut client, &sql).await.unwrap();
     assert_eq!(strings(&batches, "r"), ["northnorthnorth"]);
     assert_eq!(strings(&batches, "p"), ["***north"]);
+    // `||` is bounded like `concat`, yet keeps its own NULL rule: each step of this chain
+    // doubles the value (to 4 GiB unbounded)
+    let doubling = (1..=12)
+        .map(|i| format!(", s{i} AS (SELECT v || v AS v FROM s{})", i - 1))
+        .collect::<String>();
+    let sql = format!(
+        "WITH s0 AS (SELECT repeat(region, 200000) AS v FROM {TABLE} LIMIT 1){doubling} \
+         SELECT length(v) FROM s12"
+    );
+    let e = fetch(&mut client, &sql).await.unwrap_err();
+    assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+    let sql = format!(
+        "SELECT region || '-' || tariff AS rt, region || CAST(NULL AS VARCHAR) AS n \
+         FROM {TABLE} WHERE tariff = 'green' LIMIT 1"
+    );
+    let batches = fetch(&mut client, &sql).await.unwrap();
+    assert_eq!(strings(&batches, "rt"), ["north-green"]);
+    let nulls = batches[0].column_by_name("n").unwrap();
+    assert!(nulls.is_null(0), "a NULL side makes `||` NULL");
     // more than the allowed number of growing calls in one query
     let many: Vec<String> = (0..40)
         .map(|i| format!("repeat(region, 2) AS r{i}"))

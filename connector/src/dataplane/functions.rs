@@ -15,8 +15,10 @@
 //!   at most [`MAX_GROWING_CALLS`] such calls: at most 16 x 64 MiB = 1 GiB outside the pool
 //!   per batch at the very worst (the caps are on upper bounds; real results are smaller).
 //!
-//! Not covered: the `||` operator on strings is an operator, not a function; its result is
-//! bounded by Arrow's 2 GiB offsets per array (it errors beyond them).
+//! The `||` operator on strings is bounded too: [`bound_calls`] plans `l || r` as the bounded
+//! `concat(l, r)` where neither side is NULL (and NULL otherwise, as `||` is), and counts it
+//! as a growing call. Unbounded, each `||` in a chain of CTEs (`s || s AS s`) doubled a value
+//! outside the memory pool.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -28,10 +30,11 @@ use datafusion::common::Result as DfResult;
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateDefaults;
+use datafusion::logical_expr::expr::ScalarFunction;
 use datafusion::logical_expr::udf_eq::UdfEq;
 use datafusion::logical_expr::{
-    ColumnarValue, Documentation, Expr, LogicalPlan, ReturnFieldArgs, ScalarFunctionArgs,
-    ScalarUDF, ScalarUDFImpl, Signature,
+    BinaryExpr, ColumnarValue, Documentation, Expr, LogicalPlan, Operator, ReturnFieldArgs,
+    ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, when,
 };
 
 use super::QueryError;
@@ -414,6 +417,14 @@ pub fn bound_calls(plan: LogicalPlan) -> Result<LogicalPlan, QueryError> {
                             None => Ok(Transformed::no(Expr::ScalarFunction(f))),
                         }
                     }
+                    Expr::BinaryExpr(BinaryExpr {
+                        left,
+                        op: Operator::StringConcat,
+                        right,
+                    }) => {
+                        calls += 1;
+                        Ok(Transformed::yes(bounded_string_concat(*left, *right)?))
+                    }
                     other => Ok(Transformed::no(other)),
                 })
             })
@@ -430,6 +441,22 @@ pub fn bound_calls(plan: LogicalPlan) -> Result<LogicalPlan, QueryError> {
         ));
     }
     Ok(plan)
+}
+
+/// `l || r` on strings as the bounded `concat`: NULL when either side is NULL, as `||` is
+/// (`concat` skips NULLs). Arrays never reach here: the SQL planner plans `||` on lists as
+/// `array_concat`, which is bounded as a function.
+fn bounded_string_concat(left: Expr, right: Expr) -> DfResult<Expr> {
+    let concat = Arc::clone(&bounded_growth()["concat"]);
+    let joined = Expr::ScalarFunction(ScalarFunction::new_udf(
+        concat,
+        vec![left.clone(), right.clone()],
+    ));
+    when(
+        left.is_null().or(right.is_null()),
+        Expr::Literal(datafusion::common::ScalarValue::Utf8(None), None),
+    )
+    .otherwise(joined)
 }
 
 #[cfg(test)]
