@@ -80,17 +80,6 @@ pub fn view_plan(
     Ok(builder.project(projection)?.build()?)
 }
 
-/// The names of the source columns the consumer must never see.
-pub fn hidden_columns(schema: &Schema, plan: &EnforcementPlan) -> Vec<String> {
-    schema
-        .fields()
-        .iter()
-        .map(|f| f.name())
-        .filter(|name| !plan.columns.allows(name))
-        .cloned()
-        .collect()
-}
-
 /// Every column the plan names must exist in the source, so that a misspelt deny or mask
 /// fails closed instead of exposing the column.
 fn check_columns(schema: &Schema, plan: &EnforcementPlan) -> Result<(), EnforceError> {
